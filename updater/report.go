@@ -1,0 +1,114 @@
+package updater
+
+import "time"
+
+// Outcome is what a run did with one container. Results start pessimistic (failed) and are raised
+// only when the step that earns the better outcome succeeds.
+type Outcome string
+
+const (
+	OutcomeUpdated         Outcome = "updated"          // replaced and verified, old one removed
+	OutcomeUpToDate        Outcome = "up_to_date"       // registry has the digest the container runs
+	OutcomeUpdateAvailable Outcome = "update_available" // newer image exists; monitor mode or dry run
+	OutcomeSkipped         Outcome = "skipped"          // not checked or not applied; Message says why
+	OutcomeFailed          Outcome = "failed"           // could not check or update; Failure says where
+	OutcomeRolledBack      Outcome = "rolled_back"      // update failed and the old container runs again
+	OutcomeRestarted       Outcome = "restarted"        // a dependent restarted after what it depends on
+)
+
+// Failure names where and why something went wrong, with DESIGN.md's stage and reason strings.
+type Failure struct {
+	Stage   string `json:"stage"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// ContainerReport is one container's line in a run report.
+type ContainerReport struct {
+	Name      string        `json:"name"`
+	ID        string        `json:"id"`               // the container ID at the start of the run
+	NewID     string        `json:"new_id,omitempty"` // the replacement's ID after an update
+	Image     string        `json:"image"`            // reference the container runs (repo:tag)
+	NewImage  string        `json:"new_image,omitempty"`
+	Policy    string        `json:"policy,omitempty"`
+	Mode      string        `json:"mode,omitempty"`
+	OldDigest string        `json:"old_digest,omitempty"`
+	NewDigest string        `json:"new_digest,omitempty"`
+	Outcome   Outcome       `json:"outcome"`
+	Message   string        `json:"message,omitempty"` // skipped: why; rolled_back: what failed
+	Failure   *Failure      `json:"failure,omitempty"`
+	Duration  time.Duration `json:"duration_ns"`
+	Downtime  time.Duration `json:"downtime_ns,omitempty"` // old stopped -> new started
+}
+
+// Report is one run: what triggered it, when, and a line per container it looked at.
+type Report struct {
+	ID         string            `json:"id"`
+	Trigger    string            `json:"trigger"` // schedule | http | once | check | startup
+	DryRun     bool              `json:"dry_run,omitempty"`
+	StartedAt  time.Time         `json:"started_at"`
+	FinishedAt time.Time         `json:"finished_at"`
+	Containers []ContainerReport `json:"containers"`
+	Error      string            `json:"error,omitempty"` // the run as a whole failed (engine unreachable)
+}
+
+// Count returns how many containers ended with outcome o.
+func (r *Report) Count(o Outcome) int {
+	n := 0
+	for _, c := range r.Containers {
+		if c.Outcome == o {
+			n++
+		}
+	}
+	return n
+}
+
+// Failed reports whether any container could not be checked or updated, or the run itself failed:
+// `watcher once` exits 1 then. A rollback is a failed update too.
+func (r *Report) Failed() bool {
+	return r.Error != "" || r.Count(OutcomeFailed) > 0 || r.Count(OutcomeRolledBack) > 0
+}
+
+// Changed reports whether the run changed or failed something worth telling people about.
+func (r *Report) Changed() bool {
+	return r.Failed() || r.Count(OutcomeUpdated) > 0 || r.Count(OutcomeUpdateAvailable) > 0 || r.Count(OutcomeRestarted) > 0
+}
+
+// Request says what a run should look at. The zero Request is "every watched container".
+type Request struct {
+	Containers []string // names (without the leading slash); empty = all
+	Images     []string // image references as containers name them; empty = all
+	Trigger    string
+	DryRun     bool // check only: report update_available instead of updating
+}
+
+// State is a watched container's state as GET /v1/containers shows it.
+type State string
+
+const (
+	StateUpToDate        State = "up_to_date"
+	StateUpdateAvailable State = "update_available"
+	StateUpdating        State = "updating"
+	StateFailed          State = "failed"
+	StateUnknown         State = "unknown"
+)
+
+// ContainerStatus is the latest known state of one watched container.
+type ContainerStatus struct {
+	Name         string    `json:"name"`
+	ID           string    `json:"id"`
+	Image        string    `json:"image"`
+	Policy       string    `json:"policy"`
+	Mode         string    `json:"mode"`
+	LocalDigest  string    `json:"local_digest,omitempty"`
+	RemoteDigest string    `json:"remote_digest,omitempty"`
+	State        State     `json:"state"`
+	LastError    *Failure  `json:"last_error,omitempty"`
+	CheckedAt    time.Time `json:"checked_at,omitzero"`
+}
+
+// Observer is told about every finished run (metrics, notifications). It must not block for long:
+// slow work belongs on its own goroutine.
+type Observer interface {
+	RunFinished(r *Report)
+}

@@ -1,6 +1,10 @@
 package updater
 
-import "time"
+import (
+	"errors"
+	"strings"
+	"time"
+)
 
 // Outcome is what a run did with one container. Results start pessimistic (failed) and are raised
 // only when the step that earns the better outcome succeeds.
@@ -112,3 +116,13 @@ type ContainerStatus struct {
 type Observer interface {
 	RunFinished(r *Report)
 }
+
+// NotWatchedError is returned by a trigger that names containers the daemon does not watch.
+type NotWatchedError struct{ Names []string }
+
+func (e *NotWatchedError) Error() string {
+	return "not watched: " + strings.Join(e.Names, ", ")
+}
+
+// ErrRunNotFound is returned when a run id is not in memory or history.
+var ErrRunNotFound = errors.New("run not found")

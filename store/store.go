@@ -1,0 +1,145 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// ErrNotFound is returned when a key has no value.
+var ErrNotFound = errors.New("not found")
+
+// lockTimeout bounds the wait for the file lock another process holds.
+const lockTimeout = time.Second
+
+var (
+	bucketRuns      = []byte("runs")
+	bucketDigests   = []byte("digests")
+	bucketJournal   = []byte("journal")    // txid -> {container, data}
+	bucketJournalBy = []byte("journal_by") // containerID \x00 txid -> nothing
+	keyContainer    = []byte("container")
+	keyData         = []byte("data")
+)
+
+// Store is the watcher's state file. It is safe for concurrent use; only one process can have
+// the file open at a time.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+// Open opens (creating it and its parent directory when missing) the bbolt file at path. If
+// another process holds the file, Open fails within about a second with an error naming it.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: creating directory for %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: %s is locked by another process (is another watcher running with this state_dir?)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketRuns, bucketDigests, bucketJournal, bucketJournalBy} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("store: initialising %s: %w", path, err)
+	}
+	return &Store{db: db, path: path}, nil
+}
+
+// Path is the file the store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// Close releases the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) put(bucket []byte, key string, data []byte) error {
+	if key == "" {
+		return errors.New("store: empty key")
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).Put([]byte(key), data)
+	})
+}
+
+func (s *Store) get(bucket []byte, key string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucket).Get([]byte(key))
+		if v == nil {
+			return ErrNotFound
+		}
+		out = bytes.Clone(v)
+		return nil
+	})
+	return out, err
+}
+
+// PutRun stores one run's report under id. Ids must sort by time (byte order).
+func (s *Store) PutRun(id string, data []byte) error { return s.put(bucketRuns, id, data) }
+
+// Run returns the report stored under id, or ErrNotFound.
+func (s *Store) Run(id string) ([]byte, error) { return s.get(bucketRuns, id) }
+
+// Runs returns up to limit reports, newest (highest id) first; limit <= 0 means all.
+func (s *Store) Runs(limit int) ([][]byte, error) {
+	var out [][]byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRuns).Cursor()
+		for k, v := c.Last(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
+			out = append(out, bytes.Clone(v))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PruneRuns deletes all but the newest keep reports.
+func (s *Store) PruneRuns(keep int) error {
+	if keep < 0 {
+		keep = 0
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRuns)
+		var old [][]byte
+		c := b.Cursor()
+		n := 0
+		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+			if n++; n > keep {
+				old = append(old, bytes.Clone(k))
+			}
+		}
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PutDigest records the last-known digest for key (e.g. an image reference).
+func (s *Store) PutDigest(key, digest string) error {
+	return s.put(bucketDigests, key, []byte(digest))
+}
+
+// Digest returns the last-known digest for key, or ErrNotFound.
+func (s *Store) Digest(key string) (string, error) {
+	v, err := s.get(bucketDigests, key)
+	return string(v), err
+}

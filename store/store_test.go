@@ -1,0 +1,177 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func open(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "state", "watcher.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestRuns(t *testing.T) {
+	s := open(t)
+	if _, err := s.Run("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Run(missing) = %v, want ErrNotFound", err)
+	}
+	for i := range 5 {
+		if err := s.PutRun(fmt.Sprintf("run-%03d", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Runs(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "[4 3 2]"; fmt.Sprintf("%s", got) != want {
+		t.Fatalf("Runs(3) = %s, want %s", got, want)
+	}
+	if err := s.PruneRuns(2); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Runs(0)
+	if want := "[4 3]"; fmt.Sprintf("%s", got) != want {
+		t.Fatalf("Runs after PruneRuns(2) = %s, want %s", got, want)
+	}
+	if b, err := s.Run("run-004"); err != nil || string(b) != "4" {
+		t.Fatalf("Run(run-004) = %q, %v, want 4", b, err)
+	}
+}
+
+func TestDigests(t *testing.T) {
+	s := open(t)
+	if _, err := s.Digest("r"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Digest(missing) = %v, want ErrNotFound", err)
+	}
+	_ = s.PutDigest("r", "sha256:a")
+	_ = s.PutDigest("r", "sha256:b")
+	if d, err := s.Digest("r"); err != nil || d != "sha256:b" {
+		t.Fatalf("Digest(r) = %q, %v, want sha256:b", d, err)
+	}
+}
+
+func TestJournal(t *testing.T) {
+	s := open(t)
+	if err := s.PutJournal("tx1", "c1", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutJournal("tx1", "c1", []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutJournal("tx1", "c2", []byte("x")); err == nil {
+		t.Fatal("PutJournal moved tx1 to another container; want an error")
+	}
+	_ = s.PutJournal("tx2", "c2", []byte("c"))
+	_ = s.PutJournal("tx3", "c1", []byte("d"))
+	e, err := s.Journal("tx1")
+	if err != nil || e.ContainerID != "c1" || string(e.Data) != "b" {
+		t.Fatalf("Journal(tx1) = %+v, %v", e, err)
+	}
+	all, _ := s.Journals()
+	if len(all) != 3 || all[0].TxID != "tx1" || all[2].TxID != "tx3" {
+		t.Fatalf("Journals() = %+v", all)
+	}
+	c1, _ := s.JournalsFor("c1")
+	if len(c1) != 2 || c1[0].TxID != "tx1" || c1[1].TxID != "tx3" {
+		t.Fatalf("JournalsFor(c1) = %+v", c1)
+	}
+	if err := s.DeleteJournal("tx1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteJournal("tx1"); err != nil {
+		t.Fatalf("DeleteJournal twice: %v", err)
+	}
+	if _, err := s.Journal("tx1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Journal(deleted) = %v, want ErrNotFound", err)
+	}
+	c1, _ = s.JournalsFor("c1")
+	if len(c1) != 1 || c1[0].TxID != "tx3" {
+		t.Fatalf("JournalsFor(c1) after delete = %+v", c1)
+	}
+}
+
+func TestConcurrentWrites(t *testing.T) {
+	s := open(t)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 20 {
+				_ = s.PutJournal(fmt.Sprintf("tx%d-%d", i, j), fmt.Sprint("c", i), []byte("x"))
+				_, _ = s.Journals()
+			}
+		})
+	}
+	wg.Wait()
+	all, _ := s.Journals()
+	if len(all) != 160 {
+		t.Fatalf("len(Journals()) = %d, want 160", len(all))
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "watcher.db")
+	s, err := Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.PutJournal("tx", "c", []byte("d"))
+	_ = s.Close()
+	s, err = Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if e, err := s.Journal("tx"); err != nil || string(e.Data) != "d" {
+		t.Fatalf("Journal after reopen = %+v, %v", e, err)
+	}
+}
+
+// TestLockedByAnotherProcess holds the file in a child process and expects Open to fail fast,
+// naming the file.
+func TestLockedByAnotherProcess(t *testing.T) {
+	if p := os.Getenv("STORE_TEST_HOLD"); p != "" {
+		s, err := Open(p)
+		if err != nil {
+			fmt.Println("ERR", err)
+			os.Exit(1)
+		}
+		defer s.Close()
+		fmt.Println("LOCKED")
+		time.Sleep(30 * time.Second)
+		return
+	}
+	p := filepath.Join(t.TempDir(), "watcher.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockedByAnotherProcess$")
+	cmd.Env = append(os.Environ(), "STORE_TEST_HOLD="+p)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	buf := make([]byte, 64)
+	n, _ := out.Read(buf)
+	if !strings.Contains(string(buf[:n]), "LOCKED") {
+		t.Fatalf("child: %q", buf[:n])
+	}
+	start := time.Now()
+	_, err := Open(p)
+	if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("Open(locked) = %v, want an error naming %s", err, p)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Open(locked) took %v, want about 1s", d)
+	}
+}

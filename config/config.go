@@ -1,0 +1,255 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/robfig/cron/v3"
+)
+
+// DefaultPath is the config file cmd reads when --config is not given, if it exists.
+const DefaultPath = "/etc/watcher/config.yaml"
+
+// Config is the validated configuration of the daemon. The yaml key of each field is given in
+// its comment; config.example.yaml documents every key with its default.
+type Config struct {
+	Schedule string   // schedule: cron expression, default "@every 6h"; "" = HTTP trigger only
+	Watch    Watch    // watch
+	Update   Update   // update
+	Registry Registry // registry
+	StateDir string   // state_dir, default /var/lib/watcher
+	HTTP     HTTP     // http
+	Notify   Notify   // notify
+	Log      Log      // log
+}
+
+// Watch selects the containers to watch.
+type Watch struct {
+	LabelEnable    bool   // label_enable: only containers labelled watcher.enable=true; default true
+	Scope          string // scope: only containers whose watcher.scope label equals this
+	IncludeStopped bool   // include_stopped
+}
+
+// Update controls how containers are replaced.
+type Update struct {
+	Mode          string        // mode: "update" or "monitor" (report only); default update
+	StopTimeout   time.Duration // stop_timeout, default 10s
+	Verify        time.Duration // verify: the new container must stay up this long; default 10s
+	HealthTimeout time.Duration // health_timeout: max wait for "healthy"; default 2m
+	Rollback      bool          // rollback, default true
+	Cleanup       bool          // cleanup: remove the superseded image; default true
+	Parallel      int           // parallel: independent containers updated at once; default 4
+}
+
+// Registry controls registry lookups.
+type Registry struct {
+	Concurrency int                     // concurrency: requests in flight overall; default 16
+	PerHost     int                     // per_host: requests in flight per registry host; default 8
+	Timeout     time.Duration           // timeout per request, default 15s
+	Auth        map[string]RegistryAuth // auth: registry host -> credentials; nil when none
+}
+
+// RegistryAuth is one registry's credentials (yaml: username, password or password_file).
+type RegistryAuth struct {
+	Username string
+	Password string
+}
+
+// HTTP configures the HTTP API.
+type HTTP struct {
+	Listen     string // listen, default ":8080"
+	Token      string // token (or token_file); "" = mutating endpoints disabled
+	PublicRead bool   // public_read: GET /v1/* and /metrics without the token
+	TLSCert    string // tls_cert: path of a PEM certificate (needs tls_key)
+	TLSKey     string // tls_key: path of its PEM key
+	RateLimit  int    // rate_limit: POST /v1/update per client per minute; 0 = unlimited; default 30
+}
+
+// Notify configures run reports.
+type Notify struct {
+	URLs     []string // urls (or urls_file): shoutrrr URLs; nil when none
+	Template string   // template: Go text/template; "" = built-in default
+	Startup  bool     // startup: send a message when the daemon starts
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string // level: debug, info, warn or error; default info
+	Format string // format: text or json; default text
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		Schedule: "@every 6h",
+		Watch:    Watch{LabelEnable: true},
+		Update: Update{
+			Mode:          "update",
+			StopTimeout:   10 * time.Second,
+			Verify:        10 * time.Second,
+			HealthTimeout: 2 * time.Minute,
+			Rollback:      true,
+			Cleanup:       true,
+			Parallel:      4,
+		},
+		Registry: Registry{Concurrency: 16, PerHost: 8, Timeout: 15 * time.Second},
+		StateDir: "/var/lib/watcher",
+		HTTP:     HTTP{Listen: ":8080", RateLimit: 30},
+		Log:      Log{Level: "info", Format: "text"},
+	}
+}
+
+// Error is a configuration error. Key is the dotted config key (or the environment variable)
+// it concerns; File and Line say where the value was written, when known.
+type Error struct {
+	Key  string
+	File string
+	Line int
+	Msg  string
+}
+
+// Error returns one line, e.g.
+// `config: schedule: bad cron expression "* * *": expected 5 or 6 fields (config.yaml:3)`.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("config: ")
+	if e.Key != "" {
+		b.WriteString(printable(e.Key))
+		b.WriteString(": ")
+	}
+	b.WriteString(oneLine(e.Msg))
+	if e.File != "" {
+		b.WriteString(" (")
+		b.WriteString(printable(e.File))
+		if e.Line > 0 {
+			b.WriteString(":")
+			b.WriteString(strconv.Itoa(e.Line))
+		}
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// printable shortens s and quotes it if it holds anything but printable characters.
+func printable(s string) string {
+	const max = 120
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// oneLine replaces control characters so that a message stays on one line.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case unicode.IsControl(r):
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// cronParser accepts 5 fields, 6 with seconds first, descriptors (@daily, @every 5m) and a
+// CRON_TZ= or TZ= prefix.
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom |
+	cron.Month | cron.Dow | cron.Descriptor)
+
+// CronSchedule parses Schedule. It returns a nil schedule and no error when Schedule is "".
+func (c Config) CronSchedule() (cron.Schedule, error) {
+	if c.Schedule == "" {
+		return nil, nil
+	}
+	return parseCron(c.Schedule)
+}
+
+// parseCron parses spec with cronParser, refusing what the parser would accept wrongly or
+// panic on.
+func parseCron(spec string) (s cron.Schedule, err error) {
+	bad := func(format string, args ...any) (cron.Schedule, error) {
+		return nil, fmt.Errorf("bad cron expression %q: %s", spec, fmt.Sprintf(format, args...))
+	}
+	rest := spec
+	if strings.HasPrefix(rest, "TZ=") || strings.HasPrefix(rest, "CRON_TZ=") {
+		// The parser splits the zone off at the first space and panics without one.
+		i := strings.IndexByte(rest, ' ')
+		if i < 0 || strings.IndexFunc(rest[:i], unicode.IsSpace) >= 0 {
+			return bad("time zone prefix must be followed by a space and a schedule")
+		}
+		if rest[strings.IndexByte(rest, '=')+1:i] == "" {
+			return bad("empty time zone")
+		}
+		rest = strings.TrimSpace(rest[i:])
+	}
+	if rest == "" {
+		return bad("empty schedule")
+	}
+	if every, ok := strings.CutPrefix(rest, "@every "); ok {
+		d, err := time.ParseDuration(every)
+		if err != nil {
+			return bad("@every wants a duration like 5m or 1h30m")
+		}
+		if d < time.Second {
+			return bad("@every needs at least 1s")
+		}
+	} else if !strings.HasPrefix(rest, "@") {
+		if n := len(strings.Fields(rest)); n != 5 && n != 6 {
+			return bad("expected 5 or 6 fields")
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = bad("%v", r)
+		}
+	}()
+	s, err = cronParser.Parse(spec)
+	if err != nil {
+		return bad("%v", err)
+	}
+	if s.Next(time.Now()).IsZero() {
+		return bad("never fires")
+	}
+	return s, nil
+}
+
+// Redacted returns a copy of c with secrets replaced by "REDACTED", for logging: the HTTP token,
+// registry passwords and everything after the scheme of notification URLs (they carry tokens).
+func (c Config) Redacted() Config {
+	const r = "REDACTED"
+	if c.HTTP.Token != "" {
+		c.HTTP.Token = r
+	}
+	if c.Registry.Auth != nil {
+		auth := maps.Clone(c.Registry.Auth)
+		for host, a := range auth {
+			if a.Password != "" {
+				a.Password = r
+			}
+			auth[host] = a
+		}
+		c.Registry.Auth = auth
+	}
+	if c.Notify.URLs != nil {
+		urls := slices.Clone(c.Notify.URLs)
+		for i, u := range urls {
+			if p, err := url.Parse(u); err == nil && p.Scheme != "" {
+				urls[i] = p.Scheme + "://" + r
+			} else {
+				urls[i] = r
+			}
+		}
+		c.Notify.URLs = urls
+	}
+	return c
+}

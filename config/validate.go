@@ -1,0 +1,130 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"text/template/parse"
+)
+
+// validate checks the merged configuration; errors are located where the bad value was set.
+func (l *loader) validate(c Config) error {
+	if c.Schedule != "" {
+		if _, err := parseCron(c.Schedule); err != nil {
+			return l.errAt("schedule", "%v", err)
+		}
+	}
+	if c.Update.Mode != "update" && c.Update.Mode != "monitor" {
+		return l.errAt("update.mode", "want update or monitor, got %q", c.Update.Mode)
+	}
+	if c.Update.Parallel < 1 {
+		return l.errAt("update.parallel", "must be at least 1, got %d", c.Update.Parallel)
+	}
+	if c.Registry.Concurrency < 1 {
+		return l.errAt("registry.concurrency", "must be at least 1, got %d", c.Registry.Concurrency)
+	}
+	if c.Registry.PerHost < 1 {
+		return l.errAt("registry.per_host", "must be at least 1, got %d", c.Registry.PerHost)
+	}
+	if c.Registry.Timeout <= 0 {
+		return l.errAt("registry.timeout", "must be more than 0")
+	}
+	for _, host := range sortedKeys(c.Registry.Auth) {
+		key := "registry.auth." + host
+		if err := checkHost(host); err != "" {
+			return l.errAt(key, "%s", err)
+		}
+		a := c.Registry.Auth[host]
+		if a.Username == "" {
+			return l.errAt(key, "username is missing")
+		}
+		if a.Password == "" {
+			return l.errAt(key, "password is missing (set password or password_file)")
+		}
+	}
+	if c.StateDir == "" {
+		return l.errAt("state_dir", "must not be empty")
+	}
+	if c.HTTP.Listen == "" {
+		return l.errAt("http.listen", "must not be empty")
+	}
+	if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
+		return l.errAt("http.listen", "want host:port or :port, got %q", c.HTTP.Listen)
+	}
+	if c.HTTP.RateLimit < 0 {
+		return l.errAt("http.rate_limit", "must not be negative (0 = no limit), got %d", c.HTTP.RateLimit)
+	}
+	switch {
+	case c.HTTP.TLSCert != "" && c.HTTP.TLSKey == "":
+		return l.errAt("http.tls_cert", "set without http.tls_key")
+	case c.HTTP.TLSKey != "" && c.HTTP.TLSCert == "":
+		return l.errAt("http.tls_key", "set without http.tls_cert")
+	}
+	for _, key := range []string{"http.tls_cert", "http.tls_key"} {
+		path := c.HTTP.TLSCert
+		if key == "http.tls_key" {
+			path = c.HTTP.TLSKey
+		}
+		if path == "" {
+			continue
+		}
+		if err := checkReadable(path); err != nil {
+			return l.errAt(key, "cannot read: %v", err)
+		}
+	}
+	for i, u := range c.Notify.URLs {
+		key := "notify.urls"
+		if l.s.urlsFile != "" {
+			key = "notify.urls_file"
+		}
+		// The message never shows the URL: most notification URLs hold a token.
+		if p, err := url.Parse(u); err != nil || p.Scheme == "" || !strings.Contains(u, "://") {
+			return l.errAt(key, "URL %d of %d is not a shoutrrr URL like slack://token@channel", i+1, len(c.Notify.URLs))
+		}
+	}
+	if c.Notify.Template != "" {
+		t := parse.New("notify.template")
+		t.Mode = parse.SkipFuncCheck | parse.ParseComments
+		if _, err := t.Parse(c.Notify.Template, "", "", map[string]*parse.Tree{}); err != nil {
+			return l.errAt("notify.template", "bad template: %v", err)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return l.errAt("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return l.errAt("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	return nil
+}
+
+// checkHost says what is wrong with a registry host name, or "".
+func checkHost(host string) string {
+	switch {
+	case host == "":
+		return "empty registry host"
+	case strings.Contains(host, "://"), strings.ContainsAny(host, "/ \t\r\n@"):
+		return fmt.Sprintf("want a registry host like ghcr.io or localhost:5000, got %q", host)
+	}
+	return ""
+}
+
+// checkReadable opens and closes a regular file.
+func checkReadable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,495 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// acceptManifests is the Accept header of every manifest request: Docker v2 manifest and manifest
+// list, OCI manifest and index. Without the list types a registry would pick one platform's
+// manifest for us and report its digest instead of the tag's.
+var acceptManifests = strings.Join([]string{
+	string(types.DockerManifestSchema2),
+	string(types.DockerManifestList),
+	string(types.OCIManifestSchema1),
+	string(types.OCIImageIndex),
+}, ", ")
+
+const (
+	maxManifestSize = 4 << 20 // distribution's own limit for a manifest
+	userAgent       = "watcher"
+)
+
+// prepared is a query after the checks that need no network; ref is nil when it failed to parse.
+type prepared struct {
+	ref   name.Reference
+	local []string // local digests for ref's repository
+}
+
+// job is one lookup: a distinct normalised reference and the queries it answers.
+type job struct {
+	ref     name.Reference
+	queries []int
+}
+
+// remoteTag is what the registry said about a tag during one lookup.
+type remoteTag struct {
+	digest    v1.Hash
+	mediaType types.MediaType
+	index     *v1.IndexManifest // fetched at most once per lookup, when a query needs it
+	indexErr  error
+}
+
+// checkCache lives for one Check call: platform manifests' config digests by repo@digest, shared
+// by every lookup in the call (tags of one repository often share manifests).
+type checkCache struct {
+	mu      sync.Mutex
+	configs map[string]*flight[v1.Hash]
+}
+
+// Check looks up every query and returns one Result per query, in order. Queries naming the same
+// normalised reference ("nginx" == "docker.io/library/nginx:latest") share one lookup: one HEAD,
+// and at most one GET of the index, whatever their platforms and local images. Queries that need no
+// lookup (unparseable, digest-pinned, locally built) are answered InvalidReference without a
+// request. Check never fails as a whole: each Result carries its own Reason.
+func (c *Checker) Check(ctx context.Context, qs []Query) []Result {
+	out := make([]Result, len(qs))
+	prep := make([]prepared, len(qs))
+	jobs := map[string]*job{}
+	var order []*job
+	for i, q := range qs {
+		out[i].Ref = q.Ref
+		p, f := prepare(q)
+		prep[i] = p
+		if p.ref != nil {
+			out[i].Repo = p.ref.Context().Name()
+		}
+		if f != nil {
+			out[i].Reason, out[i].Message = f.reason, f.msg
+			continue
+		}
+		key := p.ref.Name()
+		j := jobs[key]
+		if j == nil {
+			j = &job{ref: p.ref}
+			jobs[key] = j
+			order = append(order, j)
+		}
+		j.queries = append(j.queries, i)
+	}
+	cache := &checkCache{configs: map[string]*flight[v1.Hash]{}}
+	var wg sync.WaitGroup
+	for _, j := range order {
+		wg.Go(func() { c.lookup(ctx, j, qs, prep, out, cache) })
+	}
+	wg.Wait()
+	return out
+}
+
+// prepare parses a query's reference and finds its local digests; a non-nil failure means there
+// is nothing to ask a registry.
+func prepare(q Query) (prepared, *failure) {
+	if strings.TrimSpace(q.Ref) == "" {
+		return prepared{}, &failure{reason: InvalidReference, msg: "empty image reference"}
+	}
+	ref, err := parseRef(q.Ref)
+	if err != nil {
+		return prepared{}, &failure{reason: InvalidReference, msg: fmt.Sprintf("cannot parse image reference %q: %v", q.Ref, err)}
+	}
+	p := prepared{ref: ref}
+	if d, ok := ref.(name.Digest); ok {
+		return p, &failure{reason: InvalidReference, msg: fmt.Sprintf("pinned by digest %s: the reference cannot move, so there is no update to look for", d.DigestStr())}
+	}
+	p.local = localDigests(q.RepoDigests, ref.Context())
+	if len(p.local) == 0 {
+		if len(q.RepoDigests) == 0 {
+			return p, &failure{reason: InvalidReference, msg: "the local image has no RepoDigests (built or loaded locally): there is no registry digest to compare with"}
+		}
+		return p, &failure{reason: InvalidReference, msg: fmt.Sprintf("the local image has no RepoDigest for %s (only %s): it was not pulled from there, so there is nothing to compare with", ref.Context().Name(), strings.Join(q.RepoDigests, ", "))}
+	}
+	return p, nil
+}
+
+// lookup asks the registry about one reference and answers every query of the job.
+func (c *Checker) lookup(ctx context.Context, j *job, qs []Query, prep []prepared, out []Result, cache *checkCache) {
+	start := time.Now()
+	tr := &trace{}
+	repo := j.ref.Context()
+	host := repo.RegistryStr()
+	defer func() {
+		for _, i := range j.queries {
+			out[i].Requests = int(tr.requests.Load())
+			out[i].Duration = time.Since(start)
+		}
+	}()
+	failAll := func(err error) {
+		for _, i := range j.queries {
+			c.fail(ctx, repo, tr, err, &out[i])
+		}
+	}
+
+	// A host inside a 429 back-off is not asked at all, not even for a slot.
+	if until, ok := c.limits.blocked(host, c.now()); ok {
+		failAll(&rateLimitedError{host: host, until: until})
+		return
+	}
+	release, err := c.acquire(ctx, host)
+	if err != nil {
+		failAll(err)
+		return
+	}
+	defer release()
+
+	lctx, cancel := context.WithTimeout(withTrace(ctx, tr), c.o.Timeout)
+	defer cancel()
+	rt, tag, err := c.head(lctx, j.ref)
+	if err != nil {
+		failAll(err)
+		return
+	}
+	for _, i := range j.queries {
+		c.decide(lctx, rt, repo, tag, qs[i], prep[i], &out[i], cache, tr)
+	}
+}
+
+// decide compares the remote tag with one query's local image.
+//
+// Up to date means the remote digest is among the local RepoDigests of this repository: the
+// engine records the digest it pulled (the index digest for a multi-platform tag) there.
+//
+// When the digest moved and the tag is an index, the move may not concern this container: an index
+// changes when any platform is rebuilt or an attestation is added. So we GET the index (once per
+// lookup), take the manifest for the container's platform and call it unchanged when
+//   - its digest is among the local RepoDigests or is the container's own manifest digest
+//     (Query.ManifestDigest, containerd store) — no further request; or
+//   - its config digest equals the local image ID — one GET of that manifest, cached for the
+//     Check call. In the classic store the image ID is the config digest, so an equal config means
+//     a pull would produce the very image the container runs: replacing it changes nothing.
+//
+// Without either proof the platform's image moved and it is an update. A plain manifest (no
+// index) whose digest moved is always an update: it has no other platforms to blame.
+func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Repository, tag *remoteTag, q Query, p prepared, r *Result, cache *checkCache, tr *trace) {
+	r.Digest = tag.digest.String()
+	r.LocalDigest = p.local[0]
+	if slices.Contains(p.local, r.Digest) {
+		r.LocalDigest = r.Digest
+		return
+	}
+	if !tag.mediaType.IsIndex() {
+		r.UpdateAvailable = true
+		return
+	}
+	if tag.index == nil && tag.indexErr == nil {
+		tag.index, tag.indexErr = c.getIndex(ctx, rt, repo, tag.digest)
+	}
+	if tag.indexErr != nil {
+		c.fail(ctx, repo, tr, tag.indexErr, r)
+		return
+	}
+	want := wantPlatform(q.Platform)
+	m, ok := pickManifest(tag.index, want)
+	if !ok {
+		r.Reason = ManifestUnknown
+		r.Message = fmt.Sprintf("registry %s: %s is an index without a manifest for %s: the tag no longer has an image for this platform", repo.RegistryStr(), r.Digest, want.String())
+		return
+	}
+	r.PlatformDigest = m.Digest.String()
+	if slices.Contains(p.local, r.PlatformDigest) || q.ManifestDigest == r.PlatformDigest {
+		r.LocalDigest = r.PlatformDigest
+		return
+	}
+	if q.ImageID != "" {
+		cfg, err := join(ctx, &cache.mu, cache.configs, repo.Name()+"@"+r.PlatformDigest, func(ctx context.Context) (v1.Hash, error) {
+			return c.getConfigDigest(ctx, rt, repo, m.Digest)
+		})
+		if err != nil {
+			c.fail(ctx, repo, tr, err, r)
+			return
+		}
+		if cfg.String() == q.ImageID {
+			return
+		}
+	}
+	r.UpdateAvailable = true
+}
+
+// head finds the tag's digest with one HEAD. A registry that answers without
+// Docker-Content-Digest gets one GET instead — except Docker Hub, where a GET counts as a pull.
+func (c *Checker) head(ctx context.Context, ref name.Reference) (http.RoundTripper, *remoteTag, error) {
+	repo := ref.Context()
+	host := repo.RegistryStr()
+	var (
+		rt       http.RoundTripper
+		tag      *remoteTag
+		noDigest bool
+	)
+	err := c.attempt(ctx, host, func(ctx context.Context) error {
+		var err error
+		if rt, err = c.conns.transport(ctx, repo); err != nil {
+			return err
+		}
+		resp, _, err := c.send(ctx, rt, repo, ref.Identifier(), http.MethodHead)
+		if err != nil {
+			return err
+		}
+		if h, err := v1.NewHash(resp.Header.Get("Docker-Content-Digest")); err == nil {
+			tag = &remoteTag{digest: h, mediaType: mediaType(resp.Header.Get("Content-Type"))}
+			return nil
+		}
+		noDigest = true
+		return nil
+	})
+	if err != nil || !noDigest {
+		return rt, tag, err
+	}
+	if isDockerHub(host) {
+		return nil, nil, &noDigestError{host: host, hub: true}
+	}
+	var (
+		resp *http.Response
+		body []byte
+	)
+	err = c.attempt(ctx, host, func(ctx context.Context) (err error) {
+		resp, body, err = c.send(ctx, rt, repo, ref.Identifier(), http.MethodGet)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	tag = &remoteTag{digest: h, mediaType: mediaType(resp.Header.Get("Content-Type"))}
+	var probe struct {
+		MediaType types.MediaType   `json:"mediaType"`
+		Manifests []json.RawMessage `json:"manifests"`
+	}
+	if json.Unmarshal(body, &probe) == nil && tag.mediaType == "" {
+		tag.mediaType = probe.MediaType
+		if tag.mediaType == "" && probe.Manifests != nil {
+			tag.mediaType = types.OCIImageIndex
+		}
+	}
+	if tag.mediaType.IsIndex() {
+		// We hold the index already: keep it, so no query GETs it again.
+		tag.index, tag.indexErr = v1.ParseIndexManifest(bytes.NewReader(body))
+	}
+	return rt, tag, nil
+}
+
+// getIndex GETs an index by digest and parses it.
+func (c *Checker) getIndex(ctx context.Context, rt http.RoundTripper, repo name.Repository, h v1.Hash) (*v1.IndexManifest, error) {
+	body, err := c.getByDigest(ctx, rt, repo, h)
+	if err != nil {
+		return nil, err
+	}
+	return v1.ParseIndexManifest(bytes.NewReader(body))
+}
+
+// getConfigDigest GETs an image manifest by digest and returns its config digest.
+func (c *Checker) getConfigDigest(ctx context.Context, rt http.RoundTripper, repo name.Repository, h v1.Hash) (v1.Hash, error) {
+	body, err := c.getByDigest(ctx, rt, repo, h)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(body))
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return m.Config.Digest, nil
+}
+
+// getByDigest GETs a manifest by digest and checks that the body hashes to it.
+func (c *Checker) getByDigest(ctx context.Context, rt http.RoundTripper, repo name.Repository, h v1.Hash) ([]byte, error) {
+	var body []byte
+	err := c.attempt(ctx, repo.RegistryStr(), func(ctx context.Context) (err error) {
+		_, body, err = c.send(ctx, rt, repo, h.String(), http.MethodGet)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	got, _, err := v1.SHA256(bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if got != h {
+		return nil, fmt.Errorf("GET %s/%s@%s: body hashes to %s", repo.RegistryStr(), repo.RepositoryStr(), h, got)
+	}
+	return body, nil
+}
+
+// send makes one manifest request through an authenticated transport. Non-200 answers come back
+// as *transport.Error. GET bodies are read (up to maxManifestSize); HEAD has none.
+func (c *Checker) send(ctx context.Context, rt http.RoundTripper, repo name.Repository, identifier, method string) (*http.Response, []byte, error) {
+	host := repo.RegistryStr()
+	u := url.URL{Scheme: scheme(host), Host: host, Path: "/v2/" + repo.RepositoryStr() + "/manifests/" + identifier}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Accept", acceptManifests)
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+		return nil, nil, err
+	}
+	if method == http.MethodHead {
+		return resp, nil, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(body) > maxManifestSize {
+		return nil, nil, fmt.Errorf("GET %s: manifest larger than %d bytes", u.Redacted(), maxManifestSize)
+	}
+	return resp, body, nil
+}
+
+// attempt runs fn, and again after a back-off (Backoff, doubling) while it fails with a
+// retryable RegistryUnavailable error, at most Retries more times. It stops waiting the moment
+// ctx ends, and never sends to a host inside a 429 back-off. go-containerregistry's own retry
+// (which would repeat a 429 blindly and sleep without a context) is not in the request path: we
+// build transports with package transport only, never through remote's options.
+func (c *Checker) attempt(ctx context.Context, host string, fn func(context.Context) error) error {
+	wait := c.o.Backoff
+	for try := 0; ; try++ {
+		if until, ok := c.limits.blocked(host, c.now()); ok {
+			return &rateLimitedError{host: host, until: until}
+		}
+		err := fn(ctx)
+		if err == nil || try >= c.o.Retries || ctx.Err() != nil || !classify(err).retry {
+			if err != nil && try > 0 {
+				err = &attemptsError{err: err, n: try + 1}
+			}
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w; stopped retrying after %d attempts: %w", err, try+1, ctx.Err())
+		case <-t.C:
+		}
+		wait *= 2
+	}
+}
+
+// acquire takes a slot for host, then an overall one, in that order: a lookup waiting for a busy
+// host must not hold an overall slot that lookups for other hosts could use.
+func (c *Checker) acquire(ctx context.Context, host string) (release func(), err error) {
+	c.hostMu.Lock()
+	hs := c.hostSlots[host]
+	if hs == nil {
+		hs = make(chan struct{}, c.o.PerHost)
+		c.hostSlots[host] = hs
+	}
+	c.hostMu.Unlock()
+	select {
+	case hs <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		<-hs
+		return nil, ctx.Err()
+	}
+	return func() { <-c.slots; <-hs }, nil
+}
+
+// fail records a failed lookup in r: reason, message naming the host and status, and the
+// consequences — a 429 keeps the host quiet, an authorisation failure drops the cached token and
+// credentials so the next lookup starts afresh.
+func (c *Checker) fail(ctx context.Context, repo name.Repository, tr *trace, err error, r *Result) {
+	host := repo.RegistryStr()
+	f := classify(err)
+	msg := f.msg
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		f.reason = RegistryUnavailable
+		if ctx.Err() != nil {
+			msg = "check stopped before the registry answered: " + msg
+		} else {
+			msg = fmt.Sprintf("no answer within %s: %s", c.o.Timeout, msg)
+		}
+	case f.reason == RateLimited:
+		var rl *rateLimitedError
+		if errors.As(err, &rl) {
+			// Skipped without a request: an earlier 429 (this Check or before) set the deadline.
+			r.RetryAt = rl.until
+			c.limits.block(host, rl.until)
+			break
+		}
+		until, source := tr.rateLimit()
+		if until.IsZero() {
+			until, source = c.now().Add(c.o.RateLimitBackoff), "no Retry-After"
+		}
+		c.limits.block(host, until)
+		r.RetryAt = until
+		msg = fmt.Sprintf("%s; not asking %s again before %s (%s)", msg, host, until.UTC().Format(time.RFC3339), source)
+	case f.reason == Unauthorized:
+		c.conns.forgetRepo(repo.Name(), nil)
+		c.conns.forgetRegistry(host)
+		msg += ": credentials missing or refused"
+		if isDockerHub(host) {
+			msg += " (Docker Hub also answers this for repositories that do not exist)"
+		}
+	case f.reason == ManifestUnknown:
+		msg += ": the tag or repository does not exist"
+	}
+	r.Reason = f.reason
+	r.Message = "registry " + host + ": " + msg
+}
+
+// mediaType reads a Content-Type header as a manifest media type (parameters dropped).
+func mediaType(ct string) types.MediaType {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return types.MediaType(strings.TrimSpace(ct))
+}
+
+// noDigestError: the registry answered a manifest HEAD without Docker-Content-Digest.
+type noDigestError struct {
+	host string
+	hub  bool
+}
+
+func (e *noDigestError) Error() string {
+	if e.hub {
+		return "HEAD answered without Docker-Content-Digest; not falling back to GET on Docker Hub, where a GET counts against the pull limit"
+	}
+	return "HEAD answered without Docker-Content-Digest"
+}
+
+// attemptsError notes how many attempts a failure took.
+type attemptsError struct {
+	err error
+	n   int
+}
+
+func (e *attemptsError) Error() string { return fmt.Sprintf("%v (after %d attempts)", e.err, e.n) }
+func (e *attemptsError) Unwrap() error { return e.err }

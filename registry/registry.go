@@ -1,0 +1,156 @@
+package registry
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Options configures a Checker. The zero value is usable: every field has a default.
+type Options struct {
+	Concurrency int                         // overall in-flight lookups; default 16
+	PerHost     int                         // in-flight lookups per registry host; default 8
+	Timeout     time.Duration               // per lookup, retries included; default 15s
+	Keychain    authn.Keychain              // default authn.DefaultKeychain
+	Auth        map[string]authn.AuthConfig // per-registry credentials (host -> creds), tried before Keychain
+	Retries     int                         // extra attempts after a RegistryUnavailable failure; default 3, negative = none
+	Backoff     time.Duration               // wait before the first retry, doubled for each next one; default 250ms
+	// RateLimitBackoff is how long a host is left alone after a 429 that names no time (no
+	// Retry-After, RateLimit-Reset or exhausted RateLimit-Remaining window); default 1m.
+	RateLimitBackoff time.Duration
+	OnRequest        func(host, method string, code int) // called for every HTTP request sent (code 0 = no response)
+	Transport        http.RoundTripper                   // default: a clone of http.DefaultTransport
+	Now              func() time.Time                    // clock for rate-limit deadlines; default time.Now
+}
+
+const (
+	defaultConcurrency      = 16
+	defaultPerHost          = 8
+	defaultTimeout          = 15 * time.Second
+	defaultRetries          = 3
+	defaultBackoff          = 250 * time.Millisecond
+	defaultRateLimitBackoff = time.Minute
+)
+
+// Reason classifies a failed or skipped lookup. The values are DESIGN.md's "check" stage reasons.
+type Reason string
+
+const (
+	ManifestUnknown     Reason = "ManifestUnknown"     // 404 / MANIFEST_UNKNOWN / NAME_UNKNOWN: tag or repository gone; not retried
+	Unauthorized        Reason = "Unauthorized"        // 401 / 403 / UNAUTHORIZED / DENIED: credentials missing or wrong
+	RateLimited         Reason = "RateLimited"         // 429: the host is left alone until Result.RetryAt
+	RegistryUnavailable Reason = "RegistryUnavailable" // 5xx, 408, timeouts, connection errors, after retries
+	InvalidReference    Reason = "InvalidReference"    // unparseable, digest-pinned or locally built: nothing to compare
+)
+
+// Query is one container's image as the updater sees it.
+type Query struct {
+	Ref         string      // image reference as the container names it (Config.Image), e.g. "nginx", "127.0.0.1:5000/app:v1"
+	Platform    v1.Platform // the container's platform; empty OS/Architecture mean linux/GOARCH
+	RepoDigests []string    // local image's RepoDigests, any repository ("nginx@sha256:…"); only the queried repository's count
+	ImageID     string      // local image ID (sha256:…); in the classic store this is the config digest
+	// ManifestDigest is the local platform manifest's digest when the engine reports it
+	// (containerd image store, ContainerInspect.ImageManifestDescriptor, API >= 1.48). Optional.
+	ManifestDigest string
+}
+
+// Result answers one Query. Queries that share a reference share the lookup behind their results,
+// so Requests and Duration describe that shared lookup.
+type Result struct {
+	Ref             string        // as queried
+	Repo            string        // normalised repository, e.g. index.docker.io/library/nginx
+	Digest          string        // remote digest of the tag (index or manifest), "sha256:…"
+	PlatformDigest  string        // manifest digest for Query.Platform when the tag is an index and it was fetched
+	LocalDigest     string        // the local RepoDigest for Repo that matched (or, without a match, the first one)
+	UpdateAvailable bool          // remote moved AND (for an index) this platform's image moved
+	Reason          Reason        // "" on success
+	Message         string        // human text for failures and skips; names the registry host and status
+	RetryAt         time.Time     // RateLimited: when the host may be asked again
+	Requests        int           // HTTP requests the lookup made (ping, token, HEAD, GET)
+	Duration        time.Duration // wall time of the lookup, waiting for a slot included
+}
+
+// Err returns nil when the lookup succeeded, otherwise an *Error carrying the reason.
+func (r Result) Err() error {
+	if r.Reason == "" {
+		return nil
+	}
+	return &Error{Ref: r.Ref, Reason: r.Reason, Message: r.Message, RetryAt: r.RetryAt}
+}
+
+// Error is a failed or skipped lookup as an error value.
+type Error struct {
+	Ref     string
+	Reason  Reason
+	Message string
+	RetryAt time.Time
+}
+
+var _ error = (*Error)(nil)
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Ref, e.Reason, e.Message) }
+
+// Checker looks up references. It keeps authenticated transports (and so tokens) per repository
+// and rate-limit deadlines per host between calls; it is safe for concurrent use.
+type Checker struct {
+	o      Options
+	now    func() time.Time
+	keys   authn.Keychain
+	conns  *conns
+	limits *hostLimits
+	slots  chan struct{} // overall concurrency
+
+	hostMu    sync.Mutex
+	hostSlots map[string]chan struct{}
+}
+
+// New returns a Checker. It makes no network calls.
+func New(o Options) *Checker {
+	if o.Concurrency <= 0 {
+		o.Concurrency = defaultConcurrency
+	}
+	if o.PerHost <= 0 {
+		o.PerHost = defaultPerHost
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = defaultTimeout
+	}
+	switch {
+	case o.Retries == 0:
+		o.Retries = defaultRetries
+	case o.Retries < 0:
+		o.Retries = 0
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = defaultBackoff
+	}
+	if o.RateLimitBackoff <= 0 {
+		o.RateLimitBackoff = defaultRateLimitBackoff
+	}
+	if o.Keychain == nil {
+		o.Keychain = authn.DefaultKeychain
+	}
+	if o.Transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// The default keeps 2 idle connections per host; every lookup beyond that would dial anew.
+		t.MaxIdleConnsPerHost = o.PerHost
+		o.Transport = t
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	c := &Checker{
+		o:         o,
+		now:       o.Now,
+		keys:      newConfigKeychain(o.Auth, o.Keychain),
+		limits:    &hostLimits{until: map[string]time.Time{}},
+		slots:     make(chan struct{}, o.Concurrency),
+		hostSlots: map[string]chan struct{}{},
+	}
+	c.conns = newConns(&meter{next: o.Transport, limits: c.limits, now: o.Now, onRequest: o.OnRequest, backoff: o.RateLimitBackoff}, c.keys)
+	return c
+}

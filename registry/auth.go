@@ -5,8 +5,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	mobyregistry "github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/api/pkg/authconfig"
+	mobyregistry "github.com/moby/moby/api/types/registry"
 )
 
 // configKeychain answers with the credentials from config for hosts it has them for, and asks the
@@ -45,7 +45,9 @@ type credentialError struct {
 	err  error
 }
 
-func (e *credentialError) Error() string { return "looking up credentials for " + e.host + ": " + e.err.Error() }
+func (e *credentialError) Error() string {
+	return "looking up credentials for " + e.host + ": " + e.err.Error()
+}
 func (e *credentialError) Unwrap() error { return e.err }
 
 // PullAuth returns the credentials for ref's registry encoded for the engine's X-Registry-Auth

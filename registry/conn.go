@@ -32,7 +32,7 @@ type conns struct {
 
 	mu    sync.Mutex
 	pings map[string]*flight[*transport.Challenge] // registry host ->
-	repos map[string]*flight[*repoConn]             // repository name ->
+	repos map[string]*flight[*repoConn]            // repository name ->
 }
 
 // repoConn is an authenticated transport for one repository's pull scope.

@@ -1,0 +1,113 @@
+package lifecycle
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Stages of a transaction, as DESIGN.md's failure table names them.
+const (
+	StageCheck    = "check"
+	StagePull     = "pull"
+	StageStop     = "stop"
+	StageCreate   = "create"
+	StageStart    = "start"
+	StageVerify   = "verify"
+	StageRollback = "rollback"
+)
+
+// Reasons, exactly as DESIGN.md's failure table names them.
+const (
+	ReasonErrImagePull               = "ErrImagePull"
+	ReasonKillContainerError         = "KillContainerError"
+	ReasonCreateContainerConfigError = "CreateContainerConfigError"
+	ReasonCreateContainerError       = "CreateContainerError"
+	ReasonRunContainerError          = "RunContainerError"
+	ReasonContainerExited            = "ContainerExited"
+	ReasonOOMKilled                  = "OOMKilled"
+	ReasonUnhealthy                  = "Unhealthy"
+	ReasonCrashLoop                  = "CrashLoop"
+	ReasonRollbackFailed             = "RollbackFailed"
+)
+
+// Reasons lifecycle adds to DESIGN.md's table for failures outside the update itself.
+const (
+	ReasonContainerNotFound = "ContainerNotFound" // check: the container to replace does not exist
+	ReasonImageInspectError = "ImageInspectError" // check/pull: an image could not be inspected
+	ReasonInterrupted       = "Interrupted"       // the watcher stopped (or crashed) mid-update; undone
+	ReasonStoreError        = "StoreError"        // the journal could not be written; nothing is done without it
+)
+
+// Error is a failed update step: where (Stage), why (Reason, a constant above), and details.
+type Error struct {
+	ContainerID string
+	Stage       string
+	Reason      string
+	Message     string // human detail, e.g. "exit code 139 (SIGSEGV: segmentation fault)"
+	Err         error  // the underlying error, if any
+}
+
+var _ error = (*Error)(nil)
+
+// Error is one line: stage, reason, container and detail.
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s: container %s", e.Stage, e.Reason, shortID(e.ContainerID))
+	if e.Message != "" {
+		b.WriteString(": " + e.Message)
+	}
+	if e.Err != nil && (e.Message == "" || !strings.Contains(e.Message, e.Err.Error())) {
+		b.WriteString(": " + e.Err.Error())
+	}
+	return strings.Join(strings.Fields(b.String()), " ")
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+func newError(id, stage, reason, msg string, err error) *Error {
+	return &Error{ContainerID: id, Stage: stage, Reason: reason, Message: msg, Err: err}
+}
+
+// ExitMeaning explains an exit code the way DESIGN.md's table does.
+func ExitMeaning(code int) string {
+	switch code {
+	case 0:
+		return "exited cleanly"
+	case 1:
+		return "application error"
+	case 125:
+		return "the container runtime failed"
+	case 126:
+		return "command not executable"
+	case 127:
+		return "command not found"
+	case 128:
+		return "could not be started"
+	case 130:
+		return "SIGINT"
+	case 134:
+		return "SIGABRT: aborted"
+	case 137:
+		return "SIGKILL: killed"
+	case 139:
+		return "SIGSEGV: segmentation fault"
+	case 143:
+		return "SIGTERM: terminated"
+	}
+	if code > 128 && code < 128+65 {
+		return fmt.Sprintf("killed by signal %d", code-128)
+	}
+	return "application error"
+}
+
+func exitMessage(code int) string {
+	return fmt.Sprintf("exit code %d (%s)", code, ExitMeaning(code))
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,132 @@
+package lifecycle
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/internal/testenv"
+	"github.com/watcher-dev/watcher/store"
+)
+
+// fixture is one test's engine, registry, store and manager.
+type fixture struct {
+	*testenv.Env
+	t     *testing.T
+	store *store.Store
+	db    string
+	m     *Manager
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	e := testenv.New(t)
+	db := filepath.Join(t.TempDir(), "watcher.db")
+	s, err := store.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	f := &fixture{Env: e, t: t, store: s, db: db}
+	f.m = New(e.Docker, s, Options{StopTimeout: 5 * time.Second, Verify: time.Second, HealthTimeout: 10 * time.Second, Logger: testLogger(t)})
+	return f
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("LIFECYCLE_TEST_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// push builds and pushes spec as repo:tag, pulls it, and returns the tag reference and the
+// by-digest reference.
+func (f *fixture) push(repo, tag string, spec testenv.ImageSpec) (ref, byDigest string) {
+	f.t.Helper()
+	ref, d := f.Registry.PushImage(f.t, repo, tag, spec)
+	return ref, f.Registry.Host + "/" + repo + "@" + d.String()
+}
+
+// release pushes a new image version under the same tag (the "digest moved" case) and returns
+// the pull-by-digest reference.
+func (f *fixture) release(ref string, spec testenv.ImageSpec) string {
+	f.t.Helper()
+	repo, tag, _ := strings.Cut(strings.TrimPrefix(ref, f.Registry.Host+"/"), ":")
+	_, byDigest := f.push(repo, tag, spec)
+	return byDigest
+}
+
+// run starts a container from ref (pulled first) named base-<owner>.
+func (f *fixture) run(base, ref string, cfg *container.Config, hc *container.HostConfig) (id, name string) {
+	f.t.Helper()
+	f.Pull(ref)
+	if cfg == nil {
+		cfg = &container.Config{}
+	}
+	cfg.Image = ref
+	name = f.Name(base)
+	return f.Run(name, cfg, hc, nil), name
+}
+
+// checkServing asserts exactly one container is named name, it runs, and no temporary
+// ("-watcher-") container of this test is left; it returns that container.
+func (f *fixture) checkServing(name string) container.InspectResponse {
+	f.t.Helper()
+	var found []string
+	for _, c := range f.Owned() {
+		for _, n := range c.Names {
+			if strings.Contains(n, nameMarker) {
+				f.t.Errorf("debris left: %s (%s, %s)", n, shortID(c.ID), c.State)
+			}
+			if n == "/"+name {
+				found = append(found, c.ID)
+			}
+		}
+	}
+	if len(found) != 1 {
+		f.t.Fatalf("containers named %s: %v, want exactly one", name, found)
+	}
+	ins := f.Inspect(found[0])
+	if !ins.State.Running {
+		f.t.Fatalf("%s is %s (exit %d, error %q), want running", name, ins.State.Status, ins.State.ExitCode, ins.State.Error)
+	}
+	return ins
+}
+
+func (f *fixture) imageID(ref string) string {
+	f.t.Helper()
+	img, err := f.Docker.ImageInspect(context.Background(), ref)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return img.ID
+}
+
+func envValue(env []string, key string) string {
+	for _, e := range env {
+		if k, v, ok := strings.Cut(e, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func healthcheck() *v1.HealthConfig {
+	return &v1.HealthConfig{Test: []string{"CMD", "/app", "health"}, Interval: 200 * time.Millisecond, Timeout: time.Second, Retries: 1}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+var inspectOpts = client.ContainerInspectOptions{}

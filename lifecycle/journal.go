@@ -1,0 +1,162 @@
+package lifecycle
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/types/container"
+)
+
+// Journal steps, in the order a transaction takes them. Each is written to the journal before
+// it is taken; a record's Step is the last one started.
+const (
+	stepSnapshot        = "snapshot"
+	stepPull            = "pull"
+	stepCreate          = "create"    // the new container, under a temporary name
+	stepStop            = "stop"      // the old container
+	stepSetAside        = "set_aside" // rename old -> <name>-watcher-<txid>
+	stepRename          = "rename"    // rename new -> <name>
+	stepStart           = "start"
+	stepVerify          = "verify"
+	stepCommit          = "commit"
+	stepRollback        = "rollback"         // decided: undo (Cause says why)
+	stepRollbackRemove  = "rollback_remove"  // remove the containers this transaction created
+	stepRollbackRestore = "rollback_restore" // old container back under its name, or recreated
+	stepRollbackStart   = "rollback_start"   // start it and see it run
+	stepDone            = "done"
+)
+
+// record is a transaction's journal entry: enough to finish or undo it from a fresh process.
+type record struct {
+	TxID        string
+	ContainerID string // the container being replaced
+	Name        string // its name, without "/"
+	Step        string
+	Seq         int // journal writes so far
+
+	Spec specRecord
+
+	Snapshot   json.RawMessage `json:",omitempty"` // the old container's inspect, verbatim
+	OldImage   *imageInfo      `json:",omitempty"`
+	OldImageID string          `json:",omitempty"`
+	NewImage   string          `json:",omitempty"` // reference the new container is created from
+	NewImageID string          `json:",omitempty"`
+	NewID      string          `json:",omitempty"` // the new container, once created
+	RestoredID string          `json:",omitempty"` // old container recreated from the snapshot on rollback
+	AutoRemove bool            `json:",omitempty"`
+	WasRunning bool            `json:",omitempty"`
+
+	Cause    *errRecord `json:",omitempty"` // why the transaction is rolled back or failed
+	Outcome  Outcome    `json:",omitempty"` // set with stepDone
+	Downtime time.Duration
+
+	Started time.Time
+	Updated time.Time
+}
+
+// specRecord is the Spec minus credentials.
+type specRecord struct {
+	Image          string
+	PullRef        string            `json:",omitempty"`
+	Recreate       bool              `json:",omitempty"`
+	Replaced       map[string]string `json:",omitempty"`
+	StopSignal     string            `json:",omitempty"`
+	StopTimeout    *time.Duration    `json:",omitempty"`
+	Verify         time.Duration     `json:",omitempty"`
+	HealthTimeout  time.Duration     `json:",omitempty"`
+	Rollback       bool              `json:",omitempty"`
+	RemoveOldImage bool              `json:",omitempty"`
+}
+
+type errRecord struct {
+	Stage, Reason, Message string
+}
+
+// imageInfo is what lifecycle needs of the old image: its defaults and platform.
+type imageInfo struct {
+	ID           string
+	OS           string `json:",omitempty"`
+	Architecture string `json:",omitempty"`
+	Variant      string `json:",omitempty"`
+	RepoTags     []string
+	Config       *dockerspec.DockerOCIImageConfig `json:",omitempty"`
+}
+
+func toSpecRecord(s Spec) specRecord {
+	return specRecord{Image: s.Image, PullRef: s.PullRef, Recreate: s.Recreate, Replaced: s.Replaced,
+		StopSignal: s.StopSignal, StopTimeout: s.StopTimeout, Verify: s.Verify, HealthTimeout: s.HealthTimeout,
+		Rollback: s.Rollback, RemoveOldImage: s.RemoveOldImage}
+}
+
+func (r *record) snapshot() (container.InspectResponse, error) {
+	var ins container.InspectResponse
+	err := json.Unmarshal(r.Snapshot, &ins)
+	return ins, err
+}
+
+// configuredMAC is the MAC address the user set (Config.MacAddress, absent from the typed
+// Config since API 1.52), or "".
+func (r *record) configuredMAC() string {
+	var v struct{ Config struct{ MacAddress string } }
+	_ = json.Unmarshal(r.Snapshot, &v)
+	return v.Config.MacAddress
+}
+
+func (r *record) finished() bool { return r.Step == stepDone }
+
+func (r *record) result() Result {
+	res := Result{TxID: r.TxID, Name: r.Name, OldID: r.ContainerID, NewID: r.NewID,
+		OldImageID: r.OldImageID, NewImageID: r.NewImageID, Outcome: r.Outcome, Downtime: r.Downtime}
+	if res.Outcome == "" {
+		res.Outcome = OutcomeFailed
+	}
+	if r.Outcome != OutcomeUpdated && r.Outcome != OutcomeUnchanged {
+		res.NewID = r.RestoredID
+	}
+	if r.Cause != nil && res.Outcome != OutcomeUpdated && res.Outcome != OutcomeUnchanged {
+		res.Err = &Error{ContainerID: r.ContainerID, Stage: r.Cause.Stage, Reason: r.Cause.Reason, Message: r.Cause.Message}
+	}
+	return res
+}
+
+// asideName is the set-aside old container's name; tempName the new container's before rename.
+func asideName(name, txid string) string { return name + nameMarker + txid }
+func tempName(name, txid string) string  { return name + nameMarker + txid + "-new" }
+
+// restoredLabel marks a container recreated from the snapshot during rollback.
+func restoredLabel(txid string) string { return txid + "-rollback" }
+
+// newTxID returns a transaction id that sorts by time and is valid in container names.
+func newTxID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	ts := strconv.FormatInt(time.Now().UnixMilli(), 36)
+	return strings.Repeat("0", max(0, 9-len(ts))) + ts + hex.EncodeToString(b)
+}
+
+// journalHook, when set (by tests), runs after every successful journal write.
+var journalHook func(seq int, step string)
+
+// journal writes r with step as the step about to be taken.
+func (t *txn) journal(step string) error {
+	r := t.r
+	r.Step = step
+	r.Seq++
+	r.Updated = time.Now()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := t.m.s.PutJournal(r.TxID, r.ContainerID, b); err != nil {
+		return err
+	}
+	if journalHook != nil {
+		journalHook(r.Seq, step)
+	}
+	return nil
+}

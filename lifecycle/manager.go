@@ -1,0 +1,132 @@
+package lifecycle
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/watcher-dev/watcher/store"
+)
+
+// Labels lifecycle puts on the containers it creates.
+const (
+	// LabelTxID marks a container as created by the transaction with this id. Nothing without it
+	// (and the id of the transaction at hand) is ever removed, except the replaced container itself.
+	LabelTxID = "watcher.txid"
+)
+
+// nameMarker is in every temporary name lifecycle gives a container: the set-aside old container
+// is "<name>-watcher-<txid>" and the new one before its rename "<name>-watcher-<txid>-new".
+const nameMarker = "-watcher-"
+
+// Options are the defaults for every update; a Spec can override the durations.
+type Options struct {
+	StopTimeout   time.Duration // for containers without their own StopTimeout; default 10s
+	Verify        time.Duration // the new container must run this long; default 10s
+	HealthTimeout time.Duration // longest wait for "healthy"; default 2m
+	Logger        *slog.Logger  // default slog.Default()
+}
+
+// Manager runs update transactions. It is safe for concurrent use; one container is never
+// touched by two transactions at once.
+type Manager struct {
+	d   Docker
+	s   *store.Store
+	o   Options
+	log *slog.Logger
+
+	mu   sync.Mutex
+	busy map[string]chan struct{} // container ID -> closed when its transaction ends
+}
+
+// New returns a Manager on engine d with journal s.
+func New(d Docker, s *store.Store, o Options) *Manager {
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 10 * time.Second
+	}
+	if o.Verify <= 0 {
+		o.Verify = 10 * time.Second
+	}
+	if o.HealthTimeout <= 0 {
+		o.HealthTimeout = 2 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Manager{d: d, s: s, o: o, log: o.Logger, busy: map[string]chan struct{}{}}
+}
+
+// lock waits until no other transaction works on container id, then claims it.
+func (m *Manager) lock(ctx context.Context, id string) (unlock func(), err error) {
+	for {
+		m.mu.Lock()
+		ch, held := m.busy[id]
+		if !held {
+			ch = make(chan struct{})
+			m.busy[id] = ch
+			m.mu.Unlock()
+			return func() {
+				m.mu.Lock()
+				delete(m.busy, id)
+				m.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Spec says which container to replace and how.
+type Spec struct {
+	ContainerID  string // the container to replace: an ID, never a name alone
+	Image        string // reference to run, repo:tag (a new tag under semver policies)
+	PullRef      string // what to pull: repo@sha256:... from the registry check; "" = Image
+	RegistryAuth string // X-Registry-Auth for the pull, "" = anonymous; never journaled
+	// Recreate skips the pull and recreates the container on its current image (for dependents
+	// of a replaced container). Image may be "" (= the container's own reference).
+	Recreate bool
+	// Replaced maps old container IDs to new ones for containers replaced earlier in this run;
+	// container:<id> network/ipc/pid modes and volumes_from entries are rewritten through it.
+	Replaced map[string]string
+
+	StopSignal    string         // "" = the container's own
+	StopTimeout   *time.Duration // nil = the container's own StopTimeout, else Options.StopTimeout
+	Verify        time.Duration  // 0 = Options.Verify
+	HealthTimeout time.Duration  // 0 = Options.HealthTimeout
+	// Rollback true (the DESIGN default) undoes any failure after the pull. False only keeps a new
+	// container that is running but failed its health gate (Outcome failed, the old one removed):
+	// a new container that exited, never ran or crash-loops is rolled back all the same, because a
+	// failure must not leave the service down when the old container can run.
+	Rollback       bool
+	RemoveOldImage bool // remove the superseded image after commit if no container uses it
+}
+
+// Outcome is how a transaction ended.
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeUpdated    Outcome = "updated"     // the new container runs and the old one is gone
+	OutcomeUnchanged  Outcome = "unchanged"   // the pulled image is the one the container runs
+	OutcomeRolledBack Outcome = "rolled_back" // the update failed; the old container runs again
+	OutcomeFailed     Outcome = "failed"      // failed before any change, or the rollback failed
+)
+
+// Result reports one transaction.
+type Result struct {
+	TxID       string
+	Name       string // the container's name, without the leading "/"
+	OldID      string
+	NewID      string // the container running after the transaction ("" if none was created)
+	OldImageID string
+	NewImageID string
+	Outcome    Outcome
+	Err        *Error        // nil on updated/unchanged
+	Downtime   time.Duration // old container stopped -> new container started
+}

@@ -1,0 +1,479 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// detachedTimeout bounds the work done after the caller's context ended (graceful stop): the
+// current transaction is undone (or committed, if it got that far) on a context of its own.
+const detachedTimeout = 60 * time.Second
+
+// txn is one transaction in progress.
+type txn struct {
+	m    *Manager
+	r    *record
+	auth string // registry auth for the pull; never journaled
+}
+
+func (t *txn) spec() specRecord { return t.r.Spec }
+
+func (t *txn) verifyWindow() time.Duration {
+	if t.r.Spec.Verify > 0 {
+		return t.r.Spec.Verify
+	}
+	return t.m.o.Verify
+}
+
+func (t *txn) healthTimeout() time.Duration {
+	if t.r.Spec.HealthTimeout > 0 {
+		return t.r.Spec.HealthTimeout
+	}
+	return t.m.o.HealthTimeout
+}
+
+// stopTimeout in whole seconds (rounded up); nil means the container's own.
+func (t *txn) stopTimeout(old *container.Config) *int {
+	var d time.Duration
+	switch {
+	case t.r.Spec.StopTimeout != nil:
+		d = *t.r.Spec.StopTimeout
+	case old != nil && old.StopTimeout != nil:
+		return nil
+	default:
+		d = t.m.o.StopTimeout
+	}
+	s := int((d + time.Second - 1) / time.Second)
+	return &s
+}
+
+func (t *txn) stopTimeoutSeconds() int {
+	ins, _ := t.r.snapshot()
+	if p := t.stopTimeout(ins.Config); p != nil {
+		return *p
+	}
+	if ins.Config != nil && ins.Config.StopTimeout != nil {
+		return *ins.Config.StopTimeout
+	}
+	return 10
+}
+
+// Replace runs the transaction DESIGN.md describes: snapshot, pull, create (under a temporary
+// name), stop, set aside, rename, start, verify, then commit or roll back. Every step is
+// journaled before it is taken. It never panics and never returns without a Result; the Result's
+// Err says which stage failed and why.
+//
+// Replace on a container whose last transaction is unfinished finishes that one instead (as
+// Recover would); on a container a committed transaction already replaced it returns that
+// transaction's Result again and does nothing.
+func (m *Manager) Replace(ctx context.Context, s Spec) Result {
+	unlock, err := m.lock(ctx, s.ContainerID)
+	if err != nil {
+		return Result{OldID: s.ContainerID, Outcome: OutcomeFailed, Err: newError(s.ContainerID, StageCheck, ReasonInterrupted, "", err)}
+	}
+	defer unlock()
+
+	if s.ContainerID == "" {
+		return Result{Outcome: OutcomeFailed, Err: newError("", StageCheck, ReasonContainerNotFound, "no container ID given", nil)}
+	}
+	if prev, err := m.s.JournalsFor(s.ContainerID); err == nil && len(prev) > 0 {
+		var r record
+		if err := json.Unmarshal(prev[len(prev)-1].Data, &r); err == nil {
+			if !r.finished() {
+				return m.resume(ctx, &r)
+			}
+			if r.Outcome == OutcomeUpdated {
+				return r.result()
+			}
+		}
+	}
+	t := &txn{m: m, auth: s.RegistryAuth, r: &record{TxID: newTxID(), ContainerID: s.ContainerID,
+		Spec: toSpecRecord(s), Started: time.Now()}}
+	return t.run(ctx)
+}
+
+func (t *txn) run(ctx context.Context) Result {
+	r := t.r
+	log := t.m.log.With("tx", r.TxID, "container", shortID(r.ContainerID))
+
+	// 1. snapshot
+	if err := t.journal(stepSnapshot); err != nil {
+		return t.finish(newError(r.ContainerID, StageCheck, ReasonStoreError, "writing the journal", err), OutcomeFailed)
+	}
+	res, err := t.m.d.ContainerInspect(ctx, r.ContainerID, client.ContainerInspectOptions{})
+	if err != nil {
+		reason := ReasonContainerNotFound
+		if !cerrdefs.IsNotFound(err) {
+			reason = ReasonInterrupted
+			if !isCtxErr(err) {
+				reason = ReasonImageInspectError
+			}
+		}
+		return t.finish(newError(r.ContainerID, StageCheck, reason, "inspecting the container", err), OutcomeFailed)
+	}
+	old := res.Container
+	r.Name = strings.TrimPrefix(old.Name, "/")
+	r.Snapshot = res.Raw
+	r.OldImageID = old.Image
+	r.AutoRemove = old.HostConfig != nil && old.HostConfig.AutoRemove
+	r.WasRunning = old.State != nil && (old.State.Running || old.State.Restarting)
+	if strings.Contains(r.Name, nameMarker) {
+		return t.finish(newError(r.ContainerID, StageCheck, ReasonContainerNotFound,
+			fmt.Sprintf("%q is a temporary container of an update, not a service", r.Name), nil), OutcomeFailed)
+	}
+	oldImg, err := t.imageInfo(ctx, old.Image)
+	if err != nil {
+		return t.finish(newError(r.ContainerID, StageCheck, ReasonImageInspectError, "inspecting the old image "+shortID(old.Image), err), OutcomeFailed)
+	}
+	r.OldImage = oldImg
+
+	// 2. pull
+	if err := t.journal(stepPull); err != nil {
+		return t.finish(newError(r.ContainerID, StagePull, ReasonStoreError, "writing the journal", err), OutcomeFailed)
+	}
+	if e := t.pull(ctx, old); e != nil {
+		return t.finish(e, OutcomeFailed)
+	}
+	if !r.Spec.Recreate && r.NewImageID == r.OldImageID {
+		log.Debug("image unchanged", "image", r.NewImage)
+		return t.finish(nil, OutcomeUnchanged)
+	}
+
+	// 3. create the new container under a temporary name while the old one still runs
+	if err := t.journal(stepCreate); err != nil {
+		return t.fail(ctx, newError(r.ContainerID, StageCreate, ReasonStoreError, "writing the journal", err))
+	}
+	if e := t.create(ctx, old); e != nil {
+		return t.fail(ctx, e)
+	}
+
+	// 4. stop the old one; downtime starts
+	if err := t.journal(stepStop); err != nil {
+		return t.fail(ctx, newError(r.ContainerID, StageStop, ReasonStoreError, "writing the journal", err))
+	}
+	if e := t.stopOld(ctx, old); e != nil {
+		return t.fail(ctx, e)
+	}
+	down := time.Now()
+
+	// 5. set it aside (an AutoRemove container is gone already: the snapshot is the way back)
+	if !r.AutoRemove {
+		if err := t.journal(stepSetAside); err != nil {
+			return t.fail(ctx, newError(r.ContainerID, StageStop, ReasonStoreError, "writing the journal", err))
+		}
+		if err := t.claimName(ctx, r.ContainerID, asideName(r.Name, r.TxID), StageStop); err != nil {
+			return t.fail(ctx, asError(err, r.ContainerID, StageStop, ReasonKillContainerError, "renaming the old container aside"))
+		}
+	}
+
+	// 6. the new container takes the name
+	if err := t.journal(stepRename); err != nil {
+		return t.fail(ctx, newError(r.ContainerID, StageCreate, ReasonStoreError, "writing the journal", err))
+	}
+	if err := t.claimName(ctx, r.NewID, r.Name, StageCreate); err != nil {
+		return t.fail(ctx, asError(err, r.ContainerID, StageCreate, ReasonCreateContainerError, "renaming the new container"))
+	}
+
+	// 7. start and verify (a container that was not running is replaced by one not running)
+	if r.WasRunning {
+		if err := t.journal(stepStart); err != nil {
+			return t.fail(ctx, newError(r.ContainerID, StageStart, ReasonStoreError, "writing the journal", err))
+		}
+		exited, e := t.startNew(ctx)
+		if e != nil {
+			return t.fail(ctx, e)
+		}
+		r.Downtime = time.Since(down)
+		if err := t.journal(stepVerify); err != nil {
+			return t.fail(ctx, newError(r.ContainerID, StageVerify, ReasonStoreError, "writing the journal", err))
+		}
+		if e := t.verify(ctx, r.NewID, exited); e != nil {
+			if !r.Spec.Rollback && e.Reason == ReasonUnhealthy && t.running(ctx, r.NewID) && ctx.Err() == nil {
+				log.Warn("new container failed its health gate; kept (rollback disabled)", "err", e)
+				return t.commit(ctx, e)
+			}
+			return t.fail(ctx, e)
+		}
+	}
+	return t.commit(ctx, nil)
+}
+
+// imageInfo inspects an image for its defaults and platform.
+func (t *txn) imageInfo(ctx context.Context, ref string) (*imageInfo, error) {
+	img, err := t.m.d.ImageInspect(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	info := &imageInfo{ID: img.ID, OS: img.Os, Architecture: img.Architecture, Variant: img.Variant, RepoTags: img.RepoTags}
+	info.Config = img.Config
+	return info, nil
+}
+
+// pull fetches the new image by digest (reading the stream to its end, where errors arrive),
+// tags it as Spec.Image, and records its ID. With Recreate it only resolves the current image.
+func (t *txn) pull(ctx context.Context, old container.InspectResponse) *Error {
+	r := t.r
+	r.NewImage = r.Spec.Image
+	if r.NewImage == "" {
+		r.NewImage = old.Config.Image
+	}
+	if r.Spec.Recreate {
+		img, err := t.m.d.ImageInspect(ctx, r.NewImage)
+		if err != nil || img.ID != old.Image {
+			// the reference moved (or is gone): recreate on the image the container runs
+			r.NewImage = old.Image
+		}
+		r.NewImageID = old.Image
+		return nil
+	}
+	from := r.Spec.PullRef
+	if from == "" {
+		from = r.NewImage
+	}
+	opts := client.ImagePullOptions{RegistryAuth: t.auth}
+	if p := r.OldImage; p != nil && p.OS != "" && p.Architecture != "" {
+		opts.Platforms = []ocispec.Platform{{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}}
+	}
+	resp, err := t.m.d.ImagePull(ctx, from, opts)
+	if err == nil {
+		err = resp.Wait(ctx)
+		_ = resp.Close()
+	}
+	if err != nil {
+		return newError(r.ContainerID, StagePull, ReasonErrImagePull, "pulling "+from, err)
+	}
+	if from != r.NewImage {
+		if _, err := t.m.d.ImageTag(ctx, client.ImageTagOptions{Source: from, Target: r.NewImage}); err != nil {
+			return newError(r.ContainerID, StagePull, ReasonErrImagePull, "tagging "+from+" as "+r.NewImage, err)
+		}
+	}
+	img, err := t.m.d.ImageInspect(ctx, r.NewImage)
+	if err != nil {
+		return newError(r.ContainerID, StagePull, ReasonImageInspectError, "inspecting "+r.NewImage, err)
+	}
+	r.NewImageID = img.ID
+	return nil
+}
+
+// create makes the new container under its temporary name, or finds the one this transaction
+// made already. It is not started.
+func (t *txn) create(ctx context.Context, old container.InspectResponse) *Error {
+	r := t.r
+	if mine, err := t.byLabel(ctx, r.TxID); err == nil && len(mine) > 0 {
+		r.NewID = mine[0].ID
+		return nil
+	}
+	plan, err := buildCreate(old, r.configuredMAC(), r.OldImage, r.NewImage, r.Spec.Replaced, t.m.d.ClientVersion(), r.TxID)
+	if err != nil {
+		return newError(r.ContainerID, StageCreate, ReasonCreateContainerConfigError, "building the create request", err)
+	}
+	for _, w := range plan.Warnings {
+		t.m.log.Warn(w, "tx", r.TxID, "container", r.Name)
+	}
+	name := tempName(r.Name, r.TxID)
+	res, err := t.m.d.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: plan.Config, HostConfig: plan.Host, NetworkingConfig: plan.Network})
+	if err != nil {
+		return classifyCreate(r.ContainerID, err)
+	}
+	r.NewID = res.ID
+	for n, ep := range plan.Connect {
+		if _, err := t.m.d.NetworkConnect(ctx, n, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: ep}); err != nil {
+			return classifyCreate(r.ContainerID, fmt.Errorf("connecting network %s: %w", n, err))
+		}
+	}
+	return nil
+}
+
+// classifyCreate: a request the engine rejects (4xx) is a config error, anything else not.
+func classifyCreate(id string, err error) *Error {
+	switch {
+	case isNameInUse(err):
+		return newError(id, StageCreate, ReasonCreateContainerError, "name held by a container this update did not create", err)
+	case cerrdefs.IsInvalidArgument(err), cerrdefs.IsPermissionDenied(err), cerrdefs.IsNotFound(err):
+		return newError(id, StageCreate, ReasonCreateContainerConfigError, "", err)
+	}
+	return newError(id, StageCreate, ReasonCreateContainerError, "", err)
+}
+
+// stopOld stops the replaced container with its stop signal and timeout. Stopped (304) and gone
+// (404) are success. For AutoRemove the wait for "removed" is registered before the stop, and
+// 409 "removal ... already in progress" means going away; it is waited out and never removed.
+func (t *txn) stopOld(ctx context.Context, old container.InspectResponse) *Error {
+	r := t.r
+	var waitGone func() error
+	if r.AutoRemove {
+		waitGone = t.waitRemoved(ctx, r.ContainerID)
+	}
+	opts := client.ContainerStopOptions{Signal: r.Spec.StopSignal, Timeout: t.stopTimeout(old.Config)}
+	_, err := t.m.d.ContainerStop(ctx, r.ContainerID, opts)
+	switch {
+	case err == nil, cerrdefs.IsNotFound(err), isRemovalInProgress(err):
+	default:
+		ins, ierr := t.inspect(ctx, r.ContainerID)
+		if !cerrdefs.IsNotFound(ierr) && (ierr != nil || ins.State.Running) {
+			return newError(r.ContainerID, StageStop, ReasonKillContainerError, "", err)
+		}
+	}
+	if waitGone != nil {
+		if err := waitGone(); err != nil {
+			ins, ierr := t.inspect(ctx, r.ContainerID)
+			switch {
+			case cerrdefs.IsNotFound(ierr):
+			case ierr == nil && ins.State.Dead:
+				if err := t.forceRemove(ctx, r.ContainerID); err != nil {
+					return newError(r.ContainerID, StageStop, ReasonKillContainerError, "removing the dead AutoRemove container", err)
+				}
+			default:
+				return newError(r.ContainerID, StageStop, ReasonKillContainerError, "AutoRemove container did not go away", err)
+			}
+		}
+	}
+	return nil
+}
+
+// startNew starts the new container. For AutoRemove containers a wait is registered first, so
+// an exit code survives the engine's removal; the channel it returns yields that code.
+func (t *txn) startNew(ctx context.Context) (<-chan int, *Error) {
+	r := t.r
+	var exited chan int
+	if r.AutoRemove {
+		exited = make(chan int, 1)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.verifyWindow()+t.healthTimeout()+removeWait)
+		w := t.m.d.ContainerWait(wctx, r.NewID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+		go func() {
+			defer cancel()
+			select {
+			case res := <-w.Result:
+				exited <- int(res.StatusCode)
+			case <-w.Error:
+			}
+		}()
+	}
+	var err error
+	for attempt := 0; ; attempt++ {
+		_, err = t.m.d.ContainerStart(ctx, r.NewID, client.ContainerStartOptions{})
+		if err == nil {
+			return exited, nil
+		}
+		// "Address already in use" (403): retried once, and only when the old container is
+		// confirmed stopped: a stale endpoint may need a moment. Otherwise roll back.
+		if attempt == 0 && cerrdefs.IsPermissionDenied(err) && strings.Contains(strings.ToLower(err.Error()), "already in use") && !t.running(ctx, r.ContainerID) {
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	msg := ""
+	if ins, ierr := t.inspect(ctx, r.NewID); ierr == nil && ins.State != nil && ins.State.ExitCode != 0 {
+		msg = exitMessage(ins.State.ExitCode)
+	}
+	return nil, newError(r.ContainerID, StageStart, ReasonRunContainerError, msg, err)
+}
+
+// running reports whether container id exists and runs.
+func (t *txn) running(ctx context.Context, id string) bool {
+	ins, err := t.inspect(ctx, id)
+	return err == nil && ins.State != nil && ins.State.Running
+}
+
+// commit removes the set-aside container (never its volumes) and, if asked, the old image.
+// kept is the verify failure of a new container kept with rollback disabled, else nil.
+func (t *txn) commit(ctx context.Context, kept *Error) Result {
+	r := t.r
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
+		defer cancel()
+	}
+	if err := t.journal(stepCommit); err != nil {
+		t.m.log.Error("journal write failed at commit; continuing", "tx", r.TxID, "err", err)
+	}
+	if err := t.goAway(ctx, r.ContainerID, "", t.stopTimeoutSeconds()); err != nil {
+		// The update stands; the old container is left set aside and Recover retries.
+		t.m.log.Error("removing the old container failed", "tx", r.TxID, "container", shortID(r.ContainerID), "err", err)
+		res := r.result()
+		res.Outcome = OutcomeUpdated
+		return res
+	}
+	if r.Spec.RemoveOldImage && r.OldImageID != r.NewImageID {
+		t.removeImage(ctx, r.OldImageID)
+	}
+	outcome := OutcomeUpdated
+	if kept != nil {
+		outcome = OutcomeFailed
+	}
+	return t.finish(kept, outcome)
+}
+
+// removeImage removes the superseded image if no container uses it; failures are only logged.
+func (t *txn) removeImage(ctx context.Context, id string) {
+	res, err := t.m.d.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return
+	}
+	for _, c := range res.Items {
+		if c.ImageID == id {
+			return
+		}
+	}
+	if _, err := t.m.d.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		t.m.log.Info("old image kept", "image", shortID(id), "err", err)
+	}
+}
+
+// finish journals the end of the transaction and returns its Result.
+func (t *txn) finish(e *Error, outcome Outcome) Result {
+	r := t.r
+	r.Outcome = outcome
+	if e != nil {
+		r.Cause = &errRecord{Stage: e.Stage, Reason: e.Reason, Message: oneLine(e)}
+	}
+	if err := t.journal(stepDone); err != nil {
+		t.m.log.Error("journal write failed at the end of a transaction", "tx", r.TxID, "err", err)
+	}
+	res := r.result()
+	if e != nil && outcome != OutcomeUpdated && outcome != OutcomeUnchanged {
+		res.Err = e
+	}
+	if outcome == OutcomeFailed && e != nil && e.Reason != ReasonRollbackFailed {
+		res.Err = e
+	}
+	t.m.log.Info("update finished", "tx", r.TxID, "container", r.Name, "outcome", outcome, "downtime", r.Downtime, "err", errString(res.Err))
+	return res
+}
+
+// asError keeps an *Error as it is and wraps anything else.
+func asError(err error, id, stage, reason, msg string) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return newError(id, stage, reason, msg, err)
+}
+
+func oneLine(e *Error) string {
+	s := e.Message
+	if e.Err != nil {
+		if s != "" {
+			s += ": "
+		}
+		s += e.Err.Error()
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func errString(e *Error) string {
+	if e == nil {
+		return ""
+	}
+	return e.Error()
+}

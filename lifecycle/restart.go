@@ -1,0 +1,31 @@
+package lifecycle
+
+import (
+	"context"
+	"time"
+
+	"github.com/moby/moby/client"
+)
+
+// Restart restarts a container that depends on a replaced one (stopSignal "" and timeout nil
+// mean the container's own), and checks that it runs afterwards.
+func (m *Manager) Restart(ctx context.Context, containerID string, stopSignal string, timeout *time.Duration) error {
+	unlock, err := m.lock(ctx, containerID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	opts := client.ContainerRestartOptions{Signal: stopSignal}
+	if timeout != nil {
+		s := int((*timeout + time.Second - 1) / time.Second)
+		opts.Timeout = &s
+	}
+	if _, err := m.d.ContainerRestart(ctx, containerID, opts); err != nil {
+		return newError(containerID, StageStart, ReasonRunContainerError, "restarting", err)
+	}
+	t := &txn{m: m, r: &record{ContainerID: containerID}}
+	if e := verifyRunning(ctx, t, containerID, containerID, restoreVerify, restoreVerify, nil); e != nil && e.Reason != ReasonUnhealthy {
+		return e
+	}
+	return nil
+}

@@ -115,8 +115,8 @@ func (r *record) result() Result {
 	if res.Outcome == "" {
 		res.Outcome = OutcomeFailed
 	}
-	if r.Outcome != OutcomeUpdated && r.Outcome != OutcomeUnchanged {
-		res.NewID = r.RestoredID
+	if res.NewID == "" {
+		res.NewID = r.RestoredID // the old container, recreated from the snapshot on rollback
 	}
 	if r.Cause != nil && res.Outcome != OutcomeUpdated && res.Outcome != OutcomeUnchanged {
 		res.Err = &Error{ContainerID: r.ContainerID, Stage: r.Cause.Stage, Reason: r.Cause.Reason, Message: r.Cause.Message}

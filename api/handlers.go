@@ -61,9 +61,13 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, triggerResponse{RunID: id})
 		return
 	}
-	// A run can take minutes (pulls, verify windows): this response alone may outlive writeTimeout.
-	// It ends when the run does, the client goes away, or the daemon stops.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	// A run can take minutes (pulls, verify windows), so this request alone may outlive the
+	// server's timeouts: lift its deadlines (the write one would cut the answer off; the read one
+	// is per stream in HTTP/2). The wait ends when the run does, the client goes away, or the
+	// daemon stops.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	select {
 	case <-done:
 	case <-r.Context().Done():

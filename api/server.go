@@ -13,7 +13,7 @@ import (
 )
 
 // Limits and timeouts of the HTTP server. A slow or hostile client holds a connection no longer
-// than these; POST /v1/update?wait=true lifts the write deadline for its own response only.
+// than these; POST /v1/update?wait=true lifts the deadlines for its own request only.
 const (
 	DefaultListen     = ":8080"
 	readHeaderTimeout = 10 * time.Second
@@ -48,10 +48,17 @@ type Server struct {
 	metrics    *Metrics
 	handler    http.Handler
 
+	timeouts timeouts
+
 	stopping chan struct{} // closed when serving ends: waiting requests answer 503
 	stopOnce sync.Once
 	mu       sync.Mutex
 	addr     net.Addr // the listener's address once serving
+}
+
+// timeouts are the constants above; tests shorten them.
+type timeouts struct {
+	readHeader, read, write, idle, shutdown time.Duration
 }
 
 // New returns a server for svc. It does not listen yet.
@@ -73,6 +80,7 @@ func New(svc Service, o Options) *Server {
 		publicRead: o.PublicRead,
 		limiter:    newClientLimiter(o.RateLimit),
 		metrics:    o.Metrics,
+		timeouts:   timeouts{readHeaderTimeout, readTimeout, writeTimeout, idleTimeout, shutdownTimeout},
 		stopping:   make(chan struct{}),
 	}
 	s.handler = s.routes()
@@ -120,10 +128,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) serve(ctx context.Context, ln net.Listener, tlsConf *tls.Config) error {
 	srv := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: s.timeouts.readHeader,
+		ReadTimeout:       s.timeouts.read,
+		WriteTimeout:      s.timeouts.write,
+		IdleTimeout:       s.timeouts.idle,
 		MaxHeaderBytes:    maxHeaderBytes,
 		TLSConfig:         tlsConf,
 		// The server's own complaints (TLS handshakes from scanners, bad requests) are noise.
@@ -150,7 +158,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, tlsConf *tls.Config
 	case <-ctx.Done():
 	}
 	s.stop()
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.timeouts.shutdown)
 	defer cancel()
 	err := srv.Shutdown(sctx)
 	if err != nil {

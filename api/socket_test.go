@@ -381,3 +381,34 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	pool.AddCert(c)
 	return certFile, keyFile, pool
 }
+
+// TestWaitOutlivesTimeouts: a caller waiting for a run longer than the server's read and write
+// timeouts still gets the report (the deadlines are lifted for that request only).
+func TestWaitOutlivesTimeouts(t *testing.T) {
+	f := newFake("web")
+	release := f.holdRuns()
+	defer release()
+	s, _ := newTestServer(f, Options{Listen: "127.0.0.1:0", Token: testToken})
+	s.timeouts.read, s.timeouts.write = 100*time.Millisecond, 100*time.Millisecond
+	base, _ := startServer(t, s)
+	go func() {
+		waitFor(t, "the trigger", func() bool { return f.triggerCount() == 1 })
+		time.Sleep(500 * time.Millisecond)
+		release()
+	}()
+	code, _, body := call(t, http.DefaultClient, "POST", base+"/v1/update?wait=true", testToken)
+	if code != http.StatusOK || !strings.Contains(string(body), `"id":"run-1"`) {
+		t.Errorf("POST ?wait=true over a slow run = %d %s, want 200 with run-1", code, body)
+	}
+	// Other requests keep the short timeouts: a client that sends half a request is cut off.
+	conn, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/update HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(conn); err != nil {
+		t.Errorf("a stalled request was not cut off by the read timeout: %v", err)
+	}
+}

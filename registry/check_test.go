@@ -108,7 +108,7 @@ func TestNothingToCompareIsInvalidReferenceWithoutRequest(t *testing.T) {
 // when armVersion differs.
 func platformImage(t *testing.T, arch, version string) testenv.PlatformImage {
 	p := v1.Platform{OS: "linux", Architecture: arch}
-	return testenv.PlatformImage{Platform: p, Image: testenv.Image(t, testenv.ImageSpec{Version: version, Platform: &p})}
+	return testenv.PlatformImage{Platform: p, Image: cachedImage(t, testenv.ImageSpec{Version: version, Platform: &p})}
 }
 
 func TestIndexOnlyOtherPlatformChanged(t *testing.T) {

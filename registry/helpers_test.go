@@ -71,7 +71,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // pushTags pushes one image (built from spec) under every tag of repo and returns its digest.
 func pushTags(t testing.TB, reg *testenv.Registry, repo string, spec testenv.ImageSpec, tags ...string) v1.Hash {
 	t.Helper()
-	img := testenv.Image(t, spec)
+	img := cachedImage(t, spec)
 	for _, tag := range tags {
 		if err := reg.Push(reg.Ref(repo, tag), img); err != nil {
 			t.Fatalf("push %s:%s: %v", repo, tag, err)
@@ -112,9 +112,22 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// countRequests counts the requests the registry saw, by method, whose path contains part.
+// manifestCalls counts the manifest requests the registry saw with this method.
 func manifestCalls(reg *testenv.Registry, method string) int {
 	return reg.Count(method, "/manifests/")
+}
+
+// settledCalls is manifestCalls once it reaches want or a second has passed: the registry records
+// a request when its handler returns, which for a request we gave up on is a little later.
+func settledCalls(reg *testenv.Registry, method string, want int) int {
+	deadline := time.Now().Add(time.Second)
+	for {
+		n := manifestCalls(reg, method)
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // mustOK fails the test unless every result succeeded.
@@ -125,4 +138,30 @@ func mustOK(t testing.TB, rs []Result) {
 			t.Fatalf("result %d (%s): Reason = %s (%s), want success", i, r.Ref, r.Reason, r.Message)
 		}
 	}
+}
+
+var (
+	imagesMu sync.Mutex
+	images   = map[string]v1.Image{}
+)
+
+// cachedImage is testenv.Image, built once per test process for each version and platform
+// (building the layer is what makes a test slow).
+func cachedImage(t testing.TB, spec testenv.ImageSpec) v1.Image {
+	t.Helper()
+	key := spec.Version
+	if spec.Platform != nil {
+		key += "/" + spec.Platform.String()
+	}
+	if len(spec.Env)+len(spec.Labels)+len(spec.ExtraFiles) > 0 {
+		return testenv.Image(t, spec)
+	}
+	imagesMu.Lock()
+	defer imagesMu.Unlock()
+	if img, ok := images[key]; ok {
+		return img
+	}
+	img := testenv.Image(t, spec)
+	images[key] = img
+	return img
 }

@@ -2,6 +2,8 @@ package lifecycle
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
 	"github.com/watcher-dev/watcher/internal/testenv"
@@ -130,3 +133,18 @@ func ctx(t *testing.T) context.Context {
 }
 
 var inspectOpts = client.ContainerInspectOptions{}
+
+var netSeq int
+
+// tryNetwork creates an internal network with this subnet, reporting false on a clash.
+func (f *fixture) tryNetwork(cidr string) (string, bool) {
+	netSeq++
+	name := f.Name(fmt.Sprintf("net%d", netSeq))
+	_, err := f.Docker.NetworkCreate(context.Background(), name, client.NetworkCreateOptions{Driver: "bridge", Internal: true,
+		Labels: f.Labels(nil), IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: netip.MustParsePrefix(cidr)}}}})
+	if err != nil {
+		f.t.Logf("network %s: %v", cidr, err)
+		return "", false
+	}
+	return name, true
+}

@@ -1,6 +1,8 @@
 package lifecycle
 
 import (
+	"context"
+	"log/slog"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -154,6 +156,9 @@ func (t *txn) journal(step string) error {
 	}
 	if err := t.m.s.PutJournal(r.TxID, r.ContainerID, b); err != nil {
 		return err
+	}
+	if t.m.log.Enabled(context.Background(), slog.LevelDebug) {
+		t.m.log.Debug("journal", "tx", r.TxID, "step", step, "seq", r.Seq, "since_start", time.Since(r.Started).Round(time.Millisecond))
 	}
 	if journalHook != nil {
 		journalHook(r.Seq, step)

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -85,11 +86,16 @@ func (t *txn) undo(ctx context.Context) error {
 	// 2. the old container back under its name, or recreated from the snapshot
 	_ = t.journal(stepRollbackRestore)
 	target := r.ContainerID
+	var nameErr error // the old container runs even if a foreign container took its name
 	_, err = t.inspect(ctx, r.ContainerID)
 	switch {
 	case err == nil:
 		if err := t.claimName(ctx, r.ContainerID, r.Name, StageRollback); err != nil {
-			return err
+			var e *Error
+			if !errors.As(err, &e) {
+				return err
+			}
+			nameErr = e
 		}
 	case cerrdefs.IsNotFound(err):
 		id, err := t.restore(ctx)
@@ -104,7 +110,7 @@ func (t *txn) undo(ctx context.Context) error {
 	// 3. start it and see it run
 	_ = t.journal(stepRollbackStart)
 	if !r.WasRunning {
-		return nil
+		return nameErr
 	}
 	if _, err := t.m.d.ContainerStart(ctx, target, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("starting the old container: %w", err)
@@ -113,7 +119,7 @@ func (t *txn) undo(ctx context.Context) error {
 		// An old container that was unhealthy before may stay so; one that does not run is lost.
 		return fmt.Errorf("old container does not run after rollback: %s", oneLine(e))
 	}
-	return nil
+	return nameErr
 }
 
 // restore recreates the old container from the snapshot on the old image, under its name. The

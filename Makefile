@@ -1,0 +1,49 @@
+# watcher — the two commands the README promises:
+#   make run    build and run the daemon (CONFIG=path to use a config file; ARGS=... for more flags)
+#   make test   every test, unit and integration, against a private Docker engine and an in-process registry
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+ENGINE    := scripts/test-engine.sh
+# The private engine's socket (scripts/test-engine.sh); never the machine's default daemon.
+TEST_DOCKER_HOST ?= unix://$(or $(WATCHER_ENGINE_DIR),/tmp/watcher-test-engine)/docker.sock
+CONFIG    ?=
+ARGS      ?=
+
+.PHONY: build run test unit bench engine-start engine-stop lint fuzz clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/watcher ./cmd/watcher
+
+run: build
+	./bin/watcher run $(if $(CONFIG),--config $(CONFIG)) $(ARGS)
+
+engine-start:
+	@$(ENGINE) start
+
+engine-stop:
+	@$(ENGINE) stop
+
+# Unit and integration tests; the race detector on everything (most packages are concurrent).
+# WATCHER_REQUIRE_ENGINE=1 turns a missing engine into a failure instead of a skip.
+test: engine-start lint
+	DOCKER_HOST=$(TEST_DOCKER_HOST) WATCHER_REQUIRE_ENGINE=1 $(GO) test -race -timeout 25m -count=1 ./...
+
+# Only the tests that need no engine (they skip, never fail, without one — outside CI).
+unit:
+	$(GO) test -race -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Benchmarks print their numbers; docs/benchmarks.md keeps the latest table.
+bench: engine-start
+	DOCKER_HOST=$(TEST_DOCKER_HOST) WATCHER_REQUIRE_ENGINE=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 60s ./config/
+
+clean:
+	rm -rf bin

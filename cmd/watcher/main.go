@@ -1,0 +1,111 @@
+// Command watcher keeps labelled Docker containers on their newest image, safely.
+//
+//	watcher [run]        the daemon: schedule + HTTP API
+//	watcher once         one cycle now, print the report, exit (0 ok, 1 something failed, 2 bad config/usage, 3 engine unreachable)
+//	watcher check        dry run: what would update and why (--json for machines); changes nothing
+//	watcher version
+//	watcher healthcheck  asks the running daemon's /healthz (for the image's HEALTHCHECK)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// Exit codes (DESIGN.md "Command line").
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitUnreachable = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// exitError carries an exit code and a one-line message for the user.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func fail(code int, format string, args ...any) error {
+	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("watcher "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "config file (default /etc/watcher/config.yaml if present, or $WATCHER_CONFIG)")
+	asJSON := fs.Bool("json", false, "once, check: print the report as JSON")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: watcher [run|once|check|version|healthcheck] [--config PATH] [--json]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "watcher %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return exitUsage
+	}
+
+	var err error
+	switch cmd {
+	case "version":
+		fmt.Fprintf(stdout, "watcher %s\n", version)
+		return exitOK
+	case "run", "once", "check", "healthcheck":
+		var a *app
+		a, err = newApp(ctx, cmd, *configPath, environ, stderr)
+		if err == nil {
+			defer a.close()
+			switch cmd {
+			case "run":
+				err = a.daemon(ctx)
+			case "once":
+				err = a.once(ctx, stdout, *asJSON)
+			case "check":
+				err = a.check(ctx, stdout, *asJSON)
+			case "healthcheck":
+				err = a.healthcheck(ctx, stdout)
+			}
+		}
+	default:
+		fmt.Fprintf(stderr, "watcher: unknown command %q (want run, once, check, version or healthcheck)\n", cmd)
+		return exitUsage
+	}
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintf(stderr, "watcher %s: %s\n", cmd, ee.msg)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "watcher %s: %v\n", cmd, err)
+	return exitFailed
+}

@@ -1,0 +1,180 @@
+package updater
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+)
+
+// Target is one container as this cycle observed it. Observation makes few engine calls: one
+// list, one inspect per distinct image, and container inspects only where the list does not say
+// enough (an image reference shown as an ID) or when an update needs the dependency graph.
+type Target struct {
+	Name        string
+	ID          string
+	Image       string // the reference the container runs, as it was created (Config.Image)
+	ImageID     string
+	State       string // running, exited, ...
+	NetworkMode string
+	Labels      map[string]string
+	Settings    Settings
+	SettingsErr error // malformed labels: the container is reported failed, the rest go on
+	Watched     bool
+	Self        bool // the watcher's own container
+
+	image   *imageInfo
+	inspect *container.InspectResponse // filled by inspectAll when a plan needs it
+}
+
+type imageInfo struct {
+	RepoDigests []string
+	OS, Arch    string
+	Variant     string
+	Created     string
+	err         error
+}
+
+// Observed is the state a cycle works from: every container on the engine (dependents of an
+// updated container need restarting whether or not they are watched) and the watched subset.
+type Observed struct {
+	All     []*Target
+	byName  map[string]*Target
+	byID    map[string]*Target
+	Watched []*Target
+}
+
+var hexID = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
+
+// imageIsID reports whether a container list shows the image as an ID rather than a reference.
+func imageIsID(image, imageID string) bool {
+	if strings.HasPrefix(image, "sha256:") {
+		return true
+	}
+	return hexID.MatchString(image) && strings.HasPrefix(strings.TrimPrefix(imageID, "sha256:"), image)
+}
+
+// observe lists the containers and reads their settings and images.
+func (u *Updater) observe(ctx context.Context) (*Observed, error) {
+	list, err := u.engine.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers: %w", err)
+	}
+	obs := &Observed{byName: map[string]*Target{}, byID: map[string]*Target{}}
+	for _, c := range list.Items {
+		t := &Target{ID: c.ID, Image: c.Image, ImageID: c.ImageID, State: string(c.State), NetworkMode: c.HostConfig.NetworkMode, Labels: c.Labels}
+		if len(c.Names) > 0 {
+			t.Name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		t.Settings, t.SettingsErr = ParseSettings(c.Labels, u.opts.Defaults)
+		t.Self = u.selfID != "" && c.ID == u.selfID
+		// Our own set-aside containers (<name>-watcher-<txid>) are never watched: they belong to a
+		// transaction in flight or in recovery.
+		aside := c.Labels["watcher.txid"] != "" && strings.Contains(t.Name, "-watcher-")
+		stateOK := t.State == "running" || (u.opts.IncludeStopped && (t.State == "exited" || t.State == "created"))
+		t.Watched = stateOK && !aside && u.opts.Selection.Watched(t.Settings)
+		obs.All = append(obs.All, t)
+		obs.byName[t.Name] = t
+		obs.byID[t.ID] = t
+		if t.Watched {
+			obs.Watched = append(obs.Watched, t)
+		}
+	}
+	sort.Slice(obs.Watched, func(i, j int) bool { return obs.Watched[i].Name < obs.Watched[j].Name })
+
+	// A list entry shows the image ID instead of the reference once the tag has moved to another
+	// image; the reference the container was created with is in its config.
+	var needInspect []*Target
+	for _, t := range obs.Watched {
+		if imageIsID(t.Image, t.ImageID) {
+			needInspect = append(needInspect, t)
+		}
+	}
+	if err := u.inspectTargets(ctx, needInspect); err != nil {
+		return nil, err
+	}
+	for _, t := range needInspect {
+		if t.inspect != nil && t.inspect.Config != nil {
+			t.Image = t.inspect.Config.Image
+		}
+	}
+
+	// One image inspect per distinct image.
+	images := map[string]*imageInfo{}
+	for _, t := range obs.Watched {
+		if _, ok := images[t.ImageID]; !ok {
+			images[t.ImageID] = &imageInfo{}
+		}
+	}
+	ids := make([]string, 0, len(images))
+	for id := range images {
+		ids = append(ids, id)
+	}
+	u.forEach(ctx, len(ids), func(i int) {
+		info := images[ids[i]]
+		res, err := u.engine.ImageInspect(ctx, ids[i])
+		if err != nil {
+			info.err = err
+			return
+		}
+		info.RepoDigests = res.RepoDigests
+		info.OS, info.Arch, info.Variant = res.Os, res.Architecture, res.Variant
+		info.Created = res.Created
+	})
+	for _, t := range obs.Watched {
+		t.image = images[t.ImageID]
+	}
+	return obs, ctx.Err()
+}
+
+// inspectTargets fills t.inspect for each target, a few at a time.
+func (u *Updater) inspectTargets(ctx context.Context, ts []*Target) error {
+	var mu sync.Mutex
+	var firstErr error
+	u.forEach(ctx, len(ts), func(i int) {
+		t := ts[i]
+		if t.inspect != nil {
+			return
+		}
+		res, err := u.engine.ContainerInspect(ctx, t.ID, client.ContainerInspectOptions{})
+		if err != nil {
+			if isNotFound(err) {
+				return // gone since the list: nothing to plan for it
+			}
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = fmt.Errorf("inspecting %s: %w", t.Name, err)
+			}
+			mu.Unlock()
+			return
+		}
+		c := res.Container
+		t.inspect = &c
+	})
+	return firstErr
+}
+
+// forEach runs f(0..n-1) with bounded concurrency: engine calls are cheap but not free, and a
+// host with hundreds of containers should not see hundreds of parallel requests.
+func (u *Updater) forEach(ctx context.Context, n int, f func(i int)) {
+	const limit = 8
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			f(i)
+		}(i)
+	}
+	wg.Wait()
+}

@@ -1,0 +1,414 @@
+package updater
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/lifecycle"
+	"github.com/watcher-dev/watcher/registry"
+)
+
+// Engine is the part of the Docker Engine API a cycle uses directly (lifecycle makes the rest).
+type Engine interface {
+	ContainerList(ctx context.Context, o client.ContainerListOptions) (client.ContainerListResult, error)
+	ContainerInspect(ctx context.Context, id string, o client.ContainerInspectOptions) (client.ContainerInspectResult, error)
+	ImageInspect(ctx context.Context, id string, o ...client.ImageInspectOption) (client.ImageInspectResult, error)
+	ImageRemove(ctx context.Context, id string, o client.ImageRemoveOptions) (client.ImageRemoveResult, error)
+	Ping(ctx context.Context, o client.PingOptions) (client.PingResult, error)
+}
+
+// Checker asks registries whether images moved (registry.Checker).
+type Checker interface {
+	Check(ctx context.Context, qs []registry.Query) []registry.Result
+	PullAuth(ref string) (string, error)
+}
+
+// Replacer replaces containers as journaled transactions (lifecycle.Manager).
+type Replacer interface {
+	Replace(ctx context.Context, s lifecycle.Spec) lifecycle.Result
+	Restart(ctx context.Context, containerID, stopSignal string, timeout *time.Duration) error
+	Recover(ctx context.Context) []lifecycle.Result
+}
+
+// History keeps run reports (store.Store).
+type History interface {
+	PutRun(id string, data []byte) error
+	Run(id string) ([]byte, error)
+	Runs(limit int) ([][]byte, error)
+	PruneRuns(keep int) error
+}
+
+var (
+	_ Engine   = (*client.Client)(nil)
+	_ Checker  = (*registry.Checker)(nil)
+	_ Replacer = (*lifecycle.Manager)(nil)
+)
+
+// Options are the cycle's settings from config.
+type Options struct {
+	Selection      Selection
+	IncludeStopped bool
+	Defaults       Defaults
+	Rollback       bool
+	Cleanup        bool
+	Parallel       int    // independent updates at once; default 4
+	SelfID         string // the watcher's own container ID ("" = not in a container)
+	KeepRuns       int    // history rows kept; default 500
+	Logger         *slog.Logger
+	Observers      []Observer
+}
+
+// Updater runs cycles, one at a time, and remembers what it saw.
+type Updater struct {
+	engine  Engine
+	checker Checker
+	life    Replacer
+	history History
+	opts    Options
+	selfID  string
+	log     *slog.Logger
+	baseCtx context.Context // runs started by Trigger use it; cancelled = stop starting steps
+	idle    sync.Cond       // signalled when a triggered run sequence ends
+
+	mu      sync.Mutex
+	running *run
+	queued  *run
+	recent  map[string]*run // runs still in memory, by id (the last few)
+	order   []string
+	status  map[string]ContainerStatus // by container name
+}
+
+type run struct {
+	id     string
+	req    Request
+	done   chan struct{}
+	report *Report
+}
+
+// New wires an Updater. History may be nil (no history kept).
+func New(e Engine, c Checker, l Replacer, h History, o Options) *Updater {
+	if o.Parallel < 1 {
+		o.Parallel = 4
+	}
+	if o.KeepRuns < 1 {
+		o.KeepRuns = 500
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Defaults.Mode == "" {
+		o.Defaults.Mode = ModeUpdate
+	}
+	u := &Updater{engine: e, checker: c, life: l, history: h, opts: o, selfID: o.SelfID, log: o.Logger,
+		baseCtx: context.Background(), recent: map[string]*run{}, status: map[string]ContainerStatus{}}
+	u.idle.L = &u.mu
+	return u
+}
+
+// SetContext sets the context triggered runs use. When it is cancelled (SIGTERM), a run starts
+// no new step; the step in flight finishes or is left to Recover. Call it before the first Trigger.
+func (u *Updater) SetContext(ctx context.Context) { u.baseCtx = ctx }
+
+// Wait blocks until no triggered run is running or queued.
+func (u *Updater) Wait() {
+	u.mu.Lock()
+	for u.running != nil {
+		u.idle.Wait()
+	}
+	u.mu.Unlock()
+}
+
+// Recover drives every unfinished transaction (a crash or kill mid-update) to commit or rollback.
+// The daemon calls it before its first cycle.
+func (u *Updater) Recover(ctx context.Context) []lifecycle.Result {
+	res := u.life.Recover(ctx)
+	for _, r := range res {
+		l := u.log.With("container", r.Name, "id", short(r.OldID), "txid", r.TxID, "outcome", r.Outcome)
+		if r.Err != nil {
+			l.Error("recovered an unfinished update", "stage", r.Err.Stage, "reason", r.Err.Reason, "err", r.Err.Message)
+		} else {
+			l.Info("recovered an unfinished update")
+		}
+	}
+	return res
+}
+
+// Trigger asks for a run. When none is running, it starts now; otherwise the request joins the
+// one queued follow-up run (merged with what is already queued) and gets that run's id, so two
+// triggers never touch one container twice and a flood of triggers yields at most two runs.
+func (u *Updater) Trigger(ctx context.Context, req Request) (string, <-chan struct{}, error) {
+	if len(req.Containers) > 0 {
+		if err := u.checkWatched(ctx, req.Containers); err != nil {
+			return "", nil, err
+		}
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.running == nil {
+		r := u.newRun(req)
+		u.running = r
+		go u.loop(r)
+		return r.id, r.done, nil
+	}
+	if u.queued == nil {
+		u.queued = u.newRun(req)
+	} else {
+		u.queued.req = mergeRequests(u.queued.req, req)
+	}
+	return u.queued.id, u.queued.done, nil
+}
+
+func (u *Updater) newRun(req Request) *run {
+	r := &run{id: newRunID(time.Now()), req: req, done: make(chan struct{})}
+	u.remember(r)
+	return r
+}
+
+// loop runs r, then whatever queued up meanwhile, until nothing is queued.
+func (u *Updater) loop(r *run) {
+	for r != nil {
+		rep := u.Execute(u.baseCtx, r.id, r.req)
+		u.mu.Lock()
+		r.report = rep
+		close(r.done)
+		r = u.queued
+		u.queued = nil
+		u.running = r
+		if r == nil {
+			u.idle.Broadcast()
+		}
+		u.mu.Unlock()
+	}
+}
+
+// mergeRequests unions two filtered requests; an unfiltered one (everything) absorbs the other.
+func mergeRequests(a, b Request) Request {
+	all := func(r Request) bool { return len(r.Containers) == 0 && len(r.Images) == 0 }
+	if all(a) || all(b) {
+		return Request{Trigger: a.Trigger}
+	}
+	out := Request{Trigger: a.Trigger}
+	out.Containers = union(a.Containers, b.Containers)
+	out.Images = union(a.Images, b.Images)
+	return out
+}
+
+func union(a, b []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range append(append([]string(nil), a...), b...) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// checkWatched returns a *NotWatchedError naming the containers that are not watched.
+func (u *Updater) checkWatched(ctx context.Context, names []string) error {
+	obs, err := u.observeLight(ctx)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, n := range names {
+		if t := obs.byName[n]; t == nil || !t.Watched {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return &NotWatchedError{Names: missing}
+	}
+	return nil
+}
+
+// observeLight is the list-only part of observation (no image inspects).
+func (u *Updater) observeLight(ctx context.Context) (*Observed, error) {
+	list, err := u.engine.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers: %w", err)
+	}
+	obs := &Observed{byName: map[string]*Target{}, byID: map[string]*Target{}}
+	for _, c := range list.Items {
+		t := &Target{ID: c.ID, Labels: c.Labels, State: string(c.State)}
+		if len(c.Names) > 0 {
+			t.Name = trimSlash(c.Names[0])
+		}
+		t.Settings, t.SettingsErr = ParseSettings(c.Labels, u.opts.Defaults)
+		stateOK := t.State == "running" || (u.opts.IncludeStopped && (t.State == "exited" || t.State == "created"))
+		t.Watched = stateOK && u.opts.Selection.Watched(t.Settings)
+		obs.byName[t.Name] = t
+	}
+	return obs, nil
+}
+
+// Execute performs one cycle now (the caller guarantees one at a time: Trigger, or the CLI's once
+// and check) and returns its report, which is also stored and passed to the observers.
+func (u *Updater) Execute(ctx context.Context, id string, req Request) *Report {
+	if id == "" {
+		id = newRunID(time.Now())
+	}
+	rep := &Report{ID: id, Trigger: req.Trigger, DryRun: req.DryRun, StartedAt: time.Now().UTC()}
+	u.cycle(ctx, req, rep)
+	rep.FinishedAt = time.Now().UTC()
+	u.finish(rep)
+	return rep
+}
+
+func (u *Updater) finish(rep *Report) {
+	if u.history != nil {
+		if b, err := json.Marshal(rep); err == nil {
+			if err := u.history.PutRun(rep.ID, b); err != nil {
+				u.log.Error("could not store the run report", "run", rep.ID, "err", err)
+			} else if err := u.history.PruneRuns(u.opts.KeepRuns); err != nil {
+				u.log.Warn("could not prune old run reports", "err", err)
+			}
+		}
+	}
+	u.mu.Lock()
+	if r := u.recent[rep.ID]; r != nil {
+		r.report = rep
+	}
+	u.mu.Unlock()
+	for _, o := range u.opts.Observers {
+		o.RunFinished(rep)
+	}
+	u.log.Info("run finished", "run", rep.ID, "trigger", rep.Trigger, "containers", len(rep.Containers),
+		"updated", rep.Count(OutcomeUpdated), "failed", rep.Count(OutcomeFailed), "rolled_back", rep.Count(OutcomeRolledBack),
+		"duration", rep.FinishedAt.Sub(rep.StartedAt).Round(time.Millisecond))
+}
+
+// remember keeps the last few runs in memory so a run id answers before its report is stored.
+func (u *Updater) remember(r *run) {
+	u.recent[r.id] = r
+	u.order = append(u.order, r.id)
+	for len(u.order) > 32 {
+		delete(u.recent, u.order[0])
+		u.order = u.order[1:]
+	}
+}
+
+// Run looks up a report by id: in memory first (a queued or running run answers with an empty
+// report), then in history.
+func (u *Updater) Run(id string) (*Report, error) {
+	u.mu.Lock()
+	r := u.recent[id]
+	var rep *Report
+	if r != nil {
+		rep = r.report
+	}
+	u.mu.Unlock()
+	if rep != nil {
+		return rep, nil
+	}
+	if r != nil {
+		return &Report{ID: id, Trigger: r.req.Trigger}, nil // queued or running: no lines yet
+	}
+	if u.history == nil {
+		return nil, ErrRunNotFound
+	}
+	b, err := u.history.Run(id)
+	if err != nil {
+		return nil, ErrRunNotFound
+	}
+	var out Report
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("run %s: stored report unreadable: %w", id, err)
+	}
+	return &out, nil
+}
+
+// Runs returns up to limit stored reports, newest first.
+func (u *Updater) Runs(limit int) ([]Report, error) {
+	if u.history == nil {
+		return nil, nil
+	}
+	rows, err := u.history.Runs(limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Report, 0, len(rows))
+	for _, b := range rows {
+		var r Report
+		if json.Unmarshal(b, &r) == nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Containers returns every watched container with the latest state a run found for it.
+func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
+	obs, err := u.observeLight(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []ContainerStatus
+	for _, name := range sortedKeys(obs.byName) {
+		t := obs.byName[name]
+		if !t.Watched {
+			continue
+		}
+		st, ok := u.status[name]
+		if !ok || st.ID != t.ID && st.State != StateUpdating {
+			st = ContainerStatus{Name: name, ID: t.ID, Policy: t.Settings.Policy, Mode: t.Settings.Mode, State: StateUnknown}
+			if ok {
+				st.LastError = u.status[name].LastError
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Ready reports whether the Docker engine answers.
+func (u *Updater) Ready(ctx context.Context) error {
+	_, err := u.engine.Ping(ctx, client.PingOptions{})
+	return err
+}
+
+func (u *Updater) setStatus(st ContainerStatus) {
+	u.mu.Lock()
+	u.status[st.Name] = st
+	u.mu.Unlock()
+}
+
+func newRunID(t time.Time) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return t.UTC().Format("20060102T150405.000Z") + "-" + hex.EncodeToString(b)
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func trimSlash(s string) string {
+	if len(s) > 0 && s[0] == '/' {
+		return s[1:]
+	}
+	return s
+}
+
+func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
+
+// EngineUnreachable reports whether err means the Docker engine could not be reached at all.
+func EngineUnreachable(err error) bool {
+	return err != nil && (client.IsErrConnectionFailed(err) || errors.Is(err, context.DeadlineExceeded))
+}

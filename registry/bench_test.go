@@ -73,4 +73,3 @@ func BenchmarkCheck200Over40(b *testing.B) {
 	b.Run("warm-defaults", func(b *testing.B) { run(b, false, Options{}) })
 	b.Run("cold", func(b *testing.B) { run(b, true, Options{Concurrency: 16, PerHost: 16}) })
 }
-

@@ -37,8 +37,7 @@ type Options struct {
 	Template string       // Go text/template over *updater.Report; "" = DefaultTemplate
 	Logger   *slog.Logger // send failures are logged at Warn, with the URL redacted
 	OnResult func(error)  // called once per URL per message, nil on success (e.g. Metrics.NotifyResult)
-	Timeout  time.Duration
-	// Timeout bounds one send to one URL; the default is DefaultTimeout.
+	Timeout  time.Duration // bounds one send to one URL; the default is DefaultTimeout
 }
 
 // sender delivers one message to one destination: a shoutrrr router with one service.

@@ -33,10 +33,10 @@ var (
 
 // Options configure a Notifier; URLs and Template mirror notify.urls and notify.template.
 type Options struct {
-	URLs     []string     // shoutrrr URLs; none = a Notifier that sends nothing
-	Template string       // Go text/template over *updater.Report; "" = DefaultTemplate
-	Logger   *slog.Logger // send failures are logged at Warn, with the URL redacted
-	OnResult func(error)  // called once per URL per message, nil on success (e.g. Metrics.NotifyResult)
+	URLs     []string      // shoutrrr URLs; none = a Notifier that sends nothing
+	Template string        // Go text/template over *updater.Report; "" = DefaultTemplate
+	Logger   *slog.Logger  // send failures are logged at Warn, with the URL redacted
+	OnResult func(error)   // called once per URL per message, nil on success (e.g. Metrics.NotifyResult)
 	Timeout  time.Duration // bounds one send to one URL; the default is DefaultTimeout
 }
 

@@ -51,15 +51,8 @@ type job struct {
 type remoteTag struct {
 	digest    v1.Hash
 	mediaType types.MediaType
-	index     *v1.IndexManifest // fetched at most once per lookup, when a query needs it
+	index     *v1.IndexManifest // fetched at most once, when a query needs it
 	indexErr  error
-}
-
-// checkCache lives for one Check call: platform manifests' config digests by repo@digest, shared
-// by every lookup in the call (tags of one repository often share manifests).
-type checkCache struct {
-	mu      sync.Mutex
-	configs map[string]*flight[v1.Hash]
 }
 
 // Check looks up every query and returns one Result per query, in order. Queries naming the same
@@ -92,10 +85,9 @@ func (c *Checker) Check(ctx context.Context, qs []Query) []Result {
 		}
 		j.queries = append(j.queries, i)
 	}
-	cache := &checkCache{configs: map[string]*flight[v1.Hash]{}}
 	var wg sync.WaitGroup
 	for _, j := range order {
-		wg.Go(func() { c.lookup(ctx, j, qs, prep, out, cache) })
+		wg.Go(func() { c.lookup(ctx, j, qs, prep, out) })
 	}
 	wg.Wait()
 	return out
@@ -126,7 +118,7 @@ func prepare(q Query) (prepared, *failure) {
 }
 
 // lookup asks the registry about one reference and answers every query of the job.
-func (c *Checker) lookup(ctx context.Context, j *job, qs []Query, prep []prepared, out []Result, cache *checkCache) {
+func (c *Checker) lookup(ctx context.Context, j *job, qs []Query, prep []prepared, out []Result) {
 	start := time.Now()
 	tr := &trace{}
 	repo := j.ref.Context()
@@ -163,7 +155,7 @@ func (c *Checker) lookup(ctx context.Context, j *job, qs []Query, prep []prepare
 		return
 	}
 	for _, i := range j.queries {
-		c.decide(lctx, rt, repo, tag, qs[i], prep[i], &out[i], cache, tr)
+		c.decide(lctx, rt, repo, tag, qs[i], prep[i], &out[i], tr)
 	}
 }
 
@@ -173,17 +165,20 @@ func (c *Checker) lookup(ctx context.Context, j *job, qs []Query, prep []prepare
 // engine records the digest it pulled (the index digest for a multi-platform tag) there.
 //
 // When the digest moved and the tag is an index, the move may not concern this container: an index
-// changes when any platform is rebuilt or an attestation is added. So we GET the index (once per
-// lookup), take the manifest for the container's platform and call it unchanged when
+// changes when any platform is rebuilt or an attestation is added. So we GET the index (by digest,
+// once), take the manifest for the container's platform and call it unchanged when
 //   - its digest is among the local RepoDigests or is the container's own manifest digest
 //     (Query.ManifestDigest, containerd store) — no further request; or
-//   - its config digest equals the local image ID — one GET of that manifest, cached for the
-//     Check call. In the classic store the image ID is the config digest, so an equal config means
-//     a pull would produce the very image the container runs: replacing it changes nothing.
+//   - its config digest equals the local image ID — one GET of that manifest. In the classic
+//     store the image ID is the config digest, so an equal config means a pull would produce the
+//     very image the container runs: replacing it changes nothing.
+//
+// Both GETs are by digest, so their answers are kept (digestCache) for this and later Check calls:
+// a tag whose other platforms moved costs one HEAD a cycle after the first.
 //
 // Without either proof the platform's image moved and it is an update. A plain manifest (no
 // index) whose digest moved is always an update: it has no other platforms to blame.
-func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Repository, tag *remoteTag, q Query, p prepared, r *Result, cache *checkCache, tr *trace) {
+func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Repository, tag *remoteTag, q Query, p prepared, r *Result, tr *trace) {
 	r.Digest = tag.digest.String()
 	r.LocalDigest = p.local[0]
 	if slices.Contains(p.local, r.Digest) {
@@ -195,7 +190,9 @@ func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Re
 		return
 	}
 	if tag.index == nil && tag.indexErr == nil {
-		tag.index, tag.indexErr = c.getIndex(ctx, rt, repo, tag.digest)
+		tag.index, tag.indexErr = c.cache.index(ctx, repo.Name()+"@"+r.Digest, func(ctx context.Context) (*v1.IndexManifest, error) {
+			return c.getIndex(ctx, rt, repo, tag.digest)
+		})
 	}
 	if tag.indexErr != nil {
 		c.fail(ctx, repo, tr, tag.indexErr, r)
@@ -214,7 +211,7 @@ func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Re
 		return
 	}
 	if q.ImageID != "" {
-		cfg, err := join(ctx, &cache.mu, cache.configs, repo.Name()+"@"+r.PlatformDigest, func(ctx context.Context) (v1.Hash, error) {
+		cfg, err := c.cache.config(ctx, repo.Name()+"@"+r.PlatformDigest, func(ctx context.Context) (v1.Hash, error) {
 			return c.getConfigDigest(ctx, rt, repo, m.Digest)
 		})
 		if err != nil {

@@ -139,7 +139,8 @@ func TestIndexOnlyOtherPlatformChanged(t *testing.T) {
 		// default platform is linux/GOARCH
 		{Ref: ref, RepoDigests: local, ImageID: nativeConfig(t, amd1, arm2)},
 	}
-	rs := newChecker(Options{}).Check(context.Background(), qs)
+	c := newChecker(Options{})
+	rs := c.Check(context.Background(), qs)
 
 	want := []struct {
 		update   bool
@@ -181,13 +182,25 @@ func TestIndexOnlyOtherPlatformChanged(t *testing.T) {
 		t.Errorf("index GETs = %d, want 1", got)
 	}
 	if got := reg.Count("GET", "/manifests/"+manifestDigest(t, amd1.Image).String()); got != 1 {
-		t.Errorf("amd64 manifest GETs = %d, want 1 (cached for the Check call)", got)
+		t.Errorf("amd64 manifest GETs = %d, want 1 (shared by the queries)", got)
 	}
 	if got := reg.Count("GET", "/manifests/"+manifestDigest(t, arm2.Image).String()); got != 1 {
 		t.Errorf("arm64 manifest GETs = %d, want 1", got)
 	}
 	if got := reg.Count("GET", "/manifests/latest"); got != 0 {
 		t.Errorf("GETs by tag = %d, want 0 (the index is fetched by digest)", got)
+	}
+
+	// The next cycle asks the same questions: what was fetched by digest is still known.
+	reg.ResetRequests()
+	again := c.Check(context.Background(), qs)
+	for i := range again {
+		if again[i].UpdateAvailable != rs[i].UpdateAvailable || again[i].Reason != rs[i].Reason || again[i].PlatformDigest != rs[i].PlatformDigest {
+			t.Errorf("second Check, query %d = %+v, want as the first: %+v", i, again[i], rs[i])
+		}
+	}
+	if h, g := manifestCalls(reg, "HEAD"), manifestCalls(reg, "GET"); h != 1 || g != 0 {
+		t.Errorf("second Check: HEAD, GET = %d, %d, want 1, 0", h, g)
 	}
 }
 

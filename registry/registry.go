@@ -94,14 +94,16 @@ var _ error = (*Error)(nil)
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Ref, e.Reason, e.Message) }
 
-// Checker looks up references. It keeps authenticated transports (and so tokens) per repository
-// and rate-limit deadlines per host between calls; it is safe for concurrent use.
+// Checker looks up references. Between calls it keeps authenticated transports (and so tokens)
+// per repository, rate-limit deadlines per host, and what manifests fetched by digest said; it is
+// safe for concurrent use.
 type Checker struct {
 	o      Options
 	now    func() time.Time
 	keys   authn.Keychain
 	conns  *conns
 	limits *hostLimits
+	cache  *digestCache
 	slots  chan struct{} // overall concurrency
 
 	hostMu    sync.Mutex
@@ -148,6 +150,7 @@ func New(o Options) *Checker {
 		now:       o.Now,
 		keys:      newConfigKeychain(o.Auth, o.Keychain),
 		limits:    &hostLimits{until: map[string]time.Time{}},
+		cache:     newDigestCache(),
 		slots:     make(chan struct{}, o.Concurrency),
 		hostSlots: map[string]chan struct{}{},
 	}

@@ -87,7 +87,14 @@ func (t *txn) undo(ctx context.Context) error {
 	_ = t.journal(stepRollbackRestore)
 	target := r.ContainerID
 	var nameErr error // the old container runs even if a foreign container took its name
-	_, err = t.inspect(ctx, r.ContainerID)
+	ins, err := t.inspect(ctx, r.ContainerID)
+	if err == nil && goingAway(ins) {
+		// An AutoRemove container stopped by an interrupted run: let it go, then recreate it.
+		if err := t.goAway(ctx, r.ContainerID, "", stop); err != nil {
+			return err
+		}
+		_, err = t.inspect(ctx, r.ContainerID)
+	}
 	switch {
 	case err == nil:
 		if err := t.claimName(ctx, r.ContainerID, r.Name, StageRollback); err != nil {
@@ -112,14 +119,21 @@ func (t *txn) undo(ctx context.Context) error {
 	if !r.WasRunning {
 		return nameErr
 	}
-	if _, err := t.m.d.ContainerStart(ctx, target, client.ContainerStartOptions{}); err != nil {
-		return fmt.Errorf("starting the old container: %w", err)
+	for attempt := 1; ; attempt++ {
+		if _, err := t.m.d.ContainerStart(ctx, target, client.ContainerStartOptions{}); err != nil {
+			return fmt.Errorf("starting the old container: %w", err)
+		}
+		e := verifyRunning(ctx, t, r.ContainerID, target, restoreVerify, restoreVerify, nil)
+		if e == nil || e.Reason == ReasonUnhealthy {
+			// An old container that was unhealthy before may stay so; one that runs is back.
+			return nameErr
+		}
+		// A stop still in flight from an interrupted run (a crashed watcher's request the
+		// engine carried on with) can stop it again right after the start: try again.
+		if attempt >= 3 || e.Reason != ReasonContainerExited {
+			return fmt.Errorf("old container does not run after rollback: %s", oneLine(e))
+		}
 	}
-	if e := verifyRunning(ctx, t, r.ContainerID, target, restoreVerify, restoreVerify, nil); e != nil && e.Reason != ReasonUnhealthy {
-		// An old container that was unhealthy before may stay so; one that does not run is lost.
-		return fmt.Errorf("old container does not run after rollback: %s", oneLine(e))
-	}
-	return nameErr
 }
 
 // restore recreates the old container from the snapshot on the old image, under its name. The
@@ -170,6 +184,18 @@ func (t *txn) restore(ctx context.Context) (string, error) {
 	}
 	_ = t.journal(stepRollbackRestore)
 	return res.ID, nil
+}
+
+// goingAway: the engine is removing the container, or will (a stopped AutoRemove container).
+func goingAway(ins container.InspectResponse) bool {
+	if ins.State == nil {
+		return false
+	}
+	if ins.State.Status == container.StateRemoving {
+		return true
+	}
+	autoRemove := ins.HostConfig != nil && ins.HostConfig.AutoRemove
+	return autoRemove && (ins.State.Status == container.StateExited || ins.State.Status == container.StateDead)
 }
 
 func containsID(cs []container.Summary, id string) bool {

@@ -1,0 +1,217 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/internal/testenv"
+	"github.com/watcher-dev/watcher/store"
+)
+
+// The crash tests run Replace in a child process (this test binary, re-executed to run only
+// TestCrashChild) that SIGKILLs itself right after its Nth journal write, or that the parent
+// kills at a random instant, then Recover in the parent with a fresh Manager on the same file.
+// Whatever the instant, exactly one container must run under the original name, on the old or
+// the new image, with nothing temporary left.
+
+const crashChildEnv = "LIFECYCLE_CRASH_CHILD"
+
+type crashJob struct {
+	DB, ContainerID, Image, PullRef string
+	Verify                          time.Duration
+	CrashAt                         int // SIGKILL after this journal write; 0 = never
+}
+
+func TestCrashChild(t *testing.T) {
+	raw := os.Getenv(crashChildEnv)
+	if raw == "" {
+		t.Skip("only run as the crash tests' child process")
+	}
+	var job crashJob
+	if err := json.Unmarshal([]byte(raw), &job); err != nil {
+		t.Fatal(err)
+	}
+	journalHook = func(seq int, step string) {
+		if seq == job.CrashAt {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+	s, err := store.Open(job.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(cli, s, Options{StopTimeout: 5 * time.Second, Logger: testLogger(t)})
+	res := m.Replace(context.Background(), Spec{ContainerID: job.ContainerID, Image: job.Image, PullRef: job.PullRef, Verify: job.Verify, Rollback: true})
+	b, _ := json.Marshal(res)
+	fmt.Println("RESULT", string(b))
+}
+
+// crashRun is one scenario's state: a service and two images to move between.
+type crashRun struct {
+	f       *fixture
+	name    string
+	ref     string
+	digests [2]string // by-digest references of the two versions
+	images  [2]string // their image IDs
+}
+
+// child runs Replace in a child process and returns whether it was killed (by itself after
+// journal write crashAt, or by us after killAfter if > 0).
+func (c *crashRun) child(id string, crashAt int, killAfter time.Duration) (killed bool, out string) {
+	t := c.f.t
+	t.Helper()
+	cur := c.f.Inspect(id).Image
+	pull := c.digests[0]
+	if cur == c.images[0] {
+		pull = c.digests[1]
+	}
+	job, _ := json.Marshal(crashJob{DB: c.f.db, ContainerID: id, Image: c.ref, PullRef: pull, Verify: 500 * time.Millisecond, CrashAt: crashAt})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+string(job))
+	var buf safeBuffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if killAfter > 0 {
+		timer := time.AfterFunc(killAfter, func() { _ = cmd.Process.Signal(syscall.SIGKILL) })
+		defer timer.Stop()
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			return true, buf.String()
+		}
+	}
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, buf.String())
+	}
+	return false, buf.String()
+}
+
+// recoverAndCheck runs Recover in a fresh Manager and checks the invariant. It returns the
+// serving container's ID.
+func (c *crashRun) recoverAndCheck(label string) string {
+	t := c.f.t
+	t.Helper()
+	s, err := store.Open(c.f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := New(c.f.Docker, s, Options{StopTimeout: 5 * time.Second, Logger: testLogger(t)})
+	for _, res := range m.Recover(context.Background()) {
+		if res.Outcome == OutcomeFailed && res.Err != nil && res.Err.Reason == ReasonRollbackFailed {
+			t.Errorf("%s: Recover: %v", label, res.Err)
+		}
+	}
+	entries, _ := s.Journals()
+	for _, e := range entries {
+		var r record
+		_ = json.Unmarshal(e.Data, &r)
+		if !r.finished() {
+			t.Errorf("%s: transaction %s still unfinished at step %s", label, r.TxID, r.Step)
+		}
+	}
+	ins := c.f.checkServing(c.name)
+	if ins.Image != c.images[0] && ins.Image != c.images[1] {
+		t.Fatalf("%s: serving image %s, want one of %v", label, ins.Image, c.images)
+	}
+	if n := len(c.f.Owned()); n != 1 {
+		t.Fatalf("%s: %d containers, want 1", label, n)
+	}
+	return ins.ID
+}
+
+func newCrashRun(t *testing.T, v2 testenv.ImageSpec, hc *container.HostConfig) (*crashRun, string) {
+	f := newFixture(t)
+	_ = f.store.Close() // the child and Recover open it in turn
+	c := &crashRun{f: f}
+	var d0, d1 string
+	c.ref, d0 = f.push("app", "latest", testenv.ImageSpec{Version: "v1"})
+	v2.Version = "v2"
+	_, d1 = f.push("app", "v2", v2)
+	f.Pull(d1)
+	c.digests = [2]string{d0, d1}
+	id, name := f.run("svc", c.ref, nil, hc)
+	c.name = name
+	c.images = [2]string{f.imageID(d0), f.imageID(d1)}
+	return c, id
+}
+
+// TestCrashAtEveryJournalStep kills the watcher after each journal write of an update that
+// succeeds and of one that is rolled back, for plain and AutoRemove containers.
+func TestCrashAtEveryJournalStep(t *testing.T) {
+	t.Parallel()
+	for _, sc := range []struct {
+		name string
+		v2   testenv.ImageSpec
+		hc   *container.HostConfig
+	}{
+		{"update", testenv.ImageSpec{}, nil},
+		{"rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, nil},
+		{"autoremove update", testenv.ImageSpec{}, &container.HostConfig{AutoRemove: true}},
+		{"autoremove rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, &container.HostConfig{AutoRemove: true}},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			c, id := newCrashRun(t, sc.v2, sc.hc)
+			for n := 1; ; n++ {
+				killed, out := c.child(id, n, 0)
+				if !killed {
+					t.Logf("no journal write %d: the update ended without a crash", n)
+					if testing.Verbose() {
+						t.Log(out)
+					}
+					c.recoverAndCheck("after a complete run")
+					break
+				}
+				id = c.recoverAndCheck("crash after journal write " + strconv.Itoa(n))
+				if t.Failed() {
+					t.Log(out)
+					return
+				}
+			}
+		})
+	}
+}
+
+// TestCrashAtRandomInstants kills the watcher at random moments of an update.
+func TestCrashAtRandomInstants(t *testing.T) {
+	t.Parallel()
+	n := 6
+	if testing.Short() {
+		n = 2
+	}
+	if v, err := strconv.Atoi(os.Getenv("LIFECYCLE_KILLS")); err == nil {
+		n = v
+	}
+	c, id := newCrashRun(t, testenv.ImageSpec{}, &container.HostConfig{AutoRemove: true})
+	for i := range n {
+		after := time.Duration(50+rand.IntN(1500)) * time.Millisecond
+		killed, out := c.child(id, 0, after)
+		id = c.recoverAndCheck(fmt.Sprintf("kill %d after %v (killed=%v)", i, after, killed))
+		if t.Failed() {
+			t.Log(out)
+			return
+		}
+	}
+}

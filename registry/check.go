@@ -155,11 +155,13 @@ func (c *Checker) lookup(ctx context.Context, j *job, qs []Query, prep []prepare
 		return
 	}
 	for _, i := range j.queries {
-		c.decide(lctx, rt, repo, tag, qs[i], prep[i], &out[i], tr)
+		if err := c.decide(lctx, rt, repo, tag, qs[i], prep[i], &out[i]); err != nil {
+			c.fail(ctx, repo, tr, err, &out[i])
+		}
 	}
 }
 
-// decide compares the remote tag with one query's local image.
+// decide compares the remote tag with one query's local image; an error is a failed GET.
 //
 // Up to date means the remote digest is among the local RepoDigests of this repository: the
 // engine records the digest it pulled (the index digest for a multi-platform tag) there.
@@ -178,16 +180,16 @@ func (c *Checker) lookup(ctx context.Context, j *job, qs []Query, prep []prepare
 //
 // Without either proof the platform's image moved and it is an update. A plain manifest (no
 // index) whose digest moved is always an update: it has no other platforms to blame.
-func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Repository, tag *remoteTag, q Query, p prepared, r *Result, tr *trace) {
+func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Repository, tag *remoteTag, q Query, p prepared, r *Result) error {
 	r.Digest = tag.digest.String()
 	r.LocalDigest = p.local[0]
 	if slices.Contains(p.local, r.Digest) {
 		r.LocalDigest = r.Digest
-		return
+		return nil
 	}
 	if !tag.mediaType.IsIndex() {
 		r.UpdateAvailable = true
-		return
+		return nil
 	}
 	if tag.index == nil && tag.indexErr == nil {
 		tag.index, tag.indexErr = c.cache.index(ctx, repo.Name()+"@"+r.Digest, func(ctx context.Context) (*v1.IndexManifest, error) {
@@ -195,34 +197,33 @@ func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Re
 		})
 	}
 	if tag.indexErr != nil {
-		c.fail(ctx, repo, tr, tag.indexErr, r)
-		return
+		return tag.indexErr
 	}
 	want := wantPlatform(q.Platform)
 	m, ok := pickManifest(tag.index, want)
 	if !ok {
 		r.Reason = ManifestUnknown
 		r.Message = fmt.Sprintf("registry %s: %s is an index without a manifest for %s: the tag no longer has an image for this platform", repo.RegistryStr(), r.Digest, want.String())
-		return
+		return nil
 	}
 	r.PlatformDigest = m.Digest.String()
 	if slices.Contains(p.local, r.PlatformDigest) || q.ManifestDigest == r.PlatformDigest {
 		r.LocalDigest = r.PlatformDigest
-		return
+		return nil
 	}
 	if q.ImageID != "" {
 		cfg, err := c.cache.config(ctx, repo.Name()+"@"+r.PlatformDigest, func(ctx context.Context) (v1.Hash, error) {
 			return c.getConfigDigest(ctx, rt, repo, m.Digest)
 		})
 		if err != nil {
-			c.fail(ctx, repo, tr, err, r)
-			return
+			return err
 		}
 		if cfg.String() == q.ImageID {
-			return
+			return nil
 		}
 	}
 	r.UpdateAvailable = true
+	return nil
 }
 
 // head finds the tag's digest with one HEAD. A registry that answers without

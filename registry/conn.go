@@ -25,7 +25,8 @@ const (
 //
 // go-containerregistry's remote.Head/remote.Get build a new authenticated transport on every
 // call (ping + token + request); building it once here and sending our own requests through it
-// makes 40 lookups in one repository cost one token, in this Check and the ones after it.
+// makes 40 lookups in one repository cost one token, in this Check and the ones after it. Tag
+// listing (for semver policies) needs the same pull scope and will go through the same transport.
 type conns struct {
 	base http.RoundTripper // the meter
 	keys authn.Keychain

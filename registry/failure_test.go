@@ -80,19 +80,33 @@ func TestDroppedConnectionIsRetried(t *testing.T) {
 }
 
 // Errors in the GETs an index needs are classified like the HEAD's; codes decide when the status
-// does not (a 400 carrying MANIFEST_UNKNOWN).
+// does not (a 400 carrying MANIFEST_UNKNOWN), and a lookup running out of time says so.
 func TestIndexGetFailure(t *testing.T) {
 	reg := testenv.NewRegistry(t)
 	_, idx1 := reg.PushIndex(t, "multi", "latest", platformImage(t, "amd64", "v1"), platformImage(t, "arm64", "v1"))
 	_, idx2 := reg.PushIndex(t, "multi", "latest", platformImage(t, "amd64", "v2"), platformImage(t, "arm64", "v1"))
-	reg.AddFault(testenv.Fault{Method: "GET", Path: "/manifests/" + idx2.String(), Status: 400, Code: "MANIFEST_UNKNOWN"})
-	reg.ResetRequests()
-	r := newChecker(Options{}).Check(context.Background(), []Query{pulled(reg, "multi", "latest", idx1)})[0]
-	if r.Reason != ManifestUnknown || r.UpdateAvailable || !strings.Contains(r.Message, "MANIFEST_UNKNOWN") {
-		t.Fatalf("Check = %q %q update %t, want ManifestUnknown", r.Reason, r.Message, r.UpdateAvailable)
+	tests := []struct {
+		name  string
+		fault testenv.Fault
+		want  Reason
+		text  string
+	}{
+		{"code decides", testenv.Fault{Method: "GET", Path: "/manifests/" + idx2.String(), Status: 400, Code: "MANIFEST_UNKNOWN"}, ManifestUnknown, "MANIFEST_UNKNOWN"},
+		{"timeout", testenv.Fault{Method: "GET", Path: "/manifests/" + idx2.String(), Delay: 2 * time.Second}, RegistryUnavailable, "no answer within 300ms"},
 	}
-	if got := manifestCalls(reg, "GET"); got != 1 {
-		t.Errorf("GETs = %d, want 1 (no retry of a permanent failure)", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			remove := reg.AddFault(tt.fault)
+			defer remove()
+			reg.ResetRequests()
+			r := newChecker(Options{Timeout: 300 * time.Millisecond}).Check(context.Background(), []Query{pulled(reg, "multi", "latest", idx1)})[0]
+			if r.Reason != tt.want || r.UpdateAvailable || !strings.Contains(r.Message, tt.text) {
+				t.Fatalf("Check = %q %q update %t, want %s mentioning %q", r.Reason, r.Message, r.UpdateAvailable, tt.want, tt.text)
+			}
+			if got := settledCalls(reg, "GET", 1); got != 1 {
+				t.Errorf("GETs = %d, want 1 (no retry)", got)
+			}
+		})
 	}
 }
 

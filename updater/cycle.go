@@ -284,9 +284,9 @@ func (u *Updater) cleanup(ctx context.Context, superseded []string) {
 			continue
 		}
 		if _, err := u.engine.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !isNotFound(err) {
-			u.log.Warn("could not remove a superseded image", "image", short(id), "err", err)
+			u.log.Warn("could not remove a superseded image", "image", id, "err", err)
 		} else if err == nil {
-			u.log.Info("removed superseded image", "image", short(id))
+			u.log.Info("removed superseded image", "image", id)
 		}
 	}
 }

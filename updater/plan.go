@@ -113,9 +113,19 @@ func dependencies(t *Target, obs *Observed) []string {
 	for _, mode := range namespaceModes(t) {
 		byRef(mode)
 	}
-	if t.inspect != nil && t.inspect.HostConfig != nil {
-		for _, l := range t.inspect.HostConfig.Links {
-			// "/db:/app/alias" or "db:alias"
+	if t.inspect != nil {
+		var links []string
+		if t.inspect.HostConfig != nil {
+			links = append(links, t.inspect.HostConfig.Links...) // default bridge: "/db:/app/alias"
+		}
+		if t.inspect.NetworkSettings != nil {
+			for _, ep := range t.inspect.NetworkSettings.Networks {
+				if ep != nil {
+					links = append(links, ep.Links...) // user networks keep links per endpoint: "db:alias"
+				}
+			}
+		}
+		for _, l := range links {
 			name, _, _ := strings.Cut(l, ":")
 			add(name)
 		}

@@ -79,7 +79,7 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 		a.notify, err = notify.New(notify.Options{URLs: cfg.Notify.URLs, Template: cfg.Notify.Template, Logger: a.log, OnResult: a.metrics.NotifyResult})
 		if err != nil {
 			a.close()
-			return nil, fail(exitUsage, "notify.urls: %v", err)
+			return nil, fail(exitUsage, "%v", err)
 		}
 	}
 

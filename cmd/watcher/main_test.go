@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/watcher-dev/watcher/internal/testenv"
+	"github.com/watcher-dev/watcher/updater"
+)
+
+func runCmd(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, env, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUsageAndConfigErrors(t *testing.T) {
+	state := "WATCHER_STATE_DIR=" + t.TempDir()
+	tests := []struct {
+		name     string
+		args     []string
+		env      []string
+		wantCode int
+		wantErr  string
+	}{
+		{"version", []string{"version"}, nil, 0, ""},
+		{"unknown command", []string{"frobnicate"}, nil, 2, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"once", "--nope"}, nil, 2, "flag provided but not defined"},
+		{"bad cron in file", []string{"once", "--config", writeFile(t, "schedule: \"* * *\"\n")}, []string{state}, 2, "schedule"},
+		{"bad cron in env", []string{"once"}, []string{state, "WATCHER_SCHEDULE=every day"}, 2, "WATCHER_SCHEDULE"},
+		{"unknown key", []string{"check", "--config", writeFile(t, "update:\n  verfy: 1s\n")}, nil, 2, "update.verfy"},
+		{"missing config file", []string{"once", "--config", "/nonexistent/watcher.yaml"}, nil, 2, "/nonexistent/watcher.yaml"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCmd(t, tc.env, tc.args...)
+			if code != tc.wantCode || !strings.Contains(stderr, tc.wantErr) {
+				t.Errorf("watcher %v = exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr, tc.wantCode, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestEngineUnreachableExits3(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	for _, cmd := range []string{"once", "check"} {
+		code, _, stderr := runCmd(t, []string{"WATCHER_STATE_DIR=" + t.TempDir()}, cmd)
+		if code != 3 || !strings.Contains(stderr, "docker engine unreachable") || !strings.Contains(stderr, "nothing was changed") {
+			t.Errorf("watcher %s with no engine = exit %d, stderr %q; want exit 3 saying the engine is unreachable", cmd, code, stderr)
+		}
+	}
+}
+
+func TestOnceAndCheckAgainstRealEngine(t *testing.T) {
+	e := testenv.New(t)
+	// A scope of this test's own, so the command never touches other tests' containers.
+	labels := map[string]string{"watcher.enable": "true", "watcher.scope": e.Owner}
+	env := []string{"WATCHER_STATE_DIR=" + t.TempDir(), "WATCHER_WATCH_SCOPE=" + e.Owner, "WATCHER_UPDATE_VERIFY=1s", "WATCHER_LOG_LEVEL=warn"}
+	okRef, _ := e.Registry.PushImage(t, "ok", "latest", testenv.ImageSpec{Version: "v1"})
+	badRef, _ := e.Registry.PushImage(t, "bad", "latest", testenv.ImageSpec{Version: "v1"})
+	e.Pull(okRef)
+	e.Pull(badRef)
+	e.Run(e.Name("ok"), &container.Config{Image: okRef, Labels: labels}, nil, nil)
+	e.Run(e.Name("bad"), &container.Config{Image: badRef, Labels: labels}, nil, nil)
+
+	code, out, stderr := runCmd(t, env, "once")
+	if code != 0 || !strings.Contains(out, e.Name("ok")) || !strings.Contains(out, "up_to_date") {
+		t.Fatalf("once with nothing new = exit %d\n%s%s\nwant exit 0 and an up_to_date table", code, out, stderr)
+	}
+
+	e.Registry.PushImage(t, "ok", "latest", testenv.ImageSpec{Version: "v2"})
+	e.Registry.PushImage(t, "bad", "latest", testenv.ImageSpec{Version: "v2", Env: []string{"APP_EXIT_CODE=1"}})
+
+	code, out, _ = runCmd(t, env, "check", "--json")
+	var rep updater.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("check --json: %v\n%s", err, out)
+	}
+	if code != 0 || rep.Count(updater.OutcomeUpdateAvailable) != 2 {
+		t.Fatalf("check = exit %d, report %+v; want exit 0 and 2 update_available", code, rep.Containers)
+	}
+	if e.Inspect(e.Name("ok")).Config.Env[len(e.Inspect(e.Name("ok")).Config.Env)-1] == "APP_VERSION=v2" {
+		t.Fatal("check changed a container")
+	}
+
+	code, out, stderr = runCmd(t, env, "once")
+	if code != 1 || !strings.Contains(out, "rolled_back") || !strings.Contains(out, "updated") {
+		t.Fatalf("once with one bad update = exit %d\n%s%s\nwant exit 1, one updated and one rolled_back", code, out, stderr)
+	}
+	if st := e.Inspect(e.Name("bad")).State; !st.Running {
+		t.Errorf("bad container not running after rollback: %+v", st)
+	}
+}

@@ -1,0 +1,396 @@
+package updater_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/internal/testenv"
+	"github.com/watcher-dev/watcher/lifecycle"
+	"github.com/watcher-dev/watcher/registry"
+	"github.com/watcher-dev/watcher/store"
+	"github.com/watcher-dev/watcher/updater"
+)
+
+// rig is a real engine, a real registry and a real updater over them.
+type rig struct {
+	*testenv.Env
+	t     *testing.T
+	store *store.Store
+	upd   *updater.Updater
+}
+
+func newRig(t *testing.T, mod func(*updater.Options)) *rig {
+	t.Helper()
+	e := testenv.New(t)
+	st, err := store.Open(filepath.Join(t.TempDir(), "watcher.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	opts := updater.Options{
+		Selection: updater.Selection{LabelEnable: true},
+		Defaults:  updater.Defaults{Mode: updater.ModeUpdate, StopTimeout: 5 * time.Second, Verify: time.Second, HealthTimeout: 20 * time.Second},
+		Rollback:  true,
+		Cleanup:   true,
+		Parallel:  4,
+		Logger:    quietLogger(t),
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	// Only this test's containers: other tests share the engine.
+	eng := ownedOnly{e.Docker, e.Owner}
+	life := lifecycle.New(e.Docker, st, lifecycle.Options{StopTimeout: 5 * time.Second, Verify: time.Second, HealthTimeout: 20 * time.Second, Logger: opts.Logger})
+	upd := updater.New(eng, registry.New(registry.Options{}), life, st, opts)
+	return &rig{Env: e, t: t, store: st, upd: upd}
+}
+
+// ownedOnly narrows container listing to one test's containers, so parallel test packages on the
+// same engine never see each other's. Everything else goes to the real client.
+type ownedOnly struct {
+	*client.Client
+	owner string
+}
+
+func (o ownedOnly) ContainerList(ctx context.Context, opts client.ContainerListOptions) (client.ContainerListResult, error) {
+	if opts.Filters == nil {
+		opts.Filters = make(client.Filters)
+	}
+	opts.Filters = opts.Filters.Clone().Add("label", testenv.OwnerLabel+"="+o.owner)
+	return o.Client.ContainerList(ctx, opts)
+}
+
+// start runs a container from ref with labels and returns its ID.
+func (r *rig) start(name, ref string, labels map[string]string, mod ...func(*container.Config, *container.HostConfig)) string {
+	r.t.Helper()
+	cfg := &container.Config{Image: ref, Labels: labels}
+	hc := &container.HostConfig{}
+	for _, m := range mod {
+		m(cfg, hc)
+	}
+	return r.Run(r.Name(name), cfg, hc, nil)
+}
+
+func (r *rig) run(req updater.Request) *updater.Report {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	return r.upd.Execute(ctx, "", req)
+}
+
+func line(t *testing.T, rep *updater.Report, name string) updater.ContainerReport {
+	t.Helper()
+	for _, c := range rep.Containers {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("report has no line for %s: %+v", name, rep.Containers)
+	return updater.ContainerReport{}
+}
+
+func names(rep *updater.Report) []string {
+	var out []string
+	for _, c := range rep.Containers {
+		out = append(out, c.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var enabled = map[string]string{"watcher.enable": "true"}
+
+func TestSelectionByLabels(t *testing.T) {
+	r := newRig(t, nil)
+	ref, _ := r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
+	r.Pull(ref)
+	r.start("a", ref, enabled)
+	r.start("b", ref, nil)
+	r.start("c", ref, map[string]string{"watcher.enable": "false"})
+	r.start("d", ref, map[string]string{"com.centurylinklabs.watchtower.enable": "true"})
+	r.start("e", ref, map[string]string{"watcher.enable": "true", "watcher.scope": "blue"})
+	r.start("f", ref, map[string]string{"watcher.enable": "false", "com.centurylinklabs.watchtower.enable": "true"})
+
+	rep := r.run(updater.Request{DryRun: true})
+	if got, want := names(rep), []string{r.Name("a"), r.Name("d")}; !slices.Equal(got, want) {
+		t.Errorf("label_enable=true watched %v, want %v", got, want)
+	}
+	for _, c := range rep.Containers {
+		if c.Outcome != updater.OutcomeUpToDate {
+			t.Errorf("%s: outcome %s (%+v), want up_to_date", c.Name, c.Outcome, c.Failure)
+		}
+	}
+
+	all := newRigOn(t, r, func(o *updater.Options) { o.Selection = updater.Selection{LabelEnable: false} })
+	if got, want := names(all.run(updater.Request{DryRun: true})), []string{r.Name("a"), r.Name("b"), r.Name("d")}; !slices.Equal(got, want) {
+		t.Errorf("label_enable=false watched %v, want %v", got, want)
+	}
+	blue := newRigOn(t, r, func(o *updater.Options) { o.Selection = updater.Selection{LabelEnable: true, Scope: "blue"} })
+	if got, want := names(blue.run(updater.Request{DryRun: true})), []string{r.Name("e")}; !slices.Equal(got, want) {
+		t.Errorf("scope=blue watched %v, want %v", got, want)
+	}
+}
+
+// newRigOn is a second updater with other options over the same engine, registry and containers.
+func newRigOn(t *testing.T, base *rig, mod func(*updater.Options)) *rig {
+	opts := updater.Options{Defaults: updater.Defaults{Mode: updater.ModeUpdate, Verify: time.Second}, Rollback: true, Logger: quietLogger(t)}
+	mod(&opts)
+	life := lifecycle.New(base.Docker, base.store, lifecycle.Options{Verify: time.Second})
+	return &rig{Env: base.Env, t: t, store: base.store, upd: updater.New(ownedOnly{base.Docker, base.Owner}, registry.New(registry.Options{}), life, nil, opts)}
+}
+
+func TestUpdateMonitorAndBadLabels(t *testing.T) {
+	r := newRig(t, nil)
+	ref, d1 := r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
+	r.Pull(ref)
+	upID := r.start("up", ref, enabled)
+	monID := r.start("mon", ref, map[string]string{"watcher.enable": "true", "watcher.mode": "monitor"})
+	wtMonID := r.start("wtmon", ref, map[string]string{"watcher.enable": "true", "com.centurylinklabs.watchtower.monitor-only": "true"})
+	badID := r.start("bad", ref, map[string]string{"watcher.enable": "true", "watcher.verify": "soon"})
+	_, d2 := r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
+
+	rep := r.run(updater.Request{Trigger: "test"})
+
+	up := line(t, rep, r.Name("up"))
+	if up.Outcome != updater.OutcomeUpdated || up.OldDigest != d1.String() || up.NewDigest != d2.String() || up.NewID == "" || up.ID != upID {
+		t.Errorf("up: %+v, want updated %s -> %s with a new id", up, d1, d2)
+	}
+	now := r.Inspect(r.Name("up"))
+	if now.ID != up.NewID || !now.State.Running || !slices.Contains(now.Config.Env, "APP_VERSION=v2") {
+		t.Errorf("up after run: id %s running %v env %v; want the new container on v2", now.ID, now.State.Running, now.Config.Env)
+	}
+	for name, id := range map[string]string{"mon": monID, "wtmon": wtMonID} {
+		l := line(t, rep, r.Name(name))
+		if l.Outcome != updater.OutcomeUpdateAvailable || l.NewDigest != d2.String() {
+			t.Errorf("%s: %+v, want update_available to %s", name, l, d2)
+		}
+		if got := r.Inspect(r.Name(name)); got.ID != id {
+			t.Errorf("%s was replaced in monitor mode (id %s, was %s)", name, got.ID, id)
+		}
+	}
+	bad := line(t, rep, r.Name("bad"))
+	if bad.Outcome != updater.OutcomeFailed || bad.Failure == nil || !strings.Contains(bad.Failure.Message, `watcher.verify="soon"`) {
+		t.Errorf("bad: %+v, want failed naming the label", bad)
+	}
+	if got := r.Inspect(r.Name("bad")); got.ID != badID {
+		t.Errorf("container with a bad label was touched")
+	}
+	if !rep.Failed() {
+		t.Errorf("report.Failed() = false with a failed container")
+	}
+
+	// The report is in history, and a second run finds everything up to date (idempotent).
+	stored, err := r.upd.Run(rep.ID)
+	if err != nil || len(stored.Containers) != len(rep.Containers) {
+		t.Fatalf("history: %v, %+v", err, stored)
+	}
+	rep2 := r.run(updater.Request{})
+	if l := line(t, rep2, r.Name("up")); l.Outcome != updater.OutcomeUpToDate {
+		t.Errorf("second run: up is %s, want up_to_date", l.Outcome)
+	}
+}
+
+func TestDependencyOrder(t *testing.T) {
+	r := newRig(t, nil)
+	dbRef, _ := r.Registry.PushImage(t, "db", "latest", testenv.ImageSpec{Version: "v1"})
+	appRef, _ := r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
+	r.Pull(dbRef)
+	r.Pull(appRef)
+	net := r.Network("net", "10.231.9.0/24")
+	onNet := func(_ *container.Config, hc *container.HostConfig) { hc.NetworkMode = container.NetworkMode(net) }
+	r.start("db", dbRef, enabled, onNet)
+	r.start("app", appRef, map[string]string{"watcher.enable": "true", "watcher.depends-on": r.Name("db")})
+	// Not watched, but linked to db: restarted after db is replaced.
+	// As `docker run --network net --link db:database` sends it: a link on a user network lives in
+	// the endpoint.
+	webID := r.Run(r.Name("web"), &container.Config{Image: appRef}, &container.HostConfig{NetworkMode: container.NetworkMode(net)},
+		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{net: {Links: []string{r.Name("db") + ":database"}}}})
+	webBefore := started(t, r, webID)
+	r.Registry.PushImage(t, "db", "latest", testenv.ImageSpec{Version: "v2"})
+	r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
+
+	rep := r.run(updater.Request{})
+	db, app := line(t, rep, r.Name("db")), line(t, rep, r.Name("app"))
+	if db.Outcome != updater.OutcomeUpdated || app.Outcome != updater.OutcomeUpdated {
+		t.Fatalf("db %s (%+v), app %s (%+v); want both updated", db.Outcome, db.Failure, app.Outcome, app.Failure)
+	}
+	dbStart := started(t, r, r.Name("db"))
+	appStart := started(t, r, r.Name("app"))
+	if !appStart.After(dbStart) {
+		t.Errorf("app started %v, db %v: app must come after what it depends on", appStart, dbStart)
+	}
+	web := line(t, rep, r.Name("web"))
+	webAfter := started(t, r, webID)
+	if web.Outcome != updater.OutcomeRestarted || !webAfter.After(dbStart) || !webAfter.After(webBefore) {
+		t.Errorf("web (linked to db): %s %+v, restarted at %v (was %v, db %v); want restarted after db", web.Outcome, web.Failure, webAfter, webBefore, dbStart)
+	}
+}
+
+func started(t *testing.T, r *rig, name string) time.Time {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339Nano, r.Inspect(name).State.StartedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+func TestParallelUpdatesOneFails(t *testing.T) {
+	r := newRig(t, nil)
+	var refs []string
+	for _, repo := range []string{"one", "two", "three", "bad"} {
+		ref, _ := r.Registry.PushImage(t, repo, "latest", testenv.ImageSpec{Version: "v1"})
+		r.Pull(ref)
+		r.start(repo, ref, enabled)
+		refs = append(refs, ref)
+	}
+	for _, repo := range []string{"one", "two", "three"} {
+		r.Registry.PushImage(t, repo, "latest", testenv.ImageSpec{Version: "v2"})
+	}
+	// The bad image's new version exits at once: its update must roll back, the others go on.
+	r.Registry.PushImage(t, "bad", "latest", testenv.ImageSpec{Version: "v2", Env: []string{"APP_EXIT_CODE=3"}})
+
+	start := time.Now()
+	rep := r.run(updater.Request{})
+	elapsed := time.Since(start)
+	for _, n := range []string{"one", "two", "three"} {
+		if l := line(t, rep, r.Name(n)); l.Outcome != updater.OutcomeUpdated {
+			t.Errorf("%s: %s %+v, want updated", n, l.Outcome, l.Failure)
+		}
+	}
+	bad := line(t, rep, r.Name("bad"))
+	if bad.Outcome != updater.OutcomeRolledBack || bad.Failure == nil || bad.Failure.Reason != "ContainerExited" {
+		t.Errorf("bad: %s %+v, want rolled_back with ContainerExited", bad.Outcome, bad.Failure)
+	}
+	if ins := r.Inspect(r.Name("bad")); !ins.State.Running || !slices.Contains(ins.Config.Env, "APP_VERSION=v1") {
+		t.Errorf("bad after rollback: running=%v env=%v, want the v1 container running", ins.State.Running, ins.Config.Env)
+	}
+	if !rep.Failed() {
+		t.Error("a rolled-back update must make the run count as failed (exit 1)")
+	}
+	// Four updates with 1s verify windows, in parallel: well under four serial verify windows plus
+	// overheads. Not a timing assertion on speed, only on overlap: serial would need >= 4s of verify.
+	t.Logf("4 updates (1 rollback) in %v", elapsed)
+}
+
+func TestCleanupKeepsImagesInUse(t *testing.T) {
+	r := newRig(t, nil)
+	ref, _ := r.Registry.PushImage(t, "shared", "latest", testenv.ImageSpec{Version: "v1"})
+	r.Pull(ref)
+	old := r.Inspect(r.start("watched", ref, enabled)).Image
+	r.start("bystander", ref, nil) // not watched, still on v1
+	soloRef, _ := r.Registry.PushImage(t, "solo", "latest", testenv.ImageSpec{Version: "v1"})
+	r.Pull(soloRef)
+	soloOld := r.Inspect(r.start("solo", soloRef, enabled)).Image
+	r.Registry.PushImage(t, "shared", "latest", testenv.ImageSpec{Version: "v2"})
+	r.Registry.PushImage(t, "solo", "latest", testenv.ImageSpec{Version: "v2"})
+
+	rep := r.run(updater.Request{})
+	for _, n := range []string{"watched", "solo"} {
+		if l := line(t, rep, r.Name(n)); l.Outcome != updater.OutcomeUpdated {
+			t.Fatalf("%s: %s %+v", n, l.Outcome, l.Failure)
+		}
+	}
+	ctx := context.Background()
+	if _, err := r.Docker.ImageInspect(ctx, old); err != nil {
+		t.Errorf("image %s still used by the bystander was removed: %v", old, err)
+	}
+	if _, err := r.Docker.ImageInspect(ctx, soloOld); err == nil {
+		t.Errorf("superseded image %s with no users was kept", soloOld)
+	}
+}
+
+func TestTriggerCoalesces(t *testing.T) {
+	r := newRig(t, nil)
+	ref, _ := r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
+	r.Pull(ref)
+	r.start("app", ref, enabled)
+
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	var wg sync.WaitGroup
+	var dones []<-chan struct{}
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id, done, err := r.upd.Trigger(context.Background(), updater.Request{Trigger: "test"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			ids[id] = true
+			dones = append(dones, done)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, d := range dones {
+		<-d
+	}
+	if len(ids) > 2 || len(ids) == 0 {
+		t.Errorf("50 concurrent triggers made %d runs, want 1 or 2", len(ids))
+	}
+	if _, _, err := r.upd.Trigger(context.Background(), updater.Request{Containers: []string{"nope", r.Name("app")}}); err == nil || !strings.Contains(err.Error(), "nope") || strings.Contains(err.Error(), r.Name("app")) {
+		t.Errorf("trigger for an unwatched container: %v, want a NotWatchedError naming only it", err)
+	}
+	r.upd.Wait()
+}
+
+// quietLogger sends the updater's log lines to the test log (shown only on failure or -v).
+func quietLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func TestContainerNetworkModeDependentRecreated(t *testing.T) {
+	r := newRig(t, nil)
+	vpnRef, _ := r.Registry.PushImage(t, "vpn", "latest", testenv.ImageSpec{Version: "v1"})
+	cliRef, _ := r.Registry.PushImage(t, "client", "latest", testenv.ImageSpec{Version: "v1"})
+	r.Pull(vpnRef)
+	r.Pull(cliRef)
+	net := r.Network("net", "10.231.10.0/24")
+	vpnID := r.start("vpn", vpnRef, enabled, func(_ *container.Config, hc *container.HostConfig) { hc.NetworkMode = container.NetworkMode(net) })
+	cliID := r.start("client", cliRef, nil, func(_ *container.Config, hc *container.HostConfig) {
+		hc.NetworkMode = container.NetworkMode("container:" + r.Name("vpn"))
+	})
+	r.Registry.PushImage(t, "vpn", "latest", testenv.ImageSpec{Version: "v2"})
+
+	rep := r.run(updater.Request{})
+	vpn := line(t, rep, r.Name("vpn"))
+	if vpn.Outcome != updater.OutcomeUpdated {
+		t.Fatalf("vpn: %s %+v", vpn.Outcome, vpn.Failure)
+	}
+	cl := line(t, rep, r.Name("client"))
+	now := r.Inspect(r.Name("client"))
+	newVPN := r.Inspect(r.Name("vpn"))
+	if cl.Outcome != updater.OutcomeRestarted || now.ID == cliID || !now.State.Running || string(now.HostConfig.NetworkMode) != "container:"+newVPN.ID {
+		t.Errorf("client: %s %+v; now id %s (was %s) running %v mode %s; want recreated into the new vpn %s (old %s)",
+			cl.Outcome, cl.Failure, short(now.ID), short(cliID), now.State.Running, now.HostConfig.NetworkMode, short(newVPN.ID), short(vpnID))
+	}
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

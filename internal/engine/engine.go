@@ -9,8 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/moby/moby/client/pkg/versions"
 	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/versions"
 )
 
 // Connect returns a client for DOCKER_HOST (DOCKER_TLS_VERIFY and DOCKER_CERT_PATH honoured).

@@ -59,8 +59,9 @@ func imageIsID(image, imageID string) bool {
 	return hexID.MatchString(image) && strings.HasPrefix(strings.TrimPrefix(imageID, "sha256:"), image)
 }
 
-// observe lists the containers and reads their settings and images.
-func (u *Updater) observe(ctx context.Context) (*Observed, error) {
+// list reads every container from one engine list call: names, labels, settings, and whether
+// each one is watched. It makes no other engine call.
+func (u *Updater) list(ctx context.Context) (*Observed, error) {
 	list, err := u.engine.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
 		return nil, fmt.Errorf("listing containers: %w", err)
@@ -84,6 +85,15 @@ func (u *Updater) observe(ctx context.Context) (*Observed, error) {
 		if t.Watched {
 			obs.Watched = append(obs.Watched, t)
 		}
+	}
+	return obs, nil
+}
+
+// observe lists the containers and reads their settings and images.
+func (u *Updater) observe(ctx context.Context) (*Observed, error) {
+	obs, err := u.list(ctx)
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(obs.Watched, func(i, j int) bool { return obs.Watched[i].Name < obs.Watched[j].Name })
 

@@ -217,7 +217,7 @@ func union(a, b []string) []string {
 
 // checkWatched returns a *NotWatchedError naming the containers that are not watched.
 func (u *Updater) checkWatched(ctx context.Context, names []string) error {
-	obs, err := u.observeLight(ctx)
+	obs, err := u.list(ctx)
 	if err != nil {
 		return err
 	}
@@ -231,26 +231,6 @@ func (u *Updater) checkWatched(ctx context.Context, names []string) error {
 		return &NotWatchedError{Names: missing}
 	}
 	return nil
-}
-
-// observeLight is the list-only part of observation (no image inspects).
-func (u *Updater) observeLight(ctx context.Context) (*Observed, error) {
-	list, err := u.engine.ContainerList(ctx, client.ContainerListOptions{All: true})
-	if err != nil {
-		return nil, fmt.Errorf("listing containers: %w", err)
-	}
-	obs := &Observed{byName: map[string]*Target{}, byID: map[string]*Target{}}
-	for _, c := range list.Items {
-		t := &Target{ID: c.ID, Labels: c.Labels, State: string(c.State)}
-		if len(c.Names) > 0 {
-			t.Name = trimSlash(c.Names[0])
-		}
-		t.Settings, t.SettingsErr = ParseSettings(c.Labels, u.opts.Defaults)
-		stateOK := t.State == "running" || (u.opts.IncludeStopped && (t.State == "exited" || t.State == "created"))
-		t.Watched = stateOK && u.opts.Selection.Watched(t.Settings)
-		obs.byName[t.Name] = t
-	}
-	return obs, nil
 }
 
 // Execute performs one cycle now (the caller guarantees one at a time: Trigger, or the CLI's once
@@ -350,7 +330,7 @@ func (u *Updater) Runs(limit int) ([]Report, error) {
 
 // Containers returns every watched container with the latest state a run found for it.
 func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
-	obs, err := u.observeLight(ctx)
+	obs, err := u.list(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -362,14 +342,15 @@ func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
 		if !t.Watched {
 			continue
 		}
-		st, ok := u.status[name]
-		if !ok || st.ID != t.ID && st.State != StateUpdating {
-			st = ContainerStatus{Name: name, ID: t.ID, Policy: t.Settings.Policy, Mode: t.Settings.Mode, State: StateUnknown}
-			if ok {
-				st.LastError = u.status[name].LastError
-			}
+		known, ok := u.status[name]
+		// What a run found holds while the container is the one it saw (or is being replaced);
+		// a container replaced or recreated outside the watcher since then is "unknown" again.
+		if ok && (known.ID == t.ID || known.State == StateUpdating) {
+			out = append(out, known)
+			continue
 		}
-		out = append(out, st)
+		out = append(out, ContainerStatus{Name: name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode,
+			State: StateUnknown, LastError: known.LastError})
 	}
 	return out, nil
 }
@@ -397,13 +378,6 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-func trimSlash(s string) string {
-	if len(s) > 0 && s[0] == '/' {
-		return s[1:]
-	}
-	return s
 }
 
 func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }

@@ -79,3 +79,33 @@ func (f *fixture) network() (string, netip.Addr) {
 		}
 	}
 }
+
+// TestAutoRemoveRollbackRecreates: an AutoRemove container is gone once stopped, so a failed
+// update recreates it from the journal's snapshot, on the old image, with its static IP and
+// settings, under its name.
+func TestAutoRemoveRollbackRecreates(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ref, _ := f.push("app", "latest", testenv.ImageSpec{Version: "v1"})
+	net, ip := f.network()
+	f.Pull(ref)
+	name := f.Name("svc")
+	id := f.Run(name, &container.Config{Image: ref, Env: []string{"MINE=1"}}, &container.HostConfig{AutoRemove: true, NetworkMode: container.NetworkMode(net)},
+		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{net: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: ip}, Aliases: []string{"web"}}}})
+	oldImage := f.Inspect(id).Image
+	pull := f.release(ref, testenv.ImageSpec{Version: "v2", User: "nosuchuser"})
+
+	res := f.m.Replace(ctx(t), Spec{ContainerID: id, Image: ref, PullRef: pull, Rollback: true})
+	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != ReasonRunContainerError {
+		t.Fatalf("Replace = %s, %v; want rolled_back RunContainerError", res.Outcome, res.Err)
+	}
+	ins := f.checkServing(name)
+	if ins.ID != res.NewID || ins.ID == id {
+		t.Errorf("serving %s, Result.NewID %s (old %s): want the recreated container reported", shortID(ins.ID), shortID(res.NewID), shortID(id))
+	}
+	ep := ins.NetworkSettings.Networks[net]
+	if ins.Image != oldImage || ins.Config.Image != ref || !ins.HostConfig.AutoRemove || envValue(ins.Config.Env, "MINE") != "1" ||
+		envValue(ins.Config.Env, "APP_VERSION") != "v1" || ep == nil || ep.IPAddress != ip {
+		t.Fatalf("recreated container: image %s (%s), autoremove %v, env %v, endpoint %+v", shortID(ins.Image), ins.Config.Image, ins.HostConfig.AutoRemove, ins.Config.Env, ep)
+	}
+}

@@ -136,19 +136,42 @@ func ctx(t *testing.T) context.Context {
 
 var inspectOpts = client.ContainerInspectOptions{}
 
-var netSeq int
+var (
+	netMu  sync.Mutex
+	netSeq int
+)
 
 // tryNetwork creates an internal network with this subnet, reporting false on a clash.
 func (f *fixture) tryNetwork(cidr string) (string, bool) {
+	return f.tryNetworkB(f.t, cidr)
+}
+
+func (f *fixture) tryNetworkB(t testing.TB, cidr string) (string, bool) {
+	netMu.Lock()
 	netSeq++
 	name := f.Name(fmt.Sprintf("net%d", netSeq))
+	netMu.Unlock()
 	_, err := f.Docker.NetworkCreate(context.Background(), name, client.NetworkCreateOptions{Driver: "bridge", Internal: true,
 		Labels: f.Labels(nil), IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: netip.MustParsePrefix(cidr)}}}})
 	if err != nil {
-		f.t.Logf("network %s: %v", cidr, err)
+		t.Logf("network %s: %v", cidr, err)
 		return "", false
 	}
 	return name, true
+}
+
+// subnetIP returns a network's subnet and its .42 address.
+func subnetIP(t testing.TB, e *testenv.Env, name string) (netip.Prefix, netip.Addr) {
+	res, err := e.Docker.NetworkInspect(context.Background(), name, client.NetworkInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := res.Network.IPAM.Config[0].Subnet
+	ip := p.Addr()
+	for range 42 {
+		ip = ip.Next()
+	}
+	return p, ip
 }
 
 // safeBuffer is a bytes.Buffer for a child process's output.

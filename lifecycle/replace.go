@@ -145,7 +145,9 @@ func (t *txn) run(ctx context.Context) Result {
 	}
 	if !r.Spec.Recreate && r.NewImageID == r.OldImageID {
 		log.Debug("image unchanged", "image", r.NewImage)
-		return t.finish(nil, OutcomeUnchanged)
+		res := t.finish(nil, OutcomeUnchanged)
+		_ = t.m.s.DeleteJournal(r.TxID) // nothing happened: keep the journal to real changes
+		return res
 	}
 
 	// 3. create the new container under a temporary name while the old one still runs

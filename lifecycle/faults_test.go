@@ -8,6 +8,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
 	"github.com/watcher-dev/watcher/internal/testenv"
@@ -18,6 +19,7 @@ type faultyDocker struct {
 	*client.Client
 	mu     sync.Mutex
 	rename func(id, name string) // before a rename
+	start  func(id string)       // before a start
 	stop   func(id string, err error) error
 }
 
@@ -29,6 +31,16 @@ func (d *faultyDocker) ContainerRename(ctx context.Context, id string, o client.
 		h(id, o.NewName)
 	}
 	return d.Client.ContainerRename(ctx, id, o)
+}
+
+func (d *faultyDocker) ContainerStart(ctx context.Context, id string, o client.ContainerStartOptions) (client.ContainerStartResult, error) {
+	d.mu.Lock()
+	h := d.start
+	d.mu.Unlock()
+	if h != nil {
+		h(id)
+	}
+	return d.Client.ContainerStart(ctx, id, o)
 }
 
 func (d *faultyDocker) ContainerStop(ctx context.Context, id string, o client.ContainerStopOptions) (client.ContainerStopResult, error) {
@@ -127,4 +139,44 @@ type paused struct{ *faultyDocker }
 
 func (p *paused) ContainerStop(ctx context.Context, id string, o client.ContainerStopOptions) (client.ContainerStopResult, error) {
 	return client.ContainerStopResult{}, cerrdefs.ErrConflict.WithMessage("Container " + id + " is restarting, wait until the container is running")
+}
+
+// TestStaticIPTaken: between the old container's stop and the new one's start a foreign
+// container takes the static IP. The start fails "address already in use" (403), which is
+// classified (RunContainerError), retried once only, and rolled back; the old container cannot
+// get its address back either, so the rollback fails loudly — and the foreign container is
+// left alone.
+func TestStaticIPTaken(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	d := f.faulty()
+	ref, _ := f.push("app", "latest", testenv.ImageSpec{Version: "v1"})
+	net, ip := f.network()
+	f.Pull(ref)
+	name := f.Name("svc")
+	eps := func() *network.NetworkingConfig {
+		return &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{net: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: ip}}}}
+	}
+	oldID := f.Run(name, &container.Config{Image: ref}, &container.HostConfig{NetworkMode: container.NetworkMode(net)}, eps())
+	pull := f.release(ref, testenv.ImageSpec{Version: "v2"})
+	var thief string
+	d.start = func(id string) {
+		if id != oldID && thief == "" {
+			thief = f.Run(f.Name("thief"), &container.Config{Image: ref}, &container.HostConfig{NetworkMode: container.NetworkMode(net)}, eps())
+		}
+	}
+	res := f.m.Replace(ctx(t), Spec{ContainerID: oldID, Image: ref, PullRef: pull, Rollback: true})
+	if res.Err == nil || res.Err.Reason != ReasonRollbackFailed || !strings.Contains(res.Err.Message, "start/RunContainerError") ||
+		!strings.Contains(strings.ToLower(res.Err.Message), "already in use") {
+		t.Fatalf("Replace = %s, %v; want RollbackFailed after start/RunContainerError address in use", res.Outcome, res.Err)
+	}
+	if ins := f.Inspect(thief); !ins.State.Running {
+		t.Fatal("the foreign container was touched")
+	}
+	if ins := f.Inspect(oldID); ins.Name != "/"+name {
+		t.Fatalf("old container is %s, want its name back", ins.Name)
+	}
+	if n := len(f.Owned()); n != 2 {
+		t.Fatalf("%d containers, want the old one and the thief", n)
+	}
 }

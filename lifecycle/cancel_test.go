@@ -20,7 +20,9 @@ func TestGracefulStopMidUpdate(t *testing.T) {
 
 	c, cancel := context.WithCancel(context.Background())
 	done := make(chan Result, 1)
-	go func() { done <- f.m.Replace(c, Spec{ContainerID: oldID, Image: ref, PullRef: pull, Verify: 30 * time.Second, Rollback: true}) }()
+	go func() {
+		done <- f.m.Replace(c, Spec{ContainerID: oldID, Image: ref, PullRef: pull, Verify: 30 * time.Second, Rollback: true})
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for started := false; !started; {
 		if time.Now().After(deadline) {

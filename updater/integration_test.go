@@ -346,6 +346,17 @@ func TestTriggerCoalesces(t *testing.T) {
 	if _, _, err := r.upd.Trigger(context.Background(), updater.Request{Containers: []string{"nope", r.Name("app")}}); err == nil || !strings.Contains(err.Error(), "nope") || strings.Contains(err.Error(), r.Name("app")) {
 		t.Errorf("trigger for an unwatched container: %v, want a NotWatchedError naming only it", err)
 	}
+	if _, _, err := r.upd.Trigger(context.Background(), updater.Request{Images: []string{"127.0.0.1:1/nothing"}}); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1/nothing") {
+		t.Errorf("trigger for an image no watched container runs: %v, want a NotWatchedError naming it", err)
+	}
+	id, done, err := r.upd.Trigger(context.Background(), updater.Request{Images: []string{r.Registry.Host + "/app"}})
+	if err != nil {
+		t.Fatalf("trigger for a watched image: %v", err)
+	}
+	<-done
+	if rep, err := r.upd.Run(id); err != nil || len(rep.Containers) != 1 {
+		t.Errorf("run %s for the image: %v, %+v; want one container", id, err, rep)
+	}
 	r.upd.Wait()
 }
 

@@ -147,8 +147,8 @@ func (u *Updater) Recover(ctx context.Context) []lifecycle.Result {
 // one queued follow-up run (merged with what is already queued) and gets that run's id, so two
 // triggers never touch one container twice and a flood of triggers yields at most two runs.
 func (u *Updater) Trigger(ctx context.Context, req Request) (string, <-chan struct{}, error) {
-	if len(req.Containers) > 0 {
-		if err := u.checkWatched(ctx, req.Containers); err != nil {
+	if len(req.Containers) > 0 || len(req.Images) > 0 {
+		if err := u.checkWatched(ctx, req); err != nil {
 			return "", nil, err
 		}
 	}
@@ -215,16 +215,29 @@ func union(a, b []string) []string {
 	return out
 }
 
-// checkWatched returns a *NotWatchedError naming the containers that are not watched.
-func (u *Updater) checkWatched(ctx context.Context, names []string) error {
+// checkWatched returns a *NotWatchedError naming the requested containers that are not watched
+// and the requested images that no watched container runs.
+func (u *Updater) checkWatched(ctx context.Context, req Request) error {
 	obs, err := u.list(ctx)
 	if err != nil {
 		return err
 	}
 	var missing []string
-	for _, n := range names {
+	for _, n := range req.Containers {
 		if t := obs.byName[n]; t == nil || !t.Watched {
 			missing = append(missing, n)
+		}
+	}
+	for _, img := range req.Images {
+		found := false
+		for _, t := range obs.Watched {
+			if matchesImage(t.Image, []string{img}) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			missing = append(missing, img)
 		}
 	}
 	if len(missing) > 0 {

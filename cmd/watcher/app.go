@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,29 +256,8 @@ func (a *app) daemon(ctx context.Context) error {
 
 // healthcheck asks the running daemon's /healthz on this machine.
 func (a *app) healthcheck(ctx context.Context, out io.Writer) error {
-	host, port, err := net.SplitHostPort(a.cfg.HTTP.Listen)
-	if err != nil {
-		return fail(exitUsage, "http.listen %q: %v", a.cfg.HTTP.Listen, err)
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	scheme := "http"
-	hc := &http.Client{Timeout: 5 * time.Second}
-	if a.cfg.HTTP.TLSCert != "" {
-		scheme = "https"
-		// Our own daemon on loopback; its certificate names the public host, not 127.0.0.1.
-		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec
-	}
-	url := fmt.Sprintf("%s://%s/healthz", scheme, net.JoinHostPort(host, port))
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fail(exitFailed, "daemon not answering at %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fail(exitFailed, "daemon at %s answered %s", url, resp.Status)
+	if err := api.CheckHealth(ctx, a.cfg.HTTP.Listen, a.cfg.HTTP.TLSCert != ""); err != nil {
+		return fail(exitFailed, "daemon not healthy: %v", err)
 	}
 	fmt.Fprintln(out, "ok")
 	return nil

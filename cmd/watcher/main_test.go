@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 
@@ -107,4 +111,80 @@ func TestOnceAndCheckAgainstRealEngine(t *testing.T) {
 	if st := e.Inspect(e.Name("bad")).State; !st.Running {
 		t.Errorf("bad container not running after rollback: %+v", st)
 	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestDaemon runs the real daemon in-process: it answers the health check, takes an HTTP trigger,
+// updates a container, and stops cleanly when its context ends (what SIGTERM does).
+func TestDaemon(t *testing.T) {
+	e := testenv.New(t)
+	addr := freePort(t)
+	env := []string{"WATCHER_STATE_DIR=" + t.TempDir(), "WATCHER_WATCH_SCOPE=" + e.Owner, "WATCHER_UPDATE_VERIFY=1s",
+		"WATCHER_LOG_LEVEL=warn", "WATCHER_SCHEDULE=", "WATCHER_HTTP_LISTEN=" + addr, "WATCHER_HTTP_TOKEN=s3cret"}
+	ref, _ := e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
+	e.Pull(ref)
+	oldID := e.Run(e.Name("app"), &container.Config{Image: ref, Labels: map[string]string{"watcher.enable": "true", "watcher.scope": e.Owner}}, nil, nil)
+	e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() { exited <- run(ctx, []string{"run"}, env, io.Discard, &stderr) }()
+	defer func() {
+		cancel()
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			t.Error("daemon did not stop within 30s of its context ending")
+		}
+	}()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if code, _, _ := runCmd(t, env, "healthcheck"); code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon never became healthy; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/update?wait=true", nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rep updater.Report
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/update?wait=true: %s, %v", resp.Status, err)
+	}
+	if rep.Count(updater.OutcomeUpdated) != 1 || rep.Trigger != "http" {
+		t.Fatalf("report %+v, want one container updated by an http trigger", rep)
+	}
+	if now := e.Inspect(e.Name("app")); now.ID == oldID || !now.State.Running {
+		t.Errorf("app after the triggered run: id %s (was %s), running %v", now.ID, oldID, now.State.Running)
+	}
+
+	cancel()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("daemon exit code %d after its context ended, want 0; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon did not stop")
+	}
+	exited <- 0 // for the deferred wait
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -19,10 +20,11 @@ type digestCache struct {
 	mu      sync.Mutex
 	indexes map[string]*flight[*v1.IndexManifest] // repo@digest ->
 	configs map[string]*flight[v1.Hash]           // repo@digest -> config digest
+	created map[string]*flight[time.Time]         // repo@config digest -> the config's created (created.go)
 }
 
 func newDigestCache() *digestCache {
-	return &digestCache{indexes: map[string]*flight[*v1.IndexManifest]{}, configs: map[string]*flight[v1.Hash]{}}
+	return &digestCache{indexes: map[string]*flight[*v1.IndexManifest]{}, configs: map[string]*flight[v1.Hash]{}, created: map[string]*flight[time.Time]{}}
 }
 
 func (c *digestCache) index(ctx context.Context, key string, fetch func(context.Context) (*v1.IndexManifest, error)) (*v1.IndexManifest, error) {

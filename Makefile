@@ -38,9 +38,13 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Benchmarks print their numbers; docs/benchmarks.md keeps the latest table.
+# Benchmarks print their numbers; docs/benchmarks.md keeps the latest table. watcher-bench prints
+# the summary table (issue 7); BENCH_ARGS passes flags to it, e.g. BENCH_ARGS='-big 0' skips the
+# 1000-container check, BENCH_ARGS='-profile /tmp/prof' writes pprof profiles.
+BENCH_ARGS ?=
 bench: engine-start
 	DOCKER_HOST=$(TEST_DOCKER_HOST) WATCHER_REQUIRE_ENGINE=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+	DOCKER_HOST=$(TEST_DOCKER_HOST) $(GO) run ./cmd/watcher-bench $(BENCH_ARGS)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 60s ./config/

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -169,6 +170,9 @@ func (b *bench) measureCheck(ctx context.Context, c config, scope string, refs [
 		return nil, err
 	}
 	r.warm = median(walls)
+	if err := b.phases(ctx, u, n); err != nil {
+		return nil, err
+	}
 	r.allocs, r.bytes = allocs/uint64(c.cycles), bytes/uint64(c.cycles)
 	logf("check %d/%d: cold %s (%s; engine %s), warm median %s of %v (%s; engine %s), %d allocs %d KiB a cycle",
 		n, len(refs), r.cold.Round(time.Millisecond), r.coldReg, r.coldAPI, r.warm.Round(time.Millisecond), roundAll(walls), r.warmReg, r.warmAPI, r.allocs, r.bytes>>10)
@@ -224,4 +228,35 @@ func roundAll(ds []time.Duration) []time.Duration {
 		out[i] = d.Round(time.Millisecond)
 	}
 	return out
+}
+
+// phases runs one more cycle with request tracing and logs where its wall time went: from the
+// container list request to the first image inspect request (list answered and decoded), the image
+// inspects (first to last sent), and the rest (last inspects answered, registry check, report).
+func (b *bench) phases(ctx context.Context, u *updater.Updater, n int) error {
+	b.api.Reset()
+	b.api.Trace(true)
+	start := time.Now()
+	if _, err := cycle(ctx, u, n); err != nil {
+		return err
+	}
+	end := time.Now()
+	b.api.Trace(false)
+	b.api.mu.Lock()
+	defer b.api.mu.Unlock()
+	var firstImg, lastImg time.Time
+	for _, r := range b.api.trace {
+		if strings.HasPrefix(r.path, "/images/") {
+			if firstImg.IsZero() {
+				firstImg = r.at
+			}
+			lastImg = r.at
+		}
+	}
+	if firstImg.IsZero() {
+		return nil
+	}
+	logf("cycle phases: list %s, image inspects sent over %s, rest %s (total %s)", firstImg.Sub(start).Round(time.Millisecond),
+		lastImg.Sub(firstImg).Round(time.Millisecond), end.Sub(lastImg).Round(time.Millisecond), end.Sub(start).Round(time.Millisecond))
+	return nil
 }

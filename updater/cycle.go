@@ -27,7 +27,7 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) {
 	targets := selectTargets(obs.Watched, req)
 	lines := make(map[string]*ContainerReport, len(targets))
 	var queries []registry.Query
-	var queried []*Target
+	var queried, tagged []*Target // tagged: under patch/minor/major (policy.go)
 	for _, t := range targets {
 		line := &ContainerReport{Name: t.Name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode, Outcome: OutcomeFailed}
 		lines[t.Name] = line
@@ -37,7 +37,7 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) {
 		case t.image == nil || t.image.err != nil:
 			line.Failure = &Failure{Stage: "check", Reason: "ImageInspectError", Message: fmt.Sprint("inspecting the container's image: ", t.image.errOrMissing())}
 		case t.Settings.Policy != PolicyDigest:
-			line.Outcome, line.Message = OutcomeSkipped, "policy "+t.Settings.Policy+" is not supported yet; use digest"
+			tagged = append(tagged, t)
 		default:
 			line.OldDigest = localDigest(t)
 			queries = append(queries, registry.Query{Ref: t.Image, Platform: t.image.platform(), RepoDigests: t.image.RepoDigests, ImageID: t.ImageID})
@@ -72,6 +72,7 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) {
 			cands = append(cands, Candidate{Target: t, NewDigest: res.Digest, Cause: fmt.Sprintf("digest %s -> %s", shortDigest(line.OldDigest), shortDigest(res.Digest))})
 		}
 	}
+	cands = append(cands, u.checkTagPolicies(ctx, req, tagged, lines)...) // carry NewImage: repo:newtag
 	for _, t := range targets {
 		u.setStatus(statusOf(t, lines[t.Name]))
 	}

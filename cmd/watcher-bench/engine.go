@@ -121,6 +121,8 @@ type bench struct {
 	api   *apiCounter
 	reg   *regClient
 	owner string // testenv.OwnerLabel value on everything made
+
+	checkRefs []string // the check scenario's images, in container order
 }
 
 func newBench() (*bench, error) {

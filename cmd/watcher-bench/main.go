@@ -22,6 +22,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/watcher-dev/watcher/internal/engine"
+	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
 type config struct {
@@ -45,7 +48,7 @@ func main() {
 		return
 	}
 	var c config
-	var par string
+	var par, cleanup string
 	flag.IntVar(&c.small, "containers", 200, "watched containers in the check scenario")
 	flag.IntVar(&c.smallImages, "images", 40, "distinct images they use")
 	flag.IntVar(&c.big, "big", 1000, "containers in the large check scenario (0 = skip)")
@@ -58,7 +61,18 @@ func main() {
 	flag.IntVar(&c.cycles, "cycles", 5, "warm check cycles measured (the median is shown)")
 	flag.BoolVar(&c.daemon, "daemon", true, "measure a real `watcher run` process's memory")
 	flag.StringVar(&c.profileDir, "profile", "", "write CPU and allocation profiles of the check and update paths here")
+	flag.StringVar(&cleanup, "cleanup", "", "only remove what an interrupted run left: OWNER or OWNER@REGISTRYHOST (from its container names and image references)")
 	flag.Parse()
+	if cleanup != "" {
+		owner, host, _ := strings.Cut(cleanup, "@")
+		cli, err := engine.Connect()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "watcher-bench:", err)
+			os.Exit(1)
+		}
+		testenv.CleanupOwner(cli, owner, host)
+		return
+	}
 	for _, s := range strings.Split(par, ",") {
 		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && n > 0 {
 			c.batchParallel = append(c.batchParallel, n)
@@ -99,6 +113,11 @@ func run(c config) error {
 	}
 	if c.batch > 0 {
 		if err := b.updateScenarios(ctx, c, t); err != nil {
+			return err
+		}
+	}
+	if c.big > c.small {
+		if err := b.bigCheck(ctx, c, t); err != nil {
 			return err
 		}
 	}

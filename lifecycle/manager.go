@@ -36,6 +36,8 @@ type Manager struct {
 	o   Options
 	log *slog.Logger
 
+	settle time.Duration // see defaultSettle
+
 	mu   sync.Mutex
 	busy map[string]chan struct{} // container ID -> closed when its transaction ends
 }
@@ -54,7 +56,7 @@ func New(d Docker, s *store.Store, o Options) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Manager{d: d, s: s, o: o, log: o.Logger, busy: map[string]chan struct{}{}}
+	return &Manager{d: d, s: s, o: o, log: o.Logger, settle: defaultSettle, busy: map[string]chan struct{}{}}
 }
 
 // lock waits until no other transaction works on container id, then claims it.

@@ -3,14 +3,20 @@ package lifecycle
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 )
 
 // keepFinished is how long finished journal records are kept (they make a repeated Replace of a
 // replaced container a no-op).
 const keepFinished = 7 * 24 * time.Hour
+
+// defaultSettle is how long Recover lets an interrupted transaction's last engine request
+// finish (Manager.settle; tests that crash before any request is sent set it to 0).
+const defaultSettle = 3 * time.Second
 
 // Recover drives every unfinished journaled transaction to commit or rollback, and prunes old
 // finished records. Call it before any cycle: after a crash or kill -9 at any instant it leaves
@@ -26,6 +32,7 @@ func (m *Manager) Recover(ctx context.Context) []Result {
 		return nil
 	}
 	var out []Result
+	defer m.sweep(ctx)
 	for _, e := range entries {
 		var r record
 		if err := json.Unmarshal(e.Data, &r); err != nil {
@@ -52,6 +59,14 @@ func (m *Manager) Recover(ctx context.Context) []Result {
 func (m *Manager) resume(ctx context.Context, r *record) Result {
 	t := &txn{m: m, r: r}
 	m.log.Info("recovering an unfinished update", "tx", r.TxID, "container", r.Name, "step", r.Step)
+	// A request the crashed process had sent (a create, stop, start) is carried out by the
+	// engine all the same; after a crash a moment ago, give it time to land first.
+	if d := time.Until(r.Updated.Add(m.settle)); d > 0 && r.Step != stepDone {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
 	interrupted := func(stage string) *Error {
 		return newError(r.ContainerID, stage, ReasonInterrupted, "the watcher stopped during step "+r.Step+"; undone on recovery", nil)
 	}
@@ -86,4 +101,34 @@ func (m *Manager) resume(ctx context.Context, r *record) Result {
 		stage = StageRollback
 	}
 	return t.rollback(ctx, interrupted(stage))
+}
+
+// sweep removes containers a finished transaction created but does not keep: one whose create
+// request the engine completed after the process that sent it died (and after the rollback
+// looked). Only containers labelled with that transaction's id are candidates.
+func (m *Manager) sweep(ctx context.Context) {
+	res, err := m.d.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelTxID)})
+	if err != nil {
+		return
+	}
+	for _, c := range res.Items {
+		label := c.Labels[LabelTxID]
+		txid := strings.TrimSuffix(label, "-rollback")
+		e, err := m.s.Journal(txid)
+		if err != nil {
+			continue // not ours to judge (or its record was pruned)
+		}
+		var r record
+		if json.Unmarshal(e.Data, &r) != nil || !r.finished() || c.ID == r.NewID || c.ID == r.RestoredID || c.ID == r.ContainerID {
+			continue
+		}
+		if r.Outcome == OutcomeUpdated && label == txid && r.NewID == "" {
+			continue
+		}
+		t := &txn{m: m, r: &r}
+		m.log.Warn("removing a container left by an interrupted update", "tx", txid, "container", shortID(c.ID), "names", c.Names)
+		if err := t.goAway(ctx, c.ID, label, t.stopTimeoutSeconds()); err != nil {
+			m.log.Error("removing a leftover container", "container", shortID(c.ID), "err", err)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -123,5 +124,26 @@ func TestRegistryTokenAuth(t *testing.T) {
 	}
 	if n := r.Count(http.MethodGet, "/token"); n != 1 {
 		t.Fatalf("token requests = %d, want 1", n)
+	}
+}
+
+// The test app dies of signals the way a real service does, although it starts as PID 1.
+func TestSignalDeaths(t *testing.T) {
+	e := New(t)
+	ref, _ := e.Registry.PushImage(t, "app", "v1", ImageSpec{Version: "v1"})
+	e.Pull(ref)
+	for env, want := range map[string]int{"APP_SELF_KILL_AFTER=200ms": 137, "APP_CRASH_AFTER=200ms": 139, "APP_EXIT_CODE=7": 7} {
+		id := e.Run(e.Name("sig"+fmt.Sprint(want)), &container.Config{Image: ref, Env: []string{env}}, nil, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		wait := e.Docker.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+		select {
+		case res := <-wait.Result:
+			if int(res.StatusCode) != want {
+				t.Errorf("%s: exit %d, want %d", env, res.StatusCode, want)
+			}
+		case err := <-wait.Error:
+			t.Errorf("%s: %v", env, err)
+		}
+		cancel()
 	}
 }

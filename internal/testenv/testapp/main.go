@@ -17,11 +17,13 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 const startFile = "/tmp/testapp.started"
@@ -29,6 +31,9 @@ const startFile = "/tmp/testapp.started"
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "health" {
 		os.Exit(health())
+	}
+	if os.Getpid() == 1 && os.Getenv("APP_CHILD") != "1" {
+		os.Exit(supervise())
 	}
 	_ = os.WriteFile(startFile, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)), 0o644)
 	writeFiles(os.Getenv("APP_WRITE"))
@@ -68,7 +73,9 @@ func main() {
 	}
 	if d := os.Getenv("APP_CRASH_AFTER"); d != "" {
 		after(d, func() {
-			signal.Reset(syscall.SIGSEGV)
+			// Go's runtime owns SIGSEGV and turns it into a panic (exit 2); put the kernel's
+			// default action back so the process dies of the signal like a C program would.
+			defaultAction(syscall.SIGSEGV)
 			_ = syscall.Kill(os.Getpid(), syscall.SIGSEGV)
 		})
 	}
@@ -76,6 +83,43 @@ func main() {
 	sig := <-sigs
 	fmt.Printf("testapp got %v, exiting\n", sig)
 	os.Exit(0)
+}
+
+// supervise runs the app as a child of PID 1. The kernel shields PID 1 of a namespace from
+// signals it has no handler for, even SIGKILL and SIGSEGV sent to itself, so an app that must be
+// able to die of a signal cannot be PID 1. Like a shell or tini, this parent forwards signals
+// and exits with the child's code, or 128+n when the child died of signal n, which is exactly what
+// the engine reports for a containerised process killed that way.
+func supervise() int {
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	cmd := exec.Command(self, os.Args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), "APP_CHILD=1")
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "testapp:", err)
+		return 127
+	}
+	go func() {
+		for s := range sigs {
+			if s != syscall.SIGCHLD && s != syscall.SIGURG {
+				_ = cmd.Process.Signal(s)
+			}
+		}
+	}()
+	_ = cmd.Wait()
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	switch {
+	case ok && ws.Signaled():
+		return 128 + int(ws.Signal())
+	case ok:
+		return ws.ExitStatus()
+	}
+	return cmd.ProcessState.ExitCode()
 }
 
 func after(d string, f func()) {
@@ -112,4 +156,16 @@ func writeFiles(spec string) {
 		}
 		_ = os.WriteFile(path, []byte(content), 0o644)
 	}
+}
+
+// defaultAction sets sig's disposition to SIG_DFL with rt_sigaction, beneath the Go runtime.
+// The kernel's struct sigaction on linux/amd64 and linux/arm64: handler, flags, restorer, mask.
+func defaultAction(sig syscall.Signal) {
+	var act struct {
+		handler  uintptr
+		flags    uint64
+		restorer uintptr
+		mask     uint64
+	}
+	_, _, _ = syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
 }

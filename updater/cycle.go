@@ -62,6 +62,8 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) {
 			line.Failure = &Failure{Stage: "check", Reason: string(res.Reason), Message: res.Message}
 		case !res.UpdateAvailable:
 			line.Outcome = OutcomeUpToDate
+		case t.Settings.MinAge > 0 && u.tooNew(ctx, t, res, line):
+			// line says why: skipped "too new (age …)", or failed reading the creation time
 		case t.Self:
 			line.Outcome, line.Message = OutcomeUpdateAvailable, "this is the watcher's own container; it is not replaced mid-cycle"
 		case t.Settings.Mode == ModeMonitor:

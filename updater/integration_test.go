@@ -405,3 +405,25 @@ func short(id string) string {
 	}
 	return id
 }
+
+func TestMinAgeUnderDigestPolicy(t *testing.T) {
+	r := newRig(t, nil)
+	ref, _ := r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1", Created: time.Now().Add(-48 * time.Hour)})
+	r.Pull(ref)
+	id := r.start("app", ref, map[string]string{"watcher.enable": "true", "watcher.min-age": "1h"})
+	r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2", Created: time.Now().Add(-10 * time.Minute)})
+
+	rep := r.run(updater.Request{})
+	l := line(t, rep, r.Name("app"))
+	if l.Outcome != updater.OutcomeSkipped || !strings.Contains(l.Message, "too new (age 10m") || r.Inspect(r.Name("app")).ID != id {
+		t.Fatalf("young image: %s %q; want skipped as too new and the container untouched", l.Outcome, l.Message)
+	}
+	if rep.Failed() {
+		t.Error("a too-new image is not a failure")
+	}
+	// Re-pushed as an image old enough: taken.
+	r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v3", Created: time.Now().Add(-2 * time.Hour)})
+	if l := line(t, r.run(updater.Request{}), r.Name("app")); l.Outcome != updater.OutcomeUpdated {
+		t.Fatalf("old-enough image: %s %+v %q, want updated", l.Outcome, l.Failure, l.Message)
+	}
+}

@@ -487,3 +487,34 @@ func checkFailed(line *ContainerReport, reason registry.Reason, msg string) {
 		line.Outcome, line.Message = OutcomeSkipped, msg
 	}
 }
+
+// tooNew applies watcher.min-age to a digest-policy update: it reports whether the new image is
+// younger than min-age (or its age cannot be read), filling line with why. The next cycle takes
+// the image once it is old enough.
+func (u *Updater) tooNew(ctx context.Context, t *Target, res registry.Result, line *ContainerReport) bool {
+	tc, ok := u.checker.(TagChecker)
+	if !ok {
+		line.Outcome, line.Message = OutcomeSkipped, "min-age is set but image ages cannot be read with this registry client"
+		return true
+	}
+	ref, err := name.ParseReference(t.Image)
+	if err != nil {
+		checkFailed(line, registry.InvalidReference, err.Error())
+		return true
+	}
+	created, err := tc.Created(ctx, ref.Context().Name()+"@"+res.Digest, t.image.platform())
+	if err != nil {
+		reason, msg := registry.RegistryUnavailable, err.Error()
+		var re *registry.Error
+		if errors.As(err, &re) {
+			reason, msg = re.Reason, re.Message
+		}
+		checkFailed(line, reason, "reading the creation time of the new image: "+msg)
+		return true
+	}
+	if why := tooYoung(created, t.Settings.MinAge, time.Now()); why != "" {
+		line.Outcome, line.Message = OutcomeSkipped, fmt.Sprintf("too new (%s)", why)
+		return true
+	}
+	return false
+}

@@ -16,17 +16,7 @@ func parseRef(s string) (name.Reference, error) {
 // localDigests returns the digests among repoDigests ("repo@sha256:…", any spelling of the
 // repository) that belong to repo, in their original order.
 func localDigests(repoDigests []string, repo name.Repository) []string {
-	var out []string
-	for _, rd := range repoDigests {
-		d, err := name.NewDigest(rd, name.WeakValidation)
-		if err != nil {
-			continue
-		}
-		if d.Context().Name() == repo.Name() {
-			out = append(out, d.DigestStr())
-		}
-	}
-	return out
+	return newParser().localDigests(repoDigests, repo.Name())
 }
 
 // isLoopback reports whether a registry host ("host", "host:port", "[::1]:port") is this machine:

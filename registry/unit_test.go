@@ -174,6 +174,39 @@ func TestNames(t *testing.T) {
 	}
 }
 
+// A Check parses each distinct reference and RepoDigest once, however many containers share it,
+// and prepares every query as parsing it alone would.
+func TestParserParsesEachStringOnce(t *testing.T) {
+	const h = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+	ps := newParser()
+	for i := range 200 {
+		q := Query{Ref: fmt.Sprintf("127.0.0.1:5000/app%02d:v1", i%40), RepoDigests: []string{fmt.Sprintf("127.0.0.1:5000/app%02d@%s", i%40, h), "garbage"}}
+		pr, p, f := ps.prepare(q)
+		if f != nil || pr.key != q.Ref || pr.repo != fmt.Sprintf("127.0.0.1:5000/app%02d", i%40) || fmt.Sprint(p.local) != "["+h+"]" {
+			t.Fatalf("prepare(%+v) = %+v, %+v, %v", q, pr, p, f)
+		}
+	}
+	if len(ps.refs) != 40 || len(ps.digests) != 41 {
+		t.Errorf("parsed %d references and %d RepoDigests, want 40 and 41 (40 + garbage)", len(ps.refs), len(ps.digests))
+	}
+	for _, tt := range []struct {
+		q    Query
+		want string
+	}{
+		{Query{Ref: " "}, "empty"},
+		{Query{Ref: "Bad Ref"}, "cannot parse"},
+		{Query{Ref: "nginx@" + h}, "pinned by digest"},
+		{Query{Ref: "nginx"}, "no RepoDigests"},
+		{Query{Ref: "nginx", RepoDigests: []string{"ghcr.io/x/nginx@" + h}}, "no RepoDigest for index.docker.io/library/nginx"},
+	} {
+		for range 2 { // the second time from the parser's memory
+			if _, _, f := ps.prepare(tt.q); f == nil || f.reason != InvalidReference || !strings.Contains(f.msg, tt.want) {
+				t.Errorf("prepare(%q) = %+v, want InvalidReference %q", tt.q.Ref, f, tt.want)
+			}
+		}
+	}
+}
+
 // The meter fixes schemes: loopback registries are spoken to over plain HTTP, all others only
 // over https, whatever go-containerregistry's ping or a redirect asks for.
 func TestMeterSchemes(t *testing.T) {

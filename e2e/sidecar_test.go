@@ -1,0 +1,351 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/internal/testenv"
+)
+
+// TestSidecar builds the repository's Dockerfile, runs the image as users are told to (socket
+// mounted, non-root with the socket's group, read-only root filesystem, state on a volume,
+// config from the environment), and has it update a labelled container when triggered over HTTP.
+func TestSidecar(t *testing.T) {
+	began := time.Now()
+	e := testenv.New(t)
+	sock := engineSocket(t)
+	root := moduleRoot(t)
+	dumpLogsOnFailure(t, e)
+
+	// The image: the real Dockerfile, built by the engine from this repository.
+	phase := time.Now()
+	baseRef := e.Registry.Ref("golang", "e2e")
+	baseID := goBaseImage(t, e, baseRef)
+	t.Cleanup(func() { removeDescendants(t, e.Docker, baseID) })
+	t.Logf("Go base image from %s loaded in %v", goEnv(t, "GOROOT"), time.Since(phase).Round(time.Millisecond))
+
+	phase = time.Now()
+	ctxTar, files := buildContext(t, root)
+	for _, f := range files {
+		if !contextFile(f) {
+			t.Fatalf("build context holds %s; .dockerignore should keep it out", f)
+		}
+	}
+	version := "e2e-" + e.Owner
+	watcherRef := e.Registry.Ref("watcher", "latest")
+	imageID := dockerBuild(t, e, ctxTar, watcherRef, map[string]string{
+		"GO_IMAGE":      baseRef,
+		"BUILDPLATFORM": "linux/" + runtime.GOARCH,
+		"TARGETOS":      "linux",
+		"TARGETARCH":    runtime.GOARCH,
+		"GOPROXY":       moduleProxy(t, root),
+		"GOSUMDB":       "off", // go.sum has every hash; nothing is looked up off this machine
+		"VERSION":       version,
+	})
+	t.Logf("docker build (context %d files, %d KiB) took %v", len(files), len(ctxTar)/1024, time.Since(phase).Round(time.Millisecond))
+	push(t, e, watcherRef)
+
+	t.Run("image metadata", func(t *testing.T) {
+		img, err := e.Docker.ImageInspect(context.Background(), imageID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := img.Config
+		if c == nil {
+			t.Fatal("image has no config")
+		}
+		if c.Healthcheck == nil || !slices.Equal(c.Healthcheck.Test, []string{"CMD", "/watcher", "healthcheck"}) {
+			t.Errorf("healthcheck = %+v, want CMD /watcher healthcheck", c.Healthcheck)
+		}
+		if !slices.Equal(c.Entrypoint, []string{"/watcher"}) {
+			t.Errorf("entrypoint = %v, want [/watcher]", c.Entrypoint)
+		}
+		if c.User != "65532:65532" {
+			t.Errorf("user = %q, want the non-root 65532:65532", c.User)
+		}
+		if _, ok := c.Volumes["/var/lib/watcher"]; !ok {
+			t.Errorf("volumes = %v, want /var/lib/watcher", c.Volumes)
+		}
+		for k, want := range map[string]string{
+			"org.opencontainers.image.title":   "watcher",
+			"org.opencontainers.image.version": version,
+			"org.opencontainers.image.source":  "https://github.com/watcher-dev/watcher",
+		} {
+			if got := c.Labels[k]; got != want {
+				t.Errorf("label %s = %q, want %q", k, got, want)
+			}
+		}
+		if img.Os != "linux" || img.Architecture != runtime.GOARCH {
+			t.Errorf("platform = %s/%s, want linux/%s", img.Os, img.Architecture, runtime.GOARCH)
+		}
+	})
+
+	// A labelled app of this test's scope, on v1.
+	labels := map[string]string{"watcher.enable": "true", "watcher.scope": e.Owner}
+	appRef, _ := e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
+	e.Pull(appRef)
+	appID := e.Run(e.Name("app"), &container.Config{Image: appRef, Labels: labels}, nil, nil)
+
+	// The sidecar, as docs/sidecar.md runs it.
+	sc := startSidecar(t, e, sock, watcherRef, labels)
+	t.Logf("sidecar up %v after the test began", time.Since(began).Round(time.Millisecond))
+
+	t.Run("runs as documented", func(t *testing.T) {
+		ins := e.Inspect(sc.id)
+		if !ins.HostConfig.ReadonlyRootfs {
+			t.Error("root filesystem is not read-only")
+		}
+		if ins.Config.User != "65532:65532" {
+			t.Errorf("runs as %q, want the image's non-root user", ins.Config.User)
+		}
+		out := sc.exec(t, "/watcher", "version")
+		if !strings.Contains(out, version) {
+			t.Errorf("watcher version = %q, want %s stamped by the build", out, version)
+		}
+	})
+
+	t.Run("updates a labelled container", func(t *testing.T) {
+		e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
+		rep := sc.update(t)
+		line := findLine(rep, e.Name("app"))
+		if line == nil || line.Outcome != "updated" {
+			t.Fatalf("app line = %+v, want updated; report %+v", line, rep)
+		}
+		ins := e.Inspect(e.Name("app"))
+		img, err := e.Docker.ImageInspect(context.Background(), appRef)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case ins.ID == appID:
+			t.Error("the app container was not replaced")
+		case !ins.State.Running:
+			t.Errorf("the new app container is not running: %+v", ins.State)
+		case ins.Image != img.ID:
+			t.Errorf("the app runs image %s, want the new %s", ins.Image, img.ID)
+		case !slices.Contains(ins.Config.Env, "APP_VERSION=v2"):
+			t.Errorf("the app's env = %v, want APP_VERSION=v2", ins.Config.Env)
+		}
+		if n := len(e.Owned()); n != 2 {
+			t.Errorf("%d containers of this test, want 2 (the sidecar and the app)", n)
+		}
+	})
+
+	t.Run("becomes healthy", func(t *testing.T) {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			ins := e.Inspect(sc.id)
+			if h := ins.State.Health; h != nil && h.Status == container.Healthy {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("health = %+v, want healthy within 60s", ins.State.Health)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	})
+
+	t.Logf("end to end: %v", time.Since(began).Round(time.Millisecond))
+}
+
+// sidecar is the running watcher container and how to reach it.
+type sidecar struct {
+	e     *testenv.Env
+	id    string
+	url   string // http://127.0.0.1:PORT
+	token string
+}
+
+// startSidecar runs the watcher image as the README's quick start does, adapted to the test:
+// the private engine's socket, the socket's group for the non-root user, host network (to reach
+// the registry on 127.0.0.1, and for the test to reach the API on 127.0.0.1; no published port),
+// read-only root filesystem, state on the image's volume, config from the environment, scoped
+// to this test's containers.
+func startSidecar(t *testing.T, e *testenv.Env, sock, ref string, labels map[string]string) *sidecar {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(sock, &st); err != nil {
+		t.Fatalf("engine socket %s: %v", sock, err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	sc := &sidecar{e: e, url: "http://" + addr, token: randomHex(16)}
+	env := []string{
+		"WATCHER_HTTP_TOKEN=" + sc.token,
+		"WATCHER_HTTP_LISTEN=" + addr,
+		"WATCHER_SCHEDULE=", // only the HTTP trigger
+		"WATCHER_WATCH_SCOPE=" + e.Owner,
+		"WATCHER_UPDATE_VERIFY=1s",
+		"WATCHER_LOG_LEVEL=debug",
+	}
+	sc.id = e.Run(e.Name("watcher"), &container.Config{
+		Image: ref, Env: env, Labels: labels,
+		// The image's healthcheck command, probed every second instead of every 30s.
+		Healthcheck: &container.HealthConfig{Interval: time.Second, Timeout: 5 * time.Second, Retries: 3},
+	}, &container.HostConfig{
+		NetworkMode:    "host",
+		ReadonlyRootfs: true,
+		Binds:          []string{sock + ":/var/run/docker.sock"},
+		GroupAdd:       []string{strconv.FormatUint(uint64(st.Gid), 10)},
+	}, nil)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(sc.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return sc
+			}
+		}
+		if ins := e.Inspect(sc.id); !ins.State.Running || time.Now().After(deadline) {
+			t.Fatalf("the sidecar did not answer /healthz (state %+v, last error %v)", ins.State, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// update is POST /v1/update?wait=true with the token; it returns the run report.
+func (sc *sidecar) update(t *testing.T) *report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, sc.url+"/v1/update?wait=true", nil)
+	req.Header.Set("Authorization", "Bearer "+sc.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST /v1/update: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/update = %s: %s", resp.Status, body)
+	}
+	var rep report
+	if err := json.Unmarshal(body, &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, body)
+	}
+	return &rep
+}
+
+// exec runs a command in the sidecar and returns its output.
+func (sc *sidecar) exec(t *testing.T, cmd ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cr, err := sc.e.Docker.ExecCreate(ctx, sc.id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		t.Fatalf("exec %v: %v", cmd, err)
+	}
+	att, err := sc.e.Docker.ExecAttach(ctx, cr.ID, client.ExecAttachOptions{})
+	if err != nil {
+		t.Fatalf("exec %v: %v", cmd, err)
+	}
+	defer att.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, att.Reader); err != nil {
+		t.Fatalf("exec %v: %v", cmd, err)
+	}
+	return out.String()
+}
+
+// report is the run report POST /v1/update?wait=true answers with (DESIGN.md, HTTP API): the
+// fields this test reads, decoded from the wire as any client would.
+type report struct {
+	ID         string       `json:"id"`
+	Error      string       `json:"error"`
+	Containers []reportLine `json:"containers"`
+}
+
+type reportLine struct {
+	Name     string `json:"name"`
+	ID       string `json:"id"`
+	NewID    string `json:"new_id"`
+	Image    string `json:"image"`
+	Outcome  string `json:"outcome"`
+	Message  string `json:"message"`
+	Failure  *struct{ Stage, Reason, Message string }
+	Downtime int64 `json:"downtime_ns"`
+}
+
+func findLine(rep *report, name string) *reportLine {
+	for i := range rep.Containers {
+		if rep.Containers[i].Name == name {
+			return &rep.Containers[i]
+		}
+	}
+	return nil
+}
+
+// push pushes a local image to the test registry through the engine.
+func push(t *testing.T, e *testenv.Env, ref string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := e.Docker.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: "e30="}) // {}: anonymous
+	if err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	defer res.Close()
+	if err := res.Wait(ctx); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+}
+
+// engineSocket is the private engine's unix socket, from DOCKER_HOST.
+func engineSocket(t *testing.T) string {
+	t.Helper()
+	host := os.Getenv("DOCKER_HOST")
+	sock, ok := strings.CutPrefix(host, "unix://")
+	if !ok {
+		t.Fatalf("DOCKER_HOST=%q: the sidecar test mounts the engine's socket, so it needs a unix:// engine", host)
+	}
+	return sock
+}
+
+// dumpLogsOnFailure prints the logs of this test's containers when it fails, before they go.
+func dumpLogsOnFailure(t *testing.T, e *testenv.Env) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, c := range e.Owned() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			rc, err := e.Docker.ContainerLogs(ctx, c.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "200"})
+			if err == nil {
+				var out bytes.Buffer
+				_, _ = stdcopy.StdCopy(&out, &out, rc)
+				rc.Close()
+				t.Logf("logs of %v (%s, %s):\n%s", c.Names, c.Image, c.State, out.String())
+			}
+			cancel()
+		}
+	})
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -103,6 +103,7 @@ func (p *parser) localDigests(repoDigests []string, repo string) []string {
 type job struct {
 	ref     name.Reference
 	queries []int
+	batch   []name.Repository // the repositories this Check looks up on ref's registry (one token for all)
 }
 
 // remoteTag is what the registry said about a tag during one lookup.
@@ -117,12 +118,16 @@ type remoteTag struct {
 // normalised reference ("nginx" == "docker.io/library/nginx:latest") share one lookup: one HEAD,
 // and at most one GET of the index, whatever their platforms and local images. Queries that need no
 // lookup (unparseable, digest-pinned, locally built) are answered InvalidReference without a
-// request. Check never fails as a whole: each Result carries its own Reason.
+// request. The lookups of one registry share one bearer token, asked for once with all their
+// repositories' scopes (at most maxScopesPerToken a request) and kept for later Checks until it
+// is due for renewal. Check never fails as a whole: each Result carries its own Reason.
 func (c *Checker) Check(ctx context.Context, qs []Query) []Result {
 	out := make([]Result, len(qs))
 	prep := make([]prepared, len(qs))
 	jobs := map[string]*job{}
 	var order []*job
+	repos := map[string]bool{}                // repository names among the jobs
+	batches := map[string][]name.Repository{} // registry host -> its repositories among the jobs
 	ps := newParser()
 	for i, q := range qs {
 		out[i].Ref = q.Ref
@@ -140,8 +145,16 @@ func (c *Checker) Check(ctx context.Context, qs []Query) []Result {
 			j = &job{ref: p.ref}
 			jobs[pr.key] = j
 			order = append(order, j)
+			repo := p.ref.Context()
+			if !repos[pr.repo] {
+				repos[pr.repo] = true
+				batches[repo.RegistryStr()] = append(batches[repo.RegistryStr()], repo)
+			}
 		}
 		j.queries = append(j.queries, i)
+	}
+	for _, j := range order {
+		j.batch = batches[j.ref.Context().RegistryStr()]
 	}
 	var wg sync.WaitGroup
 	for _, j := range order {
@@ -207,7 +220,7 @@ func (c *Checker) lookup(ctx context.Context, j *job, qs []Query, prep []prepare
 
 	lctx, cancel := context.WithTimeout(withTrace(ctx, tr), c.o.Timeout)
 	defer cancel()
-	rt, tag, err := c.head(lctx, j.ref)
+	rt, tag, err := c.head(lctx, j.ref, j.batch)
 	if err != nil {
 		failAll(err)
 		return
@@ -286,7 +299,9 @@ func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Re
 
 // head finds the tag's digest with one HEAD. A registry that answers without
 // Docker-Content-Digest gets one GET instead — except Docker Hub, where a GET counts as a pull.
-func (c *Checker) head(ctx context.Context, ref name.Reference) (http.RoundTripper, *remoteTag, error) {
+// batch is passed on to conns.transport: the repositories whose token the one for ref's
+// repository may be asked for with.
+func (c *Checker) head(ctx context.Context, ref name.Reference, batch []name.Repository) (http.RoundTripper, *remoteTag, error) {
 	repo := ref.Context()
 	host := repo.RegistryStr()
 	var (
@@ -296,19 +311,19 @@ func (c *Checker) head(ctx context.Context, ref name.Reference) (http.RoundTripp
 	)
 	err := c.attempt(ctx, host, func(ctx context.Context) error {
 		var err error
-		if rt, err = c.conns.transport(ctx, repo); err != nil {
-			return err
-		}
-		resp, _, err := c.send(ctx, rt, repo, ref.Identifier(), http.MethodHead)
-		if err != nil {
-			return err
-		}
-		if h, err := v1.NewHash(resp.Header.Get("Docker-Content-Digest")); err == nil {
-			tag = &remoteTag{digest: h, mediaType: mediaType(resp.Header.Get("Content-Type"))}
+		rt, err = c.authed(ctx, repo, batch, func(rt http.RoundTripper) error {
+			resp, _, err := c.send(ctx, rt, repo, ref.Identifier(), http.MethodHead)
+			if err != nil {
+				return err
+			}
+			if h, err := v1.NewHash(resp.Header.Get("Docker-Content-Digest")); err == nil {
+				tag = &remoteTag{digest: h, mediaType: mediaType(resp.Header.Get("Content-Type"))}
+				return nil
+			}
+			noDigest = true
 			return nil
-		}
-		noDigest = true
-		return nil
+		})
+		return err
 	})
 	if err != nil || !noDigest {
 		return rt, tag, err
@@ -347,6 +362,33 @@ func (c *Checker) head(ctx context.Context, ref name.Reference) (http.RoundTripp
 		tag.index, tag.indexErr = v1.ParseIndexManifest(bytes.NewReader(body))
 	}
 	return rt, tag, nil
+}
+
+// authed runs fn with an authenticated transport for repo (see conns.transport for batch) and
+// returns that transport. When the registry refuses (401/403) a token asked for several
+// repositories, it may have granted the others and not this one: authed then asks for a token of
+// repo's own and runs fn once more, so the answer is about repo alone. Only the first request of
+// a lookup goes through here; the rest of the lookup uses the transport it returns.
+func (c *Checker) authed(ctx context.Context, repo name.Repository, batch []name.Repository, fn func(http.RoundTripper) error) (http.RoundTripper, error) {
+	rc, err := c.conns.transport(ctx, repo, batch)
+	if err != nil {
+		return nil, err
+	}
+	err = fn(rc.rt)
+	if err == nil || rc.scopes < 2 || ctx.Err() != nil || !refused(err) {
+		return rc.rt, err
+	}
+	c.conns.refusedShared(repo.Name(), rc)
+	if rc, err = c.conns.transport(ctx, repo, nil); err != nil {
+		return nil, err
+	}
+	return rc.rt, fn(rc.rt)
+}
+
+// refused reports whether err is the registry's 401/403 (or UNAUTHORIZED/DENIED) answer.
+func refused(err error) bool {
+	var te *transport.Error
+	return errors.As(err, &te) && classifyStatus(te).reason == Unauthorized
 }
 
 // getIndex GETs an index by digest and parses it.

@@ -64,7 +64,7 @@ func (c *Checker) Created(ctx context.Context, ref string, platform v1.Platform)
 
 func (c *Checker) created(ctx context.Context, ref name.Reference, platform v1.Platform) (time.Time, error) {
 	repo := ref.Context()
-	rt, tag, err := c.head(ctx, ref)
+	rt, tag, err := c.head(ctx, ref, nil)
 	if err != nil {
 		return time.Time{}, err
 	}

@@ -94,9 +94,9 @@ var _ error = (*Error)(nil)
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Ref, e.Reason, e.Message) }
 
-// Checker looks up references. Between calls it keeps authenticated transports (and so tokens)
-// per repository, rate-limit deadlines per host, and what manifests fetched by digest said; it is
-// safe for concurrent use.
+// Checker looks up references. Between calls it keeps authenticated transports (and so tokens:
+// one per registry, shared by the repositories a Check looked up there), rate-limit deadlines per
+// host, and what manifests fetched by digest said; it is safe for concurrent use.
 type Checker struct {
 	o      Options
 	now    func() time.Time

@@ -76,16 +76,15 @@ func (c *Checker) listTags(ctx context.Context, repo name.Repository) ([]string,
 		)
 		pctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 		err := c.attempt(pctx, host, func(ctx context.Context) error {
-			rt, err := c.conns.transport(ctx, repo)
-			if err != nil {
+			_, err := c.authed(ctx, repo, nil, func(rt http.RoundTripper) error {
+				resp, b, err := c.get(ctx, rt, u, "application/json", maxTagListSize)
+				if err != nil {
+					return err
+				}
+				body = b
+				next, err = nextPage(u, resp.Header.Values("Link"))
 				return err
-			}
-			resp, b, err := c.get(ctx, rt, u, "application/json", maxTagListSize)
-			if err != nil {
-				return err
-			}
-			body = b
-			next, err = nextPage(u, resp.Header.Values("Link"))
+			})
 			return err
 		})
 		cancel()

@@ -207,6 +207,35 @@ func TestParserParsesEachStringOnce(t *testing.T) {
 	}
 }
 
+// The bearer transport sends its token to its registry only (not to blob storage a redirect
+// points at), and leaves the caller's request as it was.
+func TestBearerOnlyToItsRegistry(t *testing.T) {
+	var got []string
+	b := &bearer{host: "registry.example.com", token: "tok", next: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		got = append(got, r.URL.String()+" "+r.Header.Get("Authorization"))
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})}
+	for _, u := range []string{"https://registry.example.com/v2/", "https://Registry.Example.com:443/v2/", "https://storage.example.com/blob", "https://registry.example.com:5000/v2/", "http://127.0.0.1:80/v2/"} {
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		if _, err := b.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+		if req.Header.Get("Authorization") != "" {
+			t.Errorf("%s: the caller's request was changed", u)
+		}
+	}
+	want := []string{
+		"https://registry.example.com/v2/ Bearer tok",
+		"https://Registry.Example.com:443/v2/ Bearer tok",
+		"https://storage.example.com/blob ",
+		"https://registry.example.com:5000/v2/ ",
+		"http://127.0.0.1:80/v2/ ",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sent\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // The meter fixes schemes: loopback registries are spoken to over plain HTTP, all others only
 // over https, whatever go-containerregistry's ping or a redirect asks for.
 func TestMeterSchemes(t *testing.T) {

@@ -37,6 +37,7 @@ type Manager struct {
 	log *slog.Logger
 
 	settle time.Duration // see defaultSettle
+	poll   time.Duration // verify's fallback poll, see verifyPoll
 
 	mu   sync.Mutex
 	busy map[string]chan struct{} // container ID -> closed when its transaction ends
@@ -56,7 +57,7 @@ func New(d Docker, s *store.Store, o Options) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Manager{d: d, s: s, o: o, log: o.Logger, settle: defaultSettle, busy: map[string]chan struct{}{}}
+	return &Manager{d: d, s: s, o: o, log: o.Logger, settle: defaultSettle, poll: verifyPoll, busy: map[string]chan struct{}{}}
 }
 
 // lock waits until no other transaction works on container id, then claims it.

@@ -8,10 +8,19 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/client"
 )
 
-// pollEvery is how often verify inspects the new container.
-const pollEvery = 100 * time.Millisecond
+// verifyPoll is verify's fallback: how often it inspects the container when no event woke it.
+// Verify waits on the engine's event stream (see watch); the poll only bounds how late a
+// verdict can come when the stream dropped or an event was lost, so it can be slow.
+const verifyPoll = time.Second
+
+// verifyEvents are the container events that can change verify's verdict. An event only wakes
+// verify: the verdict always comes from an inspect, so a stray or replayed event costs one
+// inspect and nothing else.
+var verifyEvents = []string{string(events.ActionDie), string(events.ActionOOM), string(events.ActionHealthStatus), string(events.ActionRestart)}
 
 // verify watches a started container until it has run for the verify window with no restart
 // and, when it has a healthcheck, is healthy (waiting at most the health timeout). Failures are
@@ -22,8 +31,15 @@ func (t *txn) verify(ctx context.Context, id string, exited <-chan int) *Error {
 	return verifyRunning(ctx, t, t.r.ContainerID, id, t.verifyWindow(), t.healthTimeout(), exited)
 }
 
+// verifyRunning inspects container id when it starts, whenever the engine reports an event that
+// can change the verdict (die, oom, health_status, restart), every verifyPoll as a fallback, and
+// at the end of the window (or at the health timeout), and decides on each inspect. A container
+// that dies is thus judged as soon as its die event arrives, not at the end of the window.
 func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, healthTimeout time.Duration, exited <-chan int) *Error {
 	start := time.Now()
+	wctx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	wake := t.watch(wctx, id, start)
 	for {
 		ins, err := t.inspect(ctx, id)
 		switch {
@@ -53,16 +69,63 @@ func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, health
 			return newError(oldID, StageVerify, ReasonUnhealthy,
 				fmt.Sprintf("not healthy after %s (health %s)%s", healthTimeout, h.Status, lastProbe(h)), nil)
 		}
-		wait := pollEvery
+		// Sleep until an event, the end of the window, the health timeout or the fallback poll.
+		wait := t.m.poll
 		if rest := window - elapsed; rest > 0 && rest < wait {
 			wait = rest
 		}
+		if rest := healthTimeout - elapsed; hasHealth && rest > 0 && rest < wait {
+			wait = rest
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return newError(oldID, StageVerify, ReasonInterrupted, "verify interrupted", ctx.Err())
-		case <-time.After(wait):
+		case <-wake:
+			timer.Stop()
+		case <-timer.C:
 		}
 	}
+}
+
+// watch subscribes to the engine's events of container id that verify cares about, from since
+// on, and returns a channel that receives a value after each (coalesced: one value stands for any
+// number of events not yet taken). The subscription runs in the background until ctx ends; if it
+// cannot be opened or drops, the channel simply stays quiet and verify's fallback poll decides.
+//
+// The engine answers a subscription before it registers it, so an event in between would be
+// missed: since makes the engine replay what it logged from that instant on.
+func (t *txn) watch(ctx context.Context, id string, since time.Time) <-chan struct{} {
+	wake := make(chan struct{}, 1)
+	log := t.m.log.With("tx", t.r.TxID, "container", t.r.Name, "id", shortID(id))
+	go func() {
+		res := t.m.d.Events(ctx, client.EventsListOptions{
+			Since: since.UTC().Format(time.RFC3339Nano),
+			Filters: make(client.Filters).Add("type", string(events.ContainerEventType)).
+				Add("container", id).Add("event", verifyEvents...),
+		})
+		for {
+			select {
+			case m := <-res.Messages:
+				if m.Actor.ID != "" && m.Actor.ID != id {
+					continue
+				}
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			case err := <-res.Err:
+				if ctx.Err() == nil {
+					log.Debug("event stream ended during verify; polling every "+t.m.poll.String(), "err", err)
+				}
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return wake
 }
 
 // classifyState says what is wrong with a container that should be running, or nil.

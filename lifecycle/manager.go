@@ -108,6 +108,19 @@ type Spec struct {
 	// failure must not leave the service down when the old container can run.
 	Rollback       bool
 	RemoveOldImage bool // remove the superseded image after commit if no container uses it
+
+	// Started, if not nil, is called exactly once per Replace call: right after the new
+	// container has been started, before it is verified — the end of the disruptive part (pull,
+	// create, stop, rename, start) — or, when the transaction ends without getting there (any
+	// failure up to and including the start, an unchanged image, a container that was not
+	// running and so is not started, a Replace that finds its transaction already done), just
+	// before Replace returns. When Replace finishes an unfinished earlier transaction instead,
+	// it is called before that one's new container is verified again, or else at the end.
+	// A rollback after a failed verify therefore runs after Started. The updater uses it to free
+	// its update.parallel slot so that many verify windows overlap while at most N containers
+	// are stopped, created or started at once. It runs on Replace's goroutine and should return
+	// quickly; it is never journaled.
+	Started func()
 }
 
 // Outcome is how a transaction ended.

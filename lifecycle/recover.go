@@ -49,15 +49,16 @@ func (m *Manager) Recover(ctx context.Context) []Result {
 		if err != nil {
 			break
 		}
-		out = append(out, m.resume(ctx, &r))
+		out = append(out, m.resume(ctx, &r, nil))
 		unlock()
 	}
 	return out
 }
 
-// resume finishes one unfinished transaction from its journal record.
-func (m *Manager) resume(ctx context.Context, r *record) Result {
-	t := &txn{m: m, r: r}
+// resume finishes one unfinished transaction from its journal record. started (Spec.Started of
+// the Replace that found it, or nil) is called before a running new container is verified again.
+func (m *Manager) resume(ctx context.Context, r *record, started func()) Result {
+	t := &txn{m: m, r: r, started: started}
 	m.log.Info("recovering an unfinished update", "tx", r.TxID, "container", r.Name, "step", r.Step)
 	// A request the crashed process had sent (a create, stop, start) is carried out by the
 	// engine all the same; after a crash a moment ago, give it time to land first.
@@ -78,6 +79,7 @@ func (m *Manager) resume(ctx context.Context, r *record) Result {
 		if r.NewID != "" {
 			ins, err := t.inspect(ctx, r.NewID)
 			if err == nil && ins.State != nil && ins.State.Running && ins.Name == "/"+r.Name {
+				t.markStarted()
 				if e := t.verify(ctx, r.NewID, nil); e != nil {
 					return t.rollback(ctx, e)
 				}

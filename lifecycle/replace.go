@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -20,9 +21,25 @@ const detachedTimeout = 60 * time.Second
 
 // txn is one transaction in progress.
 type txn struct {
-	m    *Manager
-	r    *record
-	auth string // registry auth for the pull; never journaled
+	m       *Manager
+	r       *record
+	auth    string // registry auth for the pull; never journaled
+	started func() // Spec.Started, at most once (see once); nil in Recover
+}
+
+// markStarted tells the caller the disruptive part is over (Spec.Started).
+func (t *txn) markStarted() {
+	if t.started != nil {
+		t.started()
+	}
+}
+
+// once returns a func that calls f the first time it is called, and does nothing if f is nil.
+func once(f func()) func() {
+	if f == nil {
+		return func() {}
+	}
+	return sync.OnceFunc(f)
 }
 
 func (t *txn) spec() specRecord { return t.r.Spec }
@@ -76,6 +93,8 @@ func (t *txn) stopTimeoutSeconds() int {
 // Recover would); on a container a committed transaction already replaced it returns that
 // transaction's Result again and does nothing.
 func (m *Manager) Replace(ctx context.Context, s Spec) Result {
+	started := once(s.Started)
+	defer started() // when the transaction ended before its new container was started
 	unlock, err := m.lock(ctx, s.ContainerID)
 	if err != nil {
 		return Result{OldID: s.ContainerID, Outcome: OutcomeFailed, Err: newError(s.ContainerID, StageCheck, ReasonInterrupted, "", err)}
@@ -89,14 +108,14 @@ func (m *Manager) Replace(ctx context.Context, s Spec) Result {
 		var r record
 		if err := json.Unmarshal(prev[len(prev)-1].Data, &r); err == nil {
 			if !r.finished() {
-				return m.resume(ctx, &r)
+				return m.resume(ctx, &r, started)
 			}
 			if r.Outcome == OutcomeUpdated {
 				return r.result()
 			}
 		}
 	}
-	t := &txn{m: m, auth: s.RegistryAuth, r: &record{TxID: newTxID(), ContainerID: s.ContainerID,
+	t := &txn{m: m, auth: s.RegistryAuth, started: started, r: &record{TxID: newTxID(), ContainerID: s.ContainerID,
 		Spec: toSpecRecord(s), Started: time.Now()}}
 	return t.run(ctx)
 }
@@ -195,6 +214,7 @@ func (t *txn) run(ctx context.Context) Result {
 			return t.fail(ctx, e)
 		}
 		r.Downtime = time.Since(down)
+		t.markStarted()
 		if err := t.journal(stepVerify); err != nil {
 			return t.fail(ctx, newError(r.ContainerID, StageVerify, ReasonStoreError, "writing the journal", err))
 		}

@@ -158,7 +158,7 @@ func (t *txn) journal(step string) error {
 		return err
 	}
 	if t.m.log.Enabled(context.Background(), slog.LevelDebug) {
-		t.m.log.Debug("journal", "tx", r.TxID, "step", step, "seq", r.Seq, "since_start", time.Since(r.Started).Round(time.Millisecond))
+		t.log().Debug("journal", "step", step, "seq", r.Seq, "since_start", time.Since(r.Started).Round(time.Millisecond))
 	}
 	if journalHook != nil {
 		journalHook(r.Seq, step)

@@ -36,7 +36,7 @@ func (m *Manager) Recover(ctx context.Context) []Result {
 	for _, e := range entries {
 		var r record
 		if err := json.Unmarshal(e.Data, &r); err != nil {
-			m.log.Error("unreadable journal record; left for a human", "tx", e.TxID, "container", e.ContainerID, "err", err)
+			m.log.Error("unreadable journal record; left for a human", "tx", e.TxID, "container", m.nameOf(ctx, e.ContainerID), "id", shortID(e.ContainerID), "err", err)
 			continue
 		}
 		if r.finished() {
@@ -59,7 +59,7 @@ func (m *Manager) Recover(ctx context.Context) []Result {
 // the Replace that found it, or nil) is called before a running new container is verified again.
 func (m *Manager) resume(ctx context.Context, r *record, started func()) Result {
 	t := &txn{m: m, r: r, started: started}
-	m.log.Info("recovering an unfinished update", "tx", r.TxID, "container", r.Name, "step", r.Step)
+	t.log().Info("recovering an unfinished update", "step", r.Step)
 	// A request the crashed process had sent (a create, stop, start) is carried out by the
 	// engine all the same; after a crash a moment ago, give it time to land first.
 	if d := time.Until(r.Updated.Add(m.settle)); d > 0 && r.Step != stepDone {
@@ -128,9 +128,31 @@ func (m *Manager) sweep(ctx context.Context) {
 			continue
 		}
 		t := &txn{m: m, r: &r}
-		m.log.Warn("removing a container left by an interrupted update", "tx", txid, "container", shortID(c.ID), "names", c.Names)
+		log := m.log.With("tx", txid, "container", primaryName(c.Names), "id", shortID(c.ID))
+		log.Warn("removing a container left by an interrupted update")
 		if err := t.goAway(ctx, c.ID, label, t.stopTimeoutSeconds()); err != nil {
-			m.log.Error("removing a leftover container", "container", shortID(c.ID), "err", err)
+			log.Error("removing a leftover container", "err", err)
 		}
 	}
+}
+
+// nameOf is container id's name without the leading "/", or "" if the engine cannot tell (for
+// log lines that have only an ID).
+func (m *Manager) nameOf(ctx context.Context, id string) string {
+	res, err := m.d.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(res.Container.Name, "/")
+}
+
+// primaryName is a container's own name from a list's Names ("/name"; legacy links add
+// "/other/alias" entries), without the leading "/".
+func primaryName(names []string) string {
+	for _, n := range names {
+		if n = strings.TrimPrefix(n, "/"); n != "" && !strings.Contains(n, "/") {
+			return n
+		}
+	}
+	return ""
 }

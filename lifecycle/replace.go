@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,13 @@ type txn struct {
 	r       *record
 	auth    string // registry auth for the pull; never journaled
 	started func() // Spec.Started, at most once (see once); nil in Recover
+}
+
+// log is the transaction's logger: every line carries the transaction and the container it
+// replaces, by name ("container", without the leading "/") and short ID ("id"). The name is ""
+// until the snapshot has read it.
+func (t *txn) log() *slog.Logger {
+	return t.m.log.With("tx", t.r.TxID, "container", t.r.Name, "id", shortID(t.r.ContainerID))
 }
 
 // markStarted tells the caller the disruptive part is over (Spec.Started).
@@ -122,12 +130,9 @@ func (m *Manager) Replace(ctx context.Context, s Spec) Result {
 
 func (t *txn) run(ctx context.Context) Result {
 	r := t.r
-	log := t.m.log.With("tx", r.TxID, "container", shortID(r.ContainerID))
 
-	// 1. snapshot
-	if err := t.journal(stepSnapshot); err != nil {
-		return t.finish(newError(r.ContainerID, StageCheck, ReasonStoreError, "writing the journal", err), OutcomeFailed)
-	}
+	// 1. snapshot (the inspect changes nothing: it comes before the first journal write, so that
+	// the record, and every log line, names the container from the start)
 	res, err := t.m.d.ContainerInspect(ctx, r.ContainerID, client.ContainerInspectOptions{})
 	if err != nil {
 		reason := ReasonContainerNotFound
@@ -145,6 +150,9 @@ func (t *txn) run(ctx context.Context) Result {
 	r.OldImageID = old.Image
 	r.AutoRemove = old.HostConfig != nil && old.HostConfig.AutoRemove
 	r.WasRunning = old.State != nil && (old.State.Running || old.State.Restarting)
+	if err := t.journal(stepSnapshot); err != nil {
+		return t.finish(newError(r.ContainerID, StageCheck, ReasonStoreError, "writing the journal", err), OutcomeFailed)
+	}
 	if strings.Contains(r.Name, nameMarker) {
 		return t.finish(newError(r.ContainerID, StageCheck, ReasonContainerNotFound,
 			fmt.Sprintf("%q is a temporary container of an update, not a service", r.Name), nil), OutcomeFailed)
@@ -163,7 +171,7 @@ func (t *txn) run(ctx context.Context) Result {
 		return t.finish(e, OutcomeFailed)
 	}
 	if !r.Spec.Recreate && r.NewImageID == r.OldImageID {
-		log.Debug("image unchanged", "image", r.NewImage)
+		t.log().Debug("image unchanged", "image", r.NewImage)
 		res := t.finish(nil, OutcomeUnchanged)
 		_ = t.m.s.DeleteJournal(r.TxID) // nothing happened: keep the journal to real changes
 		return res
@@ -220,7 +228,7 @@ func (t *txn) run(ctx context.Context) Result {
 		}
 		if e := t.verify(ctx, r.NewID, exited); e != nil {
 			if !r.Spec.Rollback && e.Reason == ReasonUnhealthy && t.running(ctx, r.NewID) && ctx.Err() == nil {
-				log.Warn("new container failed its health gate; kept (rollback disabled)", "err", e)
+				t.log().Warn("new container failed its health gate; kept (rollback disabled)", "err", e)
 				return t.commit(ctx, e)
 			}
 			return t.fail(ctx, e)
@@ -299,7 +307,7 @@ func (t *txn) create(ctx context.Context, old container.InspectResponse) *Error 
 		return newError(r.ContainerID, StageCreate, ReasonCreateContainerConfigError, "building the create request", err)
 	}
 	for _, w := range plan.Warnings {
-		t.m.log.Warn(w, "tx", r.TxID, "container", r.Name)
+		t.log().Warn(w)
 	}
 	name := tempName(r.Name, r.TxID)
 	res, err := t.m.d.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: plan.Config, HostConfig: plan.Host, NetworkingConfig: plan.Network})
@@ -417,11 +425,11 @@ func (t *txn) commit(ctx context.Context, kept *Error) Result {
 		defer cancel()
 	}
 	if err := t.journal(stepCommit); err != nil {
-		t.m.log.Error("journal write failed at commit; continuing", "tx", r.TxID, "err", err)
+		t.log().Error("journal write failed at commit; continuing", "err", err)
 	}
 	if err := t.goAway(ctx, r.ContainerID, "", t.stopTimeoutSeconds()); err != nil {
 		// The update stands; the old container is left set aside and Recover retries.
-		t.m.log.Error("removing the old container failed", "tx", r.TxID, "container", shortID(r.ContainerID), "err", err)
+		t.log().Error("removing the old container failed", "err", err)
 		res := r.result()
 		res.Outcome = OutcomeUpdated
 		return res
@@ -448,7 +456,7 @@ func (t *txn) removeImage(ctx context.Context, id string) {
 		}
 	}
 	if _, err := t.m.d.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
-		t.m.log.Info("old image kept", "image", shortID(id), "err", err)
+		t.log().Info("old image kept", "image", shortID(id), "err", err)
 	}
 }
 
@@ -460,7 +468,7 @@ func (t *txn) finish(e *Error, outcome Outcome) Result {
 		r.Cause = &errRecord{Stage: e.Stage, Reason: e.Reason, Message: oneLine(e)}
 	}
 	if err := t.journal(stepDone); err != nil {
-		t.m.log.Error("journal write failed at the end of a transaction", "tx", r.TxID, "err", err)
+		t.log().Error("journal write failed at the end of a transaction", "err", err)
 	}
 	res := r.result()
 	if e != nil && outcome != OutcomeUpdated && outcome != OutcomeUnchanged {
@@ -469,7 +477,7 @@ func (t *txn) finish(e *Error, outcome Outcome) Result {
 	if outcome == OutcomeFailed && e != nil && e.Reason != ReasonRollbackFailed {
 		res.Err = e
 	}
-	t.m.log.Info("update finished", "tx", r.TxID, "container", r.Name, "outcome", outcome, "downtime", r.Downtime, "err", errString(res.Err))
+	t.log().Info("update finished", "outcome", outcome, "downtime", r.Downtime, "err", errString(res.Err))
 	return res
 }
 

@@ -27,7 +27,7 @@ func (t *txn) fail(ctx context.Context, cause *Error) Result {
 			cause = newError(cause.ContainerID, cause.Stage, ReasonInterrupted, "update interrupted: "+oneLine(cause), cause.Err)
 		}
 	}
-	t.m.log.Warn("update failed; rolling back", "tx", t.r.TxID, "container", t.r.Name, "err", cause)
+	t.log().Warn("update failed; rolling back", "err", cause)
 	return t.rollback(ctx, cause)
 }
 
@@ -50,7 +50,7 @@ func (t *txn) rollback(ctx context.Context, cause *Error) Result {
 			e.Message = fmt.Sprintf("%s (after %s/%s: %s)", e.Message, r.Cause.Stage, r.Cause.Reason, r.Cause.Message)
 		}
 		// The journal keeps the transaction unfinished: Recover tries again.
-		t.m.log.Error("ROLLBACK FAILED: a human must look at this container", "tx", r.TxID, "container", r.Name, "err", e)
+		t.log().Error("ROLLBACK FAILED: a human must look at this container", "err", e)
 		res := r.result()
 		res.Outcome = OutcomeFailed
 		res.Err = e
@@ -59,7 +59,7 @@ func (t *txn) rollback(ctx context.Context, cause *Error) Result {
 	r.Outcome = OutcomeRolledBack
 	_ = t.journal(stepDone)
 	res := r.result()
-	t.m.log.Info("update rolled back", "tx", r.TxID, "container", r.Name, "err", errString(res.Err))
+	t.log().Info("update rolled back", "err", errString(res.Err))
 	return res
 }
 

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -98,7 +99,7 @@ func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, health
 // missed: since makes the engine replay what it logged from that instant on.
 func (t *txn) watch(ctx context.Context, id string, since time.Time) <-chan struct{} {
 	wake := make(chan struct{}, 1)
-	log := t.m.log.With("tx", t.r.TxID, "container", t.r.Name, "id", shortID(id))
+	txid, name := t.r.TxID, t.r.Name
 	go func() {
 		res := t.m.d.Events(ctx, client.EventsListOptions{
 			Since: since.UTC().Format(time.RFC3339Nano),
@@ -116,8 +117,12 @@ func (t *txn) watch(ctx context.Context, id string, since time.Time) <-chan stru
 				default:
 				}
 			case err := <-res.Err:
-				if ctx.Err() == nil {
-					log.Debug("event stream ended during verify; polling every "+t.m.poll.String(), "err", err)
+				if ctx.Err() == nil && t.m.log.Enabled(ctx, slog.LevelDebug) {
+					if name == "" { // Restart knows only the ID
+						name = t.m.nameOf(ctx, id)
+					}
+					t.m.log.Debug("event stream ended during verify; polling every "+t.m.poll.String(),
+						"tx", txid, "container", name, "id", shortID(id), "err", err)
 				}
 				return
 			case <-ctx.Done():

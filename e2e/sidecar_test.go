@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -163,7 +166,92 @@ func TestSidecar(t *testing.T) {
 		}
 	})
 
+	// Self-update is not implemented yet (docs/sidecar.md, "Self-update"): the watcher must see
+	// its own image move, report it, and leave its own container alone. When the handover lands,
+	// this becomes: exactly one watcher runs afterwards, on the new image.
+	t.Run("leaves its own container alone", func(t *testing.T) {
+		newDigest := pushNewWatcherImage(t, e, watcherRef)
+		rep := sc.update(t)
+		line := findLine(rep, e.Name("watcher"))
+		if line == nil || line.Outcome != "update_available" || !strings.Contains(line.Message, "own container") {
+			t.Fatalf("watcher line = %+v, want update_available for its own container (new digest %s); report %+v", line, newDigest, rep)
+		}
+		w := oneWatcher(t, e)
+		if w.ID != sc.id || w.Image != imageID {
+			t.Errorf("the watcher is %s on %s, want the same container %s on the old image %s", w.ID, w.Image, sc.id, imageID)
+		}
+		if app := e.Inspect(e.Name("app")); !app.State.Running {
+			t.Errorf("the app stopped: %+v", app.State)
+		}
+		resp, err := http.Get(sc.url + "/healthz")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /healthz after the run: %v %v", resp, err)
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+	})
+
 	t.Logf("end to end: %v", time.Since(began).Round(time.Millisecond))
+}
+
+// pushNewWatcherImage moves ref's tag to a new image: the same layers (the same binary) with a
+// changed version label, as a release would look to the registry. It returns the new digest.
+func pushNewWatcherImage(t *testing.T, e *testenv.Env, ref string) string {
+	t.Helper()
+	tag, err := name.NewTag(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(tag)
+	if err != nil {
+		t.Fatalf("fetching %s: %v", ref, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Labels["org.opencontainers.image.version"] += "-next"
+	next, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Registry.Push(ref, next); err != nil {
+		t.Fatalf("pushing the next watcher image: %v", err)
+	}
+	d, err := next.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+// oneWatcher asserts that exactly one of this test's containers is a watcher (named like the
+// sidecar, including set-aside and temporary names) and that it runs; it returns its inspect.
+func oneWatcher(t *testing.T, e *testenv.Env) container.InspectResponse {
+	t.Helper()
+	var found []container.Summary
+	for _, c := range e.Owned() {
+		for _, n := range c.Names {
+			if strings.HasPrefix(strings.TrimPrefix(n, "/"), "watcher-") {
+				found = append(found, c)
+				break
+			}
+		}
+	}
+	if len(found) != 1 {
+		var names [][]string
+		for _, c := range found {
+			names = append(names, c.Names)
+		}
+		t.Fatalf("%d watcher containers %v, want exactly one", len(found), names)
+	}
+	ins := e.Inspect(found[0].ID)
+	if !ins.State.Running || ins.Name != "/"+e.Name("watcher") {
+		t.Fatalf("the watcher %s is %+v, want it running under its name", ins.Name, ins.State)
+	}
+	return ins
 }
 
 // sidecar is the running watcher container and how to reach it.

@@ -122,20 +122,22 @@ func (u *Updater) applyCandidates(ctx context.Context, obs *Observed, cands []Ca
 	}
 }
 
-// apply runs the plan: groups concurrently (bounded by update.parallel), each group's steps in
-// order. A failed step never stops the others; a dependent whose parent was never stopped is not
+// apply runs the plan: groups concurrently, each group's steps in order. update.parallel bounds
+// how many containers are in their disruptive phase at once (pull, stop, create, start): a step
+// holds a slot until its new container has started (lifecycle's Spec.Started), then gives it up
+// while it verifies, so verify windows of many containers overlap instead of queueing behind each
+// other. A failed step never stops the others; a dependent whose parent was never stopped is not
 // restarted.
 func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*ContainerReport) (superseded []string) {
 	var mu sync.Mutex // guards lines, replaced, untouched and superseded
 	replaced := map[string]string{}
 	untouched := map[string]bool{} // steps that ended without stopping their container
-	sem := make(chan struct{}, u.opts.Parallel)
+	slots := make(chan struct{}, u.opts.Parallel)
 	var wg sync.WaitGroup
 	for _, group := range plan.Groups {
 		wg.Add(1)
-		sem <- struct{}{}
 		go func(group []*Step) {
-			defer func() { <-sem; wg.Done() }()
+			defer wg.Done()
 			for _, s := range group {
 				t := s.Target
 				mu.Lock()
@@ -156,7 +158,8 @@ func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*Conta
 				}
 				mu.Unlock()
 
-				if ctx.Err() != nil {
+				release, ok := acquire(ctx, slots)
+				if !ok {
 					mu.Lock()
 					line.Outcome, line.Message, line.Failure = OutcomeSkipped, "the watcher is stopping; not started", nil
 					untouched[t.Name] = true
@@ -164,6 +167,7 @@ func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*Conta
 					continue
 				}
 				if s.Op != OpUpdate && stillParent != "" {
+					release()
 					mu.Lock()
 					line.Outcome, line.Message = OutcomeSkipped, stillParent+" was not replaced; nothing to restart for"
 					untouched[t.Name] = true
@@ -175,7 +179,10 @@ func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*Conta
 				u.setStatus(ContainerStatus{Name: t.Name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode, State: StateUpdating})
 				switch s.Op {
 				case OpUpdate, OpRecreate:
-					res := u.life.Replace(ctx, u.spec(s, repl))
+					sp := u.spec(s, repl)
+					sp.Started = release
+					res := u.life.Replace(ctx, sp)
+					release() // lifecycle calls Started exactly once; this covers a Replacer that does not
 					mu.Lock()
 					u.record(line, s, res)
 					if res.NewID != "" && res.NewID != t.ID {
@@ -191,6 +198,7 @@ func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*Conta
 					l.Info("container "+string(s.Op), "outcome", res.Outcome, "new_id", short(res.NewID), "downtime", res.Downtime, "err", errString(res.Err))
 				case OpRestart:
 					err := u.life.Restart(ctx, t.ID, t.Settings.StopSignal, t.Settings.StopTimeout)
+					release()
 					mu.Lock()
 					if err != nil {
 						line.Outcome = OutcomeFailed
@@ -211,6 +219,21 @@ func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*Conta
 	}
 	wg.Wait()
 	return superseded
+}
+
+// acquire takes one of the slots, or gives up when ctx ends (the watcher is stopping). The
+// returned release may be called any number of times; only the first gives the slot back.
+func acquire(ctx context.Context, slots chan struct{}) (release func(), ok bool) {
+	if ctx.Err() != nil {
+		return nil, false
+	}
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false
+	}
+	var once sync.Once
+	return func() { once.Do(func() { <-slots }) }, true
 }
 
 func (u *Updater) spec(s *Step, replaced map[string]string) lifecycle.Spec {

@@ -20,6 +20,9 @@ ARG BUILDPLATFORM
 FROM --platform=${BUILDPLATFORM:-linux/amd64} ${GO_IMAGE} AS build
 # GOPROXY/GOSUMDB: pass a mirror (or a local proxy for an offline build) with --build-arg.
 ARG TARGETOS TARGETARCH GOPROXY GOSUMDB
+# Go's build cache (~200 MB) is scratch space, not part of any layer: the legacy builder discards
+# what RUN writes below a VOLUME (BuildKit keeps it in this stage only; the image never has it).
+VOLUME ["/root/.cache/go-build"]
 # The state directory, created empty here and handed to the watcher's user in the final stage.
 WORKDIR /rootfs/var/lib/watcher
 WORKDIR /src

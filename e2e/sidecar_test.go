@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -122,6 +123,33 @@ func TestSidecar(t *testing.T) {
 		out := sc.exec(t, "/watcher", "version")
 		if !strings.Contains(out, version) {
 			t.Errorf("watcher version = %q, want %s stamped by the build", out, version)
+		}
+		ctx := context.Background()
+		// The engine runs on this machine (its socket is local): its process table is ours.
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", ins.State.Pid))
+		if err != nil {
+			t.Fatalf("the sidecar's process: %v", err)
+		}
+		var uid, groups []string
+		for _, line := range strings.Split(string(status), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && k == "Uid" {
+				uid = strings.Fields(v)
+			} else if ok && k == "Groups" {
+				groups = strings.Fields(v)
+			}
+		}
+		if len(uid) == 0 || uid[0] != "65532" || !slices.Contains(groups, sc.gid) {
+			t.Errorf("the watcher runs with uid %v and groups %v, want 65532 with the socket's group %s", uid, groups, sc.gid)
+		}
+		for _, f := range []string{"/etc/ssl/certs/ca-certificates.crt", "/var/lib/watcher/watcher.db"} {
+			if st, err := e.Docker.ContainerStatPath(ctx, sc.id, client.ContainerStatPathOptions{Path: f}); err != nil || st.Stat.Size == 0 {
+				t.Errorf("%s in the sidecar: %+v, %v; want a non-empty file", f, st.Stat, err)
+			}
+		}
+		// TZ works on scratch because the zone database is compiled in: the log's timestamps
+		// carry the zone's offset (Asia/Kolkata: +05:30 all year).
+		if logs := containerLogs(e, sc.id); !strings.Contains(logs, "+05:30") {
+			t.Errorf("log timestamps not in TZ=Asia/Kolkata:\n%s", logs)
 		}
 	})
 
@@ -260,6 +288,7 @@ type sidecar struct {
 	id    string
 	url   string // http://127.0.0.1:PORT
 	token string
+	gid   string // the engine socket's group, added to the watcher's process
 }
 
 // startSidecar runs the watcher image as the README's quick start does, adapted to the test:
@@ -279,7 +308,7 @@ func startSidecar(t *testing.T, e *testenv.Env, sock, ref string, labels map[str
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
-	sc := &sidecar{e: e, url: "http://" + addr, token: randomHex(16)}
+	sc := &sidecar{e: e, url: "http://" + addr, token: randomHex(16), gid: strconv.FormatUint(uint64(st.Gid), 10)}
 	env := []string{
 		"WATCHER_HTTP_TOKEN=" + sc.token,
 		"WATCHER_HTTP_LISTEN=" + addr,
@@ -287,6 +316,7 @@ func startSidecar(t *testing.T, e *testenv.Env, sock, ref string, labels map[str
 		"WATCHER_WATCH_SCOPE=" + e.Owner,
 		"WATCHER_UPDATE_VERIFY=1s",
 		"WATCHER_LOG_LEVEL=debug",
+		"TZ=Asia/Kolkata",
 	}
 	sc.id = e.Run(e.Name("watcher"), &container.Config{
 		Image: ref, Env: env, Labels: labels,
@@ -296,7 +326,7 @@ func startSidecar(t *testing.T, e *testenv.Env, sock, ref string, labels map[str
 		NetworkMode:    "host",
 		ReadonlyRootfs: true,
 		Binds:          []string{sock + ":/var/run/docker.sock"},
-		GroupAdd:       []string{strconv.FormatUint(uint64(st.Gid), 10)},
+		GroupAdd:       []string{sc.gid},
 	}, nil)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -419,17 +449,23 @@ func dumpLogsOnFailure(t *testing.T, e *testenv.Env) {
 			return
 		}
 		for _, c := range e.Owned() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			rc, err := e.Docker.ContainerLogs(ctx, c.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "200"})
-			if err == nil {
-				var out bytes.Buffer
-				_, _ = stdcopy.StdCopy(&out, &out, rc)
-				rc.Close()
-				t.Logf("logs of %v (%s, %s):\n%s", c.Names, c.Image, c.State, out.String())
-			}
-			cancel()
+			t.Logf("logs of %v (%s, %s):\n%s", c.Names, c.Image, c.State, containerLogs(e, c.ID))
 		}
 	})
+}
+
+// containerLogs returns the last 200 lines of a container's output.
+func containerLogs(e *testenv.Env, id string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rc, err := e.Docker.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "200"})
+	if err != nil {
+		return "(no logs: " + err.Error() + ")"
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	_, _ = stdcopy.StdCopy(&out, &out, rc)
+	return out.String()
 }
 
 func randomHex(n int) string {

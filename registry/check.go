@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -437,32 +436,8 @@ func (c *Checker) getByDigest(ctx context.Context, rt http.RoundTripper, repo na
 // as *transport.Error. GET bodies are read (up to maxManifestSize); HEAD has none.
 func (c *Checker) send(ctx context.Context, rt http.RoundTripper, repo name.Repository, identifier, method string) (*http.Response, []byte, error) {
 	host := repo.RegistryStr()
-	u := url.URL{Scheme: scheme(host), Host: host, Path: "/v2/" + repo.RepositoryStr() + "/manifests/" + identifier}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header.Set("Accept", acceptManifests)
-	req.Header.Set("User-Agent", userAgent)
-	resp, err := (&http.Client{Transport: rt}).Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
-		return nil, nil, err
-	}
-	if method == http.MethodHead {
-		return resp, nil, nil
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(body) > maxManifestSize {
-		return nil, nil, fmt.Errorf("GET %s: manifest larger than %d bytes", u.Redacted(), maxManifestSize)
-	}
-	return resp, body, nil
+	u := &url.URL{Scheme: scheme(host), Host: host, Path: "/v2/" + repo.RepositoryStr() + "/manifests/" + identifier}
+	return c.do(ctx, rt, method, u, acceptManifests, maxManifestSize)
 }
 
 // attempt runs fn, and again after a back-off (Backoff, doubling) while it fails with a

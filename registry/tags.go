@@ -194,7 +194,13 @@ func relNext(params string) bool {
 // get makes one GET through an authenticated transport and reads the body, up to limit bytes.
 // Non-200 answers come back as *transport.Error.
 func (c *Checker) get(ctx context.Context, rt http.RoundTripper, u *url.URL, accept string, limit int64) (*http.Response, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	return c.do(ctx, rt, http.MethodGet, u, accept, limit)
+}
+
+// do makes one request through an authenticated transport. A GET's body is read, up to limit
+// bytes; a HEAD has none. Non-200 answers come back as *transport.Error.
+func (c *Checker) do(ctx context.Context, rt http.RoundTripper, method string, u *url.URL, accept string, limit int64) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -210,12 +216,15 @@ func (c *Checker) get(ctx context.Context, rt http.RoundTripper, u *url.URL, acc
 	if err := transport.CheckError(resp, http.StatusOK); err != nil {
 		return nil, nil, err
 	}
+	if method == http.MethodHead {
+		return resp, nil, nil
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, nil, err
 	}
 	if int64(len(body)) > limit {
-		return nil, nil, fmt.Errorf("GET %s: answer larger than %d bytes", u.Redacted(), limit)
+		return nil, nil, fmt.Errorf("%s %s: answer larger than %d bytes", method, u.Redacted(), limit)
 	}
 	return resp, body, nil
 }

@@ -64,14 +64,11 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) {
 			line.Outcome = OutcomeUpToDate
 		case t.Settings.MinAge > 0 && u.tooNew(ctx, t, res, line):
 			// line says why: skipped "too new (age …)", or failed reading the creation time
-		case t.Self:
-			line.Outcome, line.Message = OutcomeUpdateAvailable, "this is the watcher's own container; it is not replaced mid-cycle"
-		case t.Settings.Mode == ModeMonitor:
-			line.Outcome, line.Message = OutcomeUpdateAvailable, "monitor mode"
-		case req.DryRun:
-			line.Outcome, line.Message = OutcomeUpdateAvailable, fmt.Sprintf("would update: %s -> %s", shortDigest(line.OldDigest), shortDigest(res.Digest))
 		default:
-			cands = append(cands, Candidate{Target: t, NewDigest: res.Digest, Cause: fmt.Sprintf("digest %s -> %s", shortDigest(line.OldDigest), shortDigest(res.Digest))})
+			cause := fmt.Sprintf("digest %s -> %s", shortDigest(line.OldDigest), shortDigest(res.Digest))
+			if c := decide(req, line, Candidate{Target: t, NewDigest: res.Digest, Cause: cause}); c != nil {
+				cands = append(cands, *c)
+			}
 		}
 	}
 	cands = append(cands, u.checkTagPolicies(ctx, req, tagged, lines)...) // carry NewImage: repo:newtag

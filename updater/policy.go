@@ -462,18 +462,24 @@ func (u *Updater) take(req Request, w *tagWork, tag string, res registry.Result,
 	if tooNew != "" {
 		cause += fmt.Sprintf("; %s is too new (%s)", tooNewTag, tooNew)
 	}
+	if tooNew != "" {
+		line.Message = cause
+	}
+	return decide(req, line, Candidate{Target: t, NewDigest: res.Digest, NewImage: newImage, Cause: cause})
+}
+
+// decide turns an available update into a candidate to apply, or reports it available when the
+// container is not to be touched: the watcher itself, monitor mode, a dry run.
+func decide(req Request, line *ContainerReport, c Candidate) *Candidate {
 	switch {
-	case t.Self:
+	case c.Target.Self:
 		line.Outcome, line.Message = OutcomeUpdateAvailable, "this is the watcher's own container; it is not replaced mid-cycle"
-	case t.Settings.Mode == ModeMonitor:
-		line.Outcome, line.Message = OutcomeUpdateAvailable, "monitor mode: "+cause
+	case c.Target.Settings.Mode == ModeMonitor:
+		line.Outcome, line.Message = OutcomeUpdateAvailable, "monitor mode: "+c.Cause
 	case req.DryRun:
-		line.Outcome, line.Message = OutcomeUpdateAvailable, "would update: "+cause
+		line.Outcome, line.Message = OutcomeUpdateAvailable, "would update: "+c.Cause
 	default:
-		if tooNew != "" {
-			line.Message = cause
-		}
-		return &Candidate{Target: t, NewDigest: res.Digest, NewImage: newImage, Cause: cause}
+		return &c
 	}
 	return nil
 }

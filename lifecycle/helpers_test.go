@@ -191,3 +191,36 @@ func (b *safeBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// watchOOM subscribes to the engine's oom events for this test's containers from now on and
+// returns a function that says whether the engine reported one (waiting out oomGrace for a late
+// event). It is the test's own witness, independent of what verify saw.
+func (f *fixture) watchOOM() func() bool {
+	f.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	f.t.Cleanup(cancel)
+	res := f.Docker.Events(ctx, client.EventsListOptions{
+		Filters: make(client.Filters).Add("type", "container").Add("event", "oom").
+			Add("label", testenv.OwnerLabel+"="+f.Owner),
+	})
+	var mu sync.Mutex
+	seen := false
+	go func() {
+		for {
+			select {
+			case <-res.Messages:
+				mu.Lock()
+				seen = true
+				mu.Unlock()
+			case <-res.Err:
+				return
+			}
+		}
+	}()
+	return func() bool {
+		time.Sleep(oomGrace)
+		mu.Lock()
+		defer mu.Unlock()
+		return seen
+	}
+}

@@ -237,6 +237,34 @@ func TestClassifyState(t *testing.T) {
 	}
 }
 
+// TestOOMVerdict: an exit 137 becomes OOMKilled when the engine's oom event comes (even after
+// the die), stays ContainerExited without one, and names a memory limit as a possible cause.
+func TestOOMVerdict(t *testing.T) {
+	exited := container.InspectResponse{
+		State:      &container.State{Status: container.StateExited, ExitCode: 137, StartedAt: "2026-01-01T00:00:00Z"},
+		HostConfig: &container.HostConfig{Resources: container.Resources{Memory: 32 << 20}},
+	}
+	e := classifyState("c", exited)
+	if e == nil || e.Reason != ReasonContainerExited || !strings.Contains(e.Error(), "memory limit of 32 MiB") {
+		t.Fatalf("classifyState(137 under a memory limit) = %v", e)
+	}
+	late := make(chan struct{})
+	time.AfterFunc(100*time.Millisecond, func() { close(late) })
+	if got := oomVerdict("c", exited, e, late); got.Reason != ReasonOOMKilled {
+		t.Errorf("with a late oom event: %s, want OOMKilled", got.Reason)
+	}
+	if got := oomVerdict("c", exited, e, make(chan struct{})); got != e {
+		t.Errorf("without an oom event: %v, want the exit verdict unchanged", got)
+	}
+	exit1 := container.InspectResponse{State: &container.State{Status: container.StateExited, ExitCode: 1, StartedAt: "2026-01-01T00:00:00Z"}}
+	one := classifyState("c", exit1)
+	closed := make(chan struct{})
+	close(closed)
+	if got := oomVerdict("c", exit1, one, closed); got != one {
+		t.Errorf("exit 1 with an oom event: %v, want unchanged", got)
+	}
+}
+
 func TestErrorIsOneLine(t *testing.T) {
 	e := newError(oldID, StageVerify, ReasonUnhealthy, "healthcheck failed\n(last probe)", fmt.Errorf("inner\nerror"))
 	if s := e.Error(); strings.Contains(s, "\n") || !strings.HasPrefix(s, "verify: Unhealthy: container "+oldID[:12]) {

@@ -13,6 +13,12 @@ import (
 	"github.com/moby/moby/client"
 )
 
+// oomGrace is how long verify waits for the engine's oom event after a container died with 137
+// and its state does not (yet) say OOMKilled. The engine learns of the OOM kill and of the exit
+// from two independent notifications (cgroup v2's memory.events and the task exit); when the exit
+// is handled first, State.OOMKilled stays false for good and only the oom event tells.
+const oomGrace = 1500 * time.Millisecond
+
 // verifyPoll is verify's fallback: how often it inspects the container when no event woke it.
 // Verify waits on the engine's event stream (see watch); the poll only bounds how late a
 // verdict can come when the stream dropped or an event was lost, so it can be slow.
@@ -40,7 +46,7 @@ func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, health
 	start := time.Now()
 	wctx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
-	wake := t.watch(wctx, id, start)
+	wake, oom := t.watch(wctx, id, start)
 	for {
 		ins, err := t.inspect(ctx, id)
 		switch {
@@ -55,7 +61,7 @@ func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, health
 			return newError(oldID, StageVerify, ReasonInterrupted, "inspecting the new container", err)
 		}
 		if e := classifyState(oldID, ins); e != nil {
-			return e
+			return oomVerdict(oldID, ins, e, oom)
 		}
 		h := ins.State.Health
 		hasHealth := h != nil && h.Status != container.NoHealthcheck && h.Status != ""
@@ -90,15 +96,30 @@ func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, health
 	}
 }
 
+// oomVerdict turns a ContainerExited verdict for exit code 137 into OOMKilled when the engine
+// reported an oom event for the container, waiting up to oomGrace for that event to arrive.
+func oomVerdict(oldID string, ins container.InspectResponse, e *Error, oom <-chan struct{}) *Error {
+	if e.Reason != ReasonContainerExited || ins.State == nil || ins.State.ExitCode != 137 {
+		return e
+	}
+	select {
+	case <-oom:
+		return newError(oldID, StageVerify, ReasonOOMKilled, exitMessage(137)+" by the kernel OOM killer (engine oom event)", nil)
+	case <-time.After(oomGrace):
+		return e
+	}
+}
+
 // watch subscribes to the engine's events of container id that verify cares about, from since
 // on, and returns a channel that receives a value after each (coalesced: one value stands for any
-// number of events not yet taken). The subscription runs in the background until ctx ends; if it
+// number of events not yet taken), and one that is closed once an oom event was seen. The subscription runs in the background until ctx ends; if it
 // cannot be opened or drops, the channel simply stays quiet and verify's fallback poll decides.
 //
 // The engine answers a subscription before it registers it, so an event in between would be
 // missed: since makes the engine replay what it logged from that instant on.
-func (t *txn) watch(ctx context.Context, id string, since time.Time) <-chan struct{} {
-	wake := make(chan struct{}, 1)
+func (t *txn) watch(ctx context.Context, id string, since time.Time) (wake, oom <-chan struct{}) {
+	wakeC, oomC := make(chan struct{}, 1), make(chan struct{})
+	sawOOM := false
 	txid, name := t.r.TxID, t.r.Name
 	go func() {
 		res := t.m.d.Events(ctx, client.EventsListOptions{
@@ -112,8 +133,12 @@ func (t *txn) watch(ctx context.Context, id string, since time.Time) <-chan stru
 				if m.Actor.ID != "" && m.Actor.ID != id {
 					continue
 				}
+				if m.Action == events.ActionOOM && !sawOOM {
+					sawOOM = true
+					close(oomC)
+				}
 				select {
-				case wake <- struct{}{}:
+				case wakeC <- struct{}{}:
 				default:
 				}
 			case err := <-res.Err:
@@ -130,7 +155,7 @@ func (t *txn) watch(ctx context.Context, id string, since time.Time) <-chan stru
 			}
 		}
 	}()
-	return wake
+	return wakeC, oomC
 }
 
 // classifyState says what is wrong with a container that should be running, or nil.
@@ -157,8 +182,14 @@ func classifyState(oldID string, ins container.InspectResponse) *Error {
 		return newError(oldID, StageVerify, ReasonOOMKilled, exitMessage(137)+" by the kernel OOM killer", nil)
 	}
 	msg := exitMessage(st.ExitCode)
-	if st.OOMKilled {
+	switch {
+	case st.OOMKilled:
 		msg += "; an OOM kill was recorded"
+	case st.ExitCode == 137 && ins.HostConfig != nil && ins.HostConfig.Memory > 0:
+		// The engine can lose an OOM kill (its oom notification races the cgroup's removal),
+		// so a SIGKILL under a memory limit is worth naming, though not as a fact.
+		msg += fmt.Sprintf("; the container has a memory limit of %d MiB, so this may be an OOM kill the engine did not record",
+			ins.HostConfig.Memory>>20)
 	}
 	return newError(oldID, StageVerify, ReasonContainerExited, msg, nil)
 }

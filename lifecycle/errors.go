@@ -36,6 +36,7 @@ const (
 	ReasonImageInspectError = "ImageInspectError" // check/pull: an image could not be inspected
 	ReasonInterrupted       = "Interrupted"       // the watcher stopped (or crashed) mid-update; undone
 	ReasonStoreError        = "StoreError"        // the journal could not be written; nothing is done without it
+	ReasonUnsupported       = "Unsupported"       // check: cannot be done safely as configured (a watcher run with --rm)
 )
 
 // Error is a failed update step: where (Stage), why (Reason, a constant above), and details.

@@ -24,6 +24,7 @@ const (
 	stepSetAside        = "set_aside" // rename old -> <name>-watcher-<txid>
 	stepRename          = "rename"    // rename new -> <name>
 	stepStart           = "start"
+	stepHandover        = "handover" // self-update: the store and listener are released, the successor started
 	stepVerify          = "verify"
 	stepCommit          = "commit"
 	stepRollback        = "rollback"         // decided: undo (Cause says why)
@@ -52,6 +53,9 @@ type record struct {
 	RestoredID string          `json:",omitempty"` // old container recreated from the snapshot on rollback
 	AutoRemove bool            `json:",omitempty"`
 	WasRunning bool            `json:",omitempty"`
+	// Handover marks a self-update: ContainerID is the watcher that started it (the
+	// predecessor), NewID its successor, and the successor finishes it (see handover.go).
+	Handover bool `json:",omitempty"`
 
 	Cause    *errRecord `json:",omitempty"` // why the transaction is rolled back or failed
 	Outcome  Outcome    `json:",omitempty"` // set with stepDone

@@ -26,6 +26,14 @@ type Options struct {
 	Verify        time.Duration // the new container must run this long; default 10s
 	HealthTimeout time.Duration // longest wait for "healthy"; default 2m
 	Logger        *slog.Logger  // default slog.Default()
+
+	// SelfID is the watcher's own container ID ("" when it does not run in a container). Recover
+	// needs it to tell, for a self-update in flight, whether it runs in the predecessor or the
+	// successor (handover.go).
+	SelfID string
+	// SelfCheck, when set, is the successor's proof that it serves (its own /healthz), asked
+	// after it has run for the verify window during a self-update.
+	SelfCheck func(ctx context.Context) error
 }
 
 // Manager runs update transactions. It is safe for concurrent use; one container is never
@@ -132,6 +140,9 @@ const (
 	OutcomeUnchanged  Outcome = "unchanged"   // the pulled image is the one the container runs
 	OutcomeRolledBack Outcome = "rolled_back" // the update failed; the old container runs again
 	OutcomeFailed     Outcome = "failed"      // failed before any change, or the rollback failed
+	// OutcomeHandedOver: a self-update's successor runs (or was started) and finishes the
+	// transaction; this process has released the journal and must only wait (see Handover).
+	OutcomeHandedOver Outcome = "handed_over"
 )
 
 // Result reports one transaction.

@@ -25,6 +25,8 @@ const defaultSettle = 3 * time.Second
 // The rule: a transaction that had not stopped the old container is undone (the old one never
 // stopped); one interrupted while verifying has its new container verified again, then
 // committed or undone; one that was committing is committed; anything else is rolled back.
+// A self-update follows handover.go's rules; when they say this process must step back, Recover
+// returns at once with that OutcomeHandedOver result last.
 func (m *Manager) Recover(ctx context.Context) []Result {
 	entries, err := m.s.Journals()
 	if err != nil {
@@ -49,8 +51,14 @@ func (m *Manager) Recover(ctx context.Context) []Result {
 		if err != nil {
 			break
 		}
-		out = append(out, m.resume(ctx, &r, nil))
+		res := m.resume(ctx, &r, nil)
 		unlock()
+		out = append(out, res)
+		if res.Outcome == OutcomeHandedOver && m.o.SelfID != "" && res.OldID == m.o.SelfID {
+			// This process is a self-update's predecessor and must give the journal up at
+			// once: its successor finishes the rest.
+			return out
+		}
 	}
 	return out
 }
@@ -70,6 +78,9 @@ func (m *Manager) resume(ctx context.Context, r *record, started func()) Result 
 	}
 	interrupted := func(stage string) *Error {
 		return newError(r.ContainerID, stage, ReasonInterrupted, "the watcher stopped during step "+r.Step+"; undone on recovery", nil)
+	}
+	if r.Handover && (r.Step == stepHandover || r.Step == stepVerify || r.Step == stepCommit) {
+		return t.resumeHandover(ctx)
 	}
 	switch r.Step {
 	case stepSnapshot, stepPull:

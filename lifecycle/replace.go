@@ -103,6 +103,13 @@ func (t *txn) stopTimeoutSeconds() int {
 func (m *Manager) Replace(ctx context.Context, s Spec) Result {
 	started := once(s.Started)
 	defer started() // when the transaction ended before its new container was started
+	return m.transact(ctx, s, started, (*txn).run)
+}
+
+// transact runs body as a new transaction on s.ContainerID, unless that container's last
+// transaction is unfinished (it is finished instead, as Recover would) or committed (its Result
+// is returned again and nothing is done).
+func (m *Manager) transact(ctx context.Context, s Spec, started func(), body func(*txn, context.Context) Result) Result {
 	unlock, err := m.lock(ctx, s.ContainerID)
 	if err != nil {
 		return Result{OldID: s.ContainerID, Outcome: OutcomeFailed, Err: newError(s.ContainerID, StageCheck, ReasonInterrupted, "", err)}
@@ -125,56 +132,14 @@ func (m *Manager) Replace(ctx context.Context, s Spec) Result {
 	}
 	t := &txn{m: m, auth: s.RegistryAuth, started: started, r: &record{TxID: newTxID(), ContainerID: s.ContainerID,
 		Spec: toSpecRecord(s), Started: time.Now()}}
-	return t.run(ctx)
+	return body(t, ctx)
 }
 
 func (t *txn) run(ctx context.Context) Result {
 	r := t.r
-
-	// 1. snapshot (the inspect changes nothing: it comes before the first journal write, so that
-	// the record, and every log line, names the container from the start)
-	res, err := t.m.d.ContainerInspect(ctx, r.ContainerID, client.ContainerInspectOptions{})
-	if err != nil {
-		reason := ReasonContainerNotFound
-		if !cerrdefs.IsNotFound(err) {
-			reason = ReasonInterrupted
-			if !isCtxErr(err) {
-				reason = ReasonImageInspectError
-			}
-		}
-		return t.finish(newError(r.ContainerID, StageCheck, reason, "inspecting the container", err), OutcomeFailed)
-	}
-	old := res.Container
-	r.Name = strings.TrimPrefix(old.Name, "/")
-	r.Snapshot = res.Raw
-	r.OldImageID = old.Image
-	r.AutoRemove = old.HostConfig != nil && old.HostConfig.AutoRemove
-	r.WasRunning = old.State != nil && (old.State.Running || old.State.Restarting)
-	if err := t.journal(stepSnapshot); err != nil {
-		return t.finish(newError(r.ContainerID, StageCheck, ReasonStoreError, "writing the journal", err), OutcomeFailed)
-	}
-	if strings.Contains(r.Name, nameMarker) {
-		return t.finish(newError(r.ContainerID, StageCheck, ReasonContainerNotFound,
-			fmt.Sprintf("%q is a temporary container of an update, not a service", r.Name), nil), OutcomeFailed)
-	}
-	oldImg, err := t.imageInfo(ctx, old.Image)
-	if err != nil {
-		return t.finish(newError(r.ContainerID, StageCheck, ReasonImageInspectError, "inspecting the old image "+shortID(old.Image), err), OutcomeFailed)
-	}
-	r.OldImage = oldImg
-
-	// 2. pull
-	if err := t.journal(stepPull); err != nil {
-		return t.finish(newError(r.ContainerID, StagePull, ReasonStoreError, "writing the journal", err), OutcomeFailed)
-	}
-	if e := t.pull(ctx, old); e != nil {
-		return t.finish(e, OutcomeFailed)
-	}
-	if !r.Spec.Recreate && r.NewImageID == r.OldImageID {
-		t.log().Debug("image unchanged", "image", r.NewImage)
-		res := t.finish(nil, OutcomeUnchanged)
-		_ = t.m.s.DeleteJournal(r.TxID) // nothing happened: keep the journal to real changes
-		return res
+	old, done := t.prepare(ctx)
+	if done != nil {
+		return *done
 	}
 
 	// 3. create the new container under a temporary name while the old one still runs
@@ -235,6 +200,61 @@ func (t *txn) run(ctx context.Context) Result {
 		}
 	}
 	return t.commit(ctx, nil)
+}
+
+// prepare takes steps 1 and 2 of a transaction: snapshot the container and pull the new image.
+// It returns the snapshot, or the transaction's final Result when it ended there (a failure, or
+// an image that did not change).
+func (t *txn) prepare(ctx context.Context) (container.InspectResponse, *Result) {
+	r := t.r
+	end := func(res Result) (container.InspectResponse, *Result) { return container.InspectResponse{}, &res }
+
+	// 1. snapshot (the inspect changes nothing: it comes before the first journal write, so that
+	// the record, and every log line, names the container from the start)
+	res, err := t.m.d.ContainerInspect(ctx, r.ContainerID, client.ContainerInspectOptions{})
+	if err != nil {
+		reason := ReasonContainerNotFound
+		if !cerrdefs.IsNotFound(err) {
+			reason = ReasonInterrupted
+			if !isCtxErr(err) {
+				reason = ReasonImageInspectError
+			}
+		}
+		return end(t.finish(newError(r.ContainerID, StageCheck, reason, "inspecting the container", err), OutcomeFailed))
+	}
+	old := res.Container
+	r.Name = strings.TrimPrefix(old.Name, "/")
+	r.Snapshot = res.Raw
+	r.OldImageID = old.Image
+	r.AutoRemove = old.HostConfig != nil && old.HostConfig.AutoRemove
+	r.WasRunning = old.State != nil && (old.State.Running || old.State.Restarting)
+	if err := t.journal(stepSnapshot); err != nil {
+		return end(t.finish(newError(r.ContainerID, StageCheck, ReasonStoreError, "writing the journal", err), OutcomeFailed))
+	}
+	if strings.Contains(r.Name, nameMarker) {
+		return end(t.finish(newError(r.ContainerID, StageCheck, ReasonContainerNotFound,
+			fmt.Sprintf("%q is a temporary container of an update, not a service", r.Name), nil), OutcomeFailed))
+	}
+	oldImg, err := t.imageInfo(ctx, old.Image)
+	if err != nil {
+		return end(t.finish(newError(r.ContainerID, StageCheck, ReasonImageInspectError, "inspecting the old image "+shortID(old.Image), err), OutcomeFailed))
+	}
+	r.OldImage = oldImg
+
+	// 2. pull
+	if err := t.journal(stepPull); err != nil {
+		return end(t.finish(newError(r.ContainerID, StagePull, ReasonStoreError, "writing the journal", err), OutcomeFailed))
+	}
+	if e := t.pull(ctx, old); e != nil {
+		return end(t.finish(e, OutcomeFailed))
+	}
+	if !r.Spec.Recreate && r.NewImageID == r.OldImageID {
+		t.log().Debug("image unchanged", "image", r.NewImage)
+		res := t.finish(nil, OutcomeUnchanged)
+		_ = t.m.s.DeleteJournal(r.TxID) // nothing happened: keep the journal to real changes
+		return end(res)
+	}
+	return old, nil
 }
 
 // imageInfo inspects an image for its defaults and platform.

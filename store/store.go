@@ -15,6 +15,9 @@ import (
 // ErrNotFound is returned when a key has no value.
 var ErrNotFound = errors.New("not found")
 
+// ErrLocked is wrapped by Open's error when another process holds the file.
+var ErrLocked = errors.New("locked by another process")
+
 // lockTimeout bounds the wait for the file lock another process holds.
 const lockTimeout = time.Second
 
@@ -42,7 +45,7 @@ func Open(path string) (*Store, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("store: %s is locked by another process (is another watcher running with this state_dir?)", path)
+		return nil, fmt.Errorf("store: %s is %w (is another watcher running with this state_dir?)", path, ErrLocked)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)

@@ -16,13 +16,14 @@ import (
 	"github.com/watcher-dev/watcher/registry"
 )
 
-// cycle is one run's work: observe, check, plan, apply, clean up. It fills rep.
-func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) {
+// cycle is one run's work: observe, check, plan, apply, clean up. It fills rep, and returns the
+// watcher's own update when there is one to hand over (after everything else: see Execute).
+func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (self *Candidate) {
 	obs, err := u.observe(ctx)
 	if err != nil {
 		rep.Error = "docker engine: " + err.Error()
 		u.log.Error("run could not observe the engine", "run", rep.ID, "err", err)
-		return
+		return nil
 	}
 	targets := selectTargets(obs.Watched, req)
 	lines := make(map[string]*ContainerReport, len(targets))
@@ -66,12 +67,17 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) {
 			// line says why: skipped "too new (age …)", or failed reading the creation time
 		default:
 			cause := fmt.Sprintf("digest %s -> %s", shortDigest(line.OldDigest), shortDigest(res.Digest))
-			if c := decide(req, line, Candidate{Target: t, NewDigest: res.Digest, Cause: cause}); c != nil {
+			if c := u.decide(req, line, Candidate{Target: t, NewDigest: res.Digest, Cause: cause}); c != nil {
 				cands = append(cands, *c)
 			}
 		}
 	}
 	cands = append(cands, u.checkTagPolicies(ctx, req, tagged, lines)...) // carry NewImage: repo:newtag
+	if i := slices.IndexFunc(cands, func(c Candidate) bool { return c.Target.Self }); i >= 0 {
+		self = &cands[i]
+		cands = slices.Delete(slices.Clone(cands), i, i+1)
+		lines[self.Target.Name].Outcome, lines[self.Target.Name].Message = OutcomeSkipped, "the watcher's own update waits for the rest of the run"
+	}
 	for _, t := range targets {
 		u.setStatus(statusOf(t, lines[t.Name]))
 	}
@@ -88,6 +94,7 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) {
 			rep.Containers = append(rep.Containers, *lines[name])
 		}
 	}
+	return self
 }
 
 func (u *Updater) applyCandidates(ctx context.Context, obs *Observed, cands []Candidate, lines map[string]*ContainerReport) {

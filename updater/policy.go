@@ -465,19 +465,23 @@ func (u *Updater) take(req Request, w *tagWork, tag string, res registry.Result,
 	if tooNew != "" {
 		line.Message = cause
 	}
-	return decide(req, line, Candidate{Target: t, NewDigest: res.Digest, NewImage: newImage, Cause: cause})
+	return u.decide(req, line, Candidate{Target: t, NewDigest: res.Digest, NewImage: newImage, Cause: cause})
 }
 
 // decide turns an available update into a candidate to apply, or reports it available when the
-// container is not to be touched: the watcher itself, monitor mode, a dry run.
-func decide(req Request, line *ContainerReport, c Candidate) *Candidate {
+// container is not to be touched: monitor mode, a dry run, the watcher itself when it cannot
+// hand over (once, check), another watcher instance (it updates itself: two instances replacing
+// each other would stop each other mid-transaction).
+func (u *Updater) decide(req Request, line *ContainerReport, c Candidate) *Candidate {
 	switch {
-	case c.Target.Self:
-		line.Outcome, line.Message = OutcomeUpdateAvailable, "this is the watcher's own container; it is not replaced mid-cycle"
 	case c.Target.Settings.Mode == ModeMonitor:
 		line.Outcome, line.Message = OutcomeUpdateAvailable, "monitor mode: "+c.Cause
 	case req.DryRun:
 		line.Outcome, line.Message = OutcomeUpdateAvailable, "would update: "+c.Cause
+	case c.Target.Self && !u.canHandOver():
+		line.Outcome, line.Message = OutcomeUpdateAvailable, "this is the watcher's own container; only the daemon (watcher run) updates itself"
+	case !c.Target.Self && c.Target.Labels[WatcherImageLabel] == WatcherImageTitle:
+		line.Outcome, line.Message = OutcomeSkipped, "another watcher instance ("+c.Cause+"); it updates itself"
 	default:
 		return &c
 	}

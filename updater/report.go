@@ -18,6 +18,7 @@ const (
 	OutcomeFailed          Outcome = "failed"           // could not check or update; Failure says where
 	OutcomeRolledBack      Outcome = "rolled_back"      // update failed and the old container runs again
 	OutcomeRestarted       Outcome = "restarted"        // a dependent restarted after what it depends on
+	OutcomeHandedOver      Outcome = "handed_over"      // the watcher's own update: its successor runs and finishes it
 )
 
 // Failure names where and why something went wrong, with DESIGN.md's stage and reason strings.
@@ -75,7 +76,7 @@ func (r *Report) Failed() bool {
 
 // Changed reports whether the run changed or failed something worth telling people about.
 func (r *Report) Changed() bool {
-	return r.Failed() || r.Count(OutcomeUpdated) > 0 || r.Count(OutcomeUpdateAvailable) > 0 || r.Count(OutcomeRestarted) > 0
+	return r.Failed() || r.Count(OutcomeUpdated) > 0 || r.Count(OutcomeUpdateAvailable) > 0 || r.Count(OutcomeRestarted) > 0 || r.Count(OutcomeHandedOver) > 0
 }
 
 // Request says what a run should look at. The zero Request is "every watched container".
@@ -126,3 +127,6 @@ func (e *NotWatchedError) Error() string {
 
 // ErrRunNotFound is returned when a run id is not in memory or history.
 var ErrRunNotFound = errors.New("run not found")
+
+// ErrHandedOver is returned by a trigger after the watcher handed over to its successor.
+var ErrHandedOver = errors.New("this watcher handed over to its successor (self-update); trigger the successor instead")

@@ -4,8 +4,12 @@ import (
 	"context"
 	"os"
 	"regexp"
+	"slices"
+	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/lifecycle"
 )
 
 var containerIDInPath = regexp.MustCompile(`(?:/containers/|/docker/|docker-)([0-9a-f]{64})(?:/|\.scope|$)`)
@@ -40,4 +44,76 @@ func DetectSelf(ctx context.Context, e Engine) string {
 		}
 	}
 	return ""
+}
+
+// A container whose image carries this OCI title label runs a watcher (the container inherits
+// the image's labels). Another instance's container is never replaced: it updates itself.
+const (
+	WatcherImageLabel = "org.opencontainers.image.title"
+	WatcherImageTitle = "watcher"
+)
+
+// SelfReplacer hands the watcher's own container over to a successor (lifecycle.Manager). It is
+// found on the Replacer by type assertion.
+type SelfReplacer interface {
+	Handover(ctx context.Context, s lifecycle.Spec, release func(ctx context.Context, successorID string) error) lifecycle.Result
+}
+
+var _ SelfReplacer = (*lifecycle.Manager)(nil)
+
+// canHandOver: the watcher knows its container, the daemon can give up its store and listener,
+// and lifecycle can hand over.
+func (u *Updater) canHandOver() bool {
+	_, ok := u.life.(SelfReplacer)
+	return ok && u.selfID != "" && u.opts.Release != nil
+}
+
+// handOver runs the watcher's own update, last in a run. On success the run's report is
+// finished (stored, observers told) with the watcher's line handed_over before the store is
+// released, and handOver returns true: nothing else may use the store. Otherwise the line says
+// what failed and the caller finishes the report.
+func (u *Updater) handOver(ctx context.Context, rep *Report, c *Candidate) bool {
+	i := slices.IndexFunc(rep.Containers, func(l ContainerReport) bool { return l.ID == c.Target.ID })
+	if i < 0 {
+		return false
+	}
+	line := &rep.Containers[i]
+	t := c.Target
+	if ctx.Err() != nil {
+		line.Outcome, line.Message = OutcomeSkipped, "the watcher is stopping; its own update waits for the next run"
+		return false
+	}
+	step := &Step{Target: t, Op: OpUpdate, NewDigest: c.NewDigest, NewImage: c.NewImage, Cause: c.Cause}
+	u.setStatus(ContainerStatus{Name: t.Name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode, State: StateUpdating})
+	u.log.Info("updating the watcher itself: handing over to a successor", "container", t.Name, "id", short(t.ID), "cause", c.Cause)
+	start := time.Now()
+	released := false
+	res := u.life.(SelfReplacer).Handover(ctx, u.spec(step, nil), func(ctx context.Context, successor string) error {
+		line.Outcome, line.Failure, line.NewID = OutcomeHandedOver, nil, successor
+		line.Message = "successor " + short(successor) + " started (" + c.Cause + "); it verifies itself and removes this container, see its history"
+		if c.NewImage != "" && c.NewImage != t.Image {
+			line.NewImage = c.NewImage
+		}
+		line.Duration = time.Since(start)
+		rep.FinishedAt = time.Now().UTC()
+		u.mu.Lock()
+		u.handedOver = true
+		u.mu.Unlock()
+		u.finish(rep)
+		if err := u.opts.Release(ctx, successor); err != nil {
+			u.mu.Lock()
+			u.handedOver = false
+			u.mu.Unlock()
+			return err
+		}
+		released = true
+		return nil
+	})
+	if released {
+		return true
+	}
+	u.record(line, step, res)
+	line.Duration = time.Since(start)
+	u.setStatus(ContainerStatus{Name: t.Name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode, State: stateOf(line), LastError: line.Failure})
+	return false
 }

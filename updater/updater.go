@@ -66,6 +66,11 @@ type Options struct {
 	KeepRuns       int    // history rows kept; default 500
 	Logger         *slog.Logger
 	Observers      []Observer
+	// Release, when set, lets the watcher update its own container (self.go): it is called
+	// during the handover, after this run's report is stored, and must give up the HTTP
+	// listener and the store for the successor (see lifecycle.Handover). Without it (once,
+	// check) the watcher reports its own update as available and leaves it.
+	Release func(ctx context.Context, successorID string) error
 }
 
 // Updater runs cycles, one at a time, and remembers what it saw.
@@ -86,6 +91,8 @@ type Updater struct {
 	recent  map[string]*run // runs still in memory, by id (the last few)
 	order   []string
 	status  map[string]ContainerStatus // by container name
+	// handedOver: the store and listener went to a successor; no run starts any more.
+	handedOver bool
 }
 
 type run struct {
@@ -130,8 +137,13 @@ func (u *Updater) Wait() {
 
 // Recover drives every unfinished transaction (a crash or kill mid-update) to commit or rollback.
 // The daemon calls it before its first cycle.
+//
+// What it finished is stored as a run with trigger "recovery", so an update interrupted by a
+// crash — or a self-update finished by the successor — shows in the history with its outcome.
 func (u *Updater) Recover(ctx context.Context) []lifecycle.Result {
+	start := time.Now().UTC()
 	res := u.life.Recover(ctx)
+	rep := &Report{ID: newRunID(start), Trigger: "recovery", StartedAt: start}
 	for _, r := range res {
 		l := u.log.With("container", r.Name, "id", short(r.OldID), "txid", r.TxID, "outcome", r.Outcome)
 		if r.Err != nil {
@@ -139,6 +151,27 @@ func (u *Updater) Recover(ctx context.Context) []lifecycle.Result {
 		} else {
 			l.Info("recovered an unfinished update")
 		}
+		line := ContainerReport{Name: r.Name, ID: r.OldID, Outcome: OutcomeFailed, Downtime: r.Downtime,
+			Message: "finished an update the watcher was interrupted in (transaction " + r.TxID + ")"}
+		if r.NewID != r.OldID {
+			line.NewID = r.NewID
+		}
+		switch r.Outcome {
+		case lifecycle.OutcomeUpdated:
+			line.Outcome = OutcomeUpdated
+		case lifecycle.OutcomeRolledBack:
+			line.Outcome = OutcomeRolledBack
+		case lifecycle.OutcomeHandedOver:
+			line.Outcome, line.Message = OutcomeHandedOver, "the self-update's successor runs and finishes it (transaction "+r.TxID+")"
+		}
+		if r.Err != nil {
+			line.Failure = &Failure{Stage: r.Err.Stage, Reason: r.Err.Reason, Message: r.Err.Message}
+		}
+		rep.Containers = append(rep.Containers, line)
+	}
+	if len(rep.Containers) > 0 {
+		rep.FinishedAt = time.Now().UTC()
+		u.finish(rep)
 	}
 	return res
 }
@@ -154,6 +187,9 @@ func (u *Updater) Trigger(ctx context.Context, req Request) (string, <-chan stru
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.handedOver {
+		return "", nil, ErrHandedOver
+	}
 	if u.running == nil {
 		r := u.newRun(req)
 		u.running = r
@@ -183,6 +219,12 @@ func (u *Updater) loop(r *run) {
 		close(r.done)
 		r = u.queued
 		u.queued = nil
+		if r != nil && u.handedOver {
+			now := time.Now().UTC()
+			r.report = &Report{ID: r.id, Trigger: r.req.Trigger, StartedAt: now, FinishedAt: now, Error: ErrHandedOver.Error()}
+			close(r.done)
+			r = nil
+		}
 		u.running = r
 		if r == nil {
 			u.idle.Broadcast()
@@ -253,7 +295,9 @@ func (u *Updater) Execute(ctx context.Context, id string, req Request) *Report {
 		id = newRunID(time.Now())
 	}
 	rep := &Report{ID: id, Trigger: req.Trigger, DryRun: req.DryRun, StartedAt: time.Now().UTC()}
-	u.cycle(ctx, req, rep)
+	if self := u.cycle(ctx, req, rep); self != nil && u.handOver(ctx, rep, self) {
+		return rep // finished and stored before the store was handed over
+	}
 	rep.FinishedAt = time.Now().UTC()
 	u.finish(rep)
 	return rep

@@ -36,6 +36,8 @@ type app struct {
 	metrics *api.Metrics
 	notify  *notify.Notifier
 	upd     *updater.Updater
+	selfID  string   // the watcher's own container, "" outside a container of this engine
+	handoff *handoff // the daemon's self-update state (handover.go); nil for once and check
 }
 
 func newApp(ctx context.Context, cmd, configPath string, environ []string, stderr io.Writer) (*app, error) {
@@ -65,7 +67,11 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 	}
 	if cmd == "run" || cmd == "once" {
 		dbPath := filepath.Join(cfg.StateDir, "watcher.db")
-		a.store, err = store.Open(dbPath)
+		wait := time.Duration(0)
+		if cmd == "run" {
+			wait = storeWait // a predecessor handing over may still hold it (handover.go)
+		}
+		a.store, err = openStore(ctx, dbPath, wait, a.log)
 		if err != nil {
 			a.close()
 			return nil, fail(exitUsage, "state_dir: %v", err)
@@ -91,11 +97,23 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 		Auth:        auth,
 		OnRequest:   a.metrics.RegistryRequest,
 	})
+	if err := a.ping(ctx); err == nil {
+		a.selfID = updater.DetectSelf(ctx, a.docker)
+	}
 	var life updater.Replacer = noReplacer{}
 	if a.store != nil {
 		life = lifecycle.New(a.docker, a.store, lifecycle.Options{
 			StopTimeout: cfg.Update.StopTimeout, Verify: cfg.Update.Verify, HealthTimeout: cfg.Update.HealthTimeout, Logger: a.log,
+			SelfID: a.selfID,
+			SelfCheck: func(ctx context.Context) error {
+				return api.CheckHealth(ctx, cfg.HTTP.Listen, cfg.HTTP.TLSCert != "")
+			},
 		})
+	}
+	var release func(context.Context, string) error
+	if cmd == "run" && a.selfID != "" {
+		a.handoff = newHandoff()
+		release = a.release
 	}
 	observers := []updater.Observer{a.metrics}
 	if a.notify != nil {
@@ -105,10 +123,6 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 	if a.store != nil {
 		history = a.store
 	}
-	selfID := ""
-	if err := a.ping(ctx); err == nil {
-		selfID = updater.DetectSelf(ctx, a.docker)
-	}
 	a.upd = updater.New(a.docker, checker, life, history, updater.Options{
 		Selection:      updater.Selection{LabelEnable: cfg.Watch.LabelEnable, Scope: cfg.Watch.Scope},
 		IncludeStopped: cfg.Watch.IncludeStopped,
@@ -116,9 +130,10 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 		Rollback:       cfg.Update.Rollback,
 		Cleanup:        cfg.Update.Cleanup,
 		Parallel:       cfg.Update.Parallel,
-		SelfID:         selfID,
+		SelfID:         a.selfID,
 		Logger:         a.log,
 		Observers:      observers,
+		Release:        release,
 	})
 	return a, nil
 }
@@ -191,8 +206,17 @@ func (a *app) daemon(ctx context.Context) error {
 		TLSCert: a.cfg.HTTP.TLSCert, TLSKey: a.cfg.HTTP.TLSKey, RateLimit: a.cfg.HTTP.RateLimit,
 		Logger: a.log, Metrics: a.metrics,
 	})
+	httpCtx, stopHTTP := context.WithCancel(ctx)
+	defer stopHTTP()
 	httpErr := make(chan error, 1)
-	go func() { httpErr <- srv.ListenAndServe(ctx) }()
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		httpErr <- srv.ListenAndServe(httpCtx)
+	}()
+	if h := a.handoff; h != nil {
+		h.stopHTTP = func() { stopHTTP(); <-httpDone }
+	}
 
 	// The engine may not be up yet (a host booting): wait for it, then finish what a crash left
 	// behind before anything else touches a container.
@@ -211,7 +235,15 @@ func (a *app) daemon(ctx context.Context) error {
 		}
 	}
 	a.upd.SetContext(ctx)
-	a.upd.Recover(ctx)
+	for _, res := range a.upd.Recover(ctx) {
+		if res.Outcome == lifecycle.OutcomeHandedOver && a.handoff != nil && res.OldID == a.selfID {
+			// A self-update's successor runs: give it the store and listener, and wait.
+			if err := a.release(ctx, res.NewID); err != nil {
+				return fail(exitFailed, "self-update: stepping back for the successor: %v", err)
+			}
+			return a.awaitSuccessor(ctx, res.NewID)
+		}
+	}
 	if a.notify != nil && a.cfg.Notify.Startup {
 		a.notify.Startup(version)
 	}
@@ -233,6 +265,9 @@ func (a *app) daemon(ctx context.Context) error {
 			}
 		}))
 		sched.Start()
+		if h := a.handoff; h != nil {
+			h.stopSchedule = func() { <-sched.Stop().Done() }
+		}
 		a.log.Info("schedule active", "schedule", spec, "next", schedule.Next(time.Now()).Format(time.RFC3339))
 	} else {
 		a.log.Info("no schedule: runs only when triggered over HTTP")
@@ -245,6 +280,8 @@ func (a *app) daemon(ctx context.Context) error {
 		if err != nil {
 			err = fail(exitUsage, "http: %v", err)
 		}
+	case successor := <-a.handoff.done():
+		return a.awaitSuccessor(ctx, successor)
 	}
 	a.log.Info("stopping: no new update step starts; the one in flight finishes or is left for recovery")
 	if sched != nil {

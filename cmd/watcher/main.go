@@ -99,6 +99,13 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if err == nil {
 		return exitOK
 	}
+	if errors.Is(err, errReexec) {
+		fmt.Fprintf(stderr, "watcher %s: %v\n", cmd, err)
+		if err := reexec(); err != nil {
+			fmt.Fprintf(stderr, "watcher %s: re-executing failed: %v (the self-update is rolled back when the watcher starts again)\n", cmd, err)
+		}
+		return exitFailed
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {

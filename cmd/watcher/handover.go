@@ -1,0 +1,159 @@
+package main
+
+// The daemon's side of a self-update (lifecycle/handover.go has the transaction and its rules).
+// The predecessor gives up its schedule, listener and store when lifecycle asks (release), then
+// only waits: its successor stops it when it has verified itself. If the successor stops
+// running instead, the predecessor stops it for good and re-executes itself: the fresh process
+// opens the store and its Recover rolls the self-update back.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/store"
+)
+
+// storeWait is how long `watcher run` waits for the state file's lock: a predecessor handing
+// over releases it moments after starting this process, and one stepping back may take a few
+// seconds more. once fails at once instead.
+const storeWait = 30 * time.Second
+
+// successorGrace bounds the wait for a successor beyond its verify window and health timeout:
+// one that neither fails nor stops this process by then is treated as failed.
+const successorGrace = 2 * time.Minute
+
+// handoff is what the daemon gives up when it hands over, and how it learns that it did.
+type handoff struct {
+	mu           sync.Mutex
+	stopHTTP     func() // shuts the API down and waits until the listener is closed
+	stopSchedule func() // stops the cron schedule and waits for a job in flight
+	successor    chan string
+	released     bool
+}
+
+func newHandoff() *handoff { return &handoff{successor: make(chan string, 1)} }
+
+// done receives the successor's ID once the daemon has released everything; nil (never) for a
+// process that cannot self-update.
+func (h *handoff) done() <-chan string {
+	if h == nil {
+		return nil
+	}
+	return h.successor
+}
+
+// release gives the successor what it needs and this process must not touch again: the
+// schedule stops, the API shuts down (requests waiting for a run answer 503 with its id), and
+// the store is closed. It is lifecycle's release callback, and the step-back after Recover.
+func (a *app) release(_ context.Context, successor string) error {
+	h := a.handoff
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.released {
+		return nil
+	}
+	if h.stopSchedule != nil {
+		h.stopSchedule()
+	}
+	if h.stopHTTP != nil {
+		h.stopHTTP()
+	}
+	if err := a.store.Close(); err != nil {
+		return fmt.Errorf("closing the state file: %w", err)
+	}
+	h.released = true
+	a.log.Info("self-update: schedule, API and state file released for the successor", "successor", short(successor))
+	h.successor <- successor
+	return nil
+}
+
+// errReexec asks run to replace this process with a fresh copy of itself.
+var errReexec = errors.New("re-executing to roll back a failed self-update")
+
+// reexec replaces the process image with the watcher binary, same arguments and environment.
+// The container lives on (its PID 1 is the same process), so nothing restarts it.
+var reexec = func() error {
+	return syscall.Exec("/proc/self/exe", os.Args, os.Environ())
+}
+
+// awaitSuccessor waits, holding nothing, until the successor stops this process (ctx ends:
+// the self-update is committed) or stops running, restarts, disappears or takes too long. In
+// that case it stops the successor through the API (so its restart policy cannot bring it
+// back) and returns errReexec: the fresh process rolls the self-update back.
+func (a *app) awaitSuccessor(ctx context.Context, id string) error {
+	a.upd.Wait() // the run that handed over ends once the successor was started
+	deadline := time.Now().Add(a.cfg.Update.Verify + a.cfg.Update.HealthTimeout + successorGrace)
+	log := a.log.With("successor", short(id))
+	log.Info("self-update: waiting for the successor to verify itself and take over")
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("self-update: stopped by the successor; exiting")
+			return nil
+		case <-tick.C:
+		}
+		res, err := a.docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if ctx.Err() != nil {
+			continue
+		}
+		why := ""
+		switch st := res.Container.State; {
+		case cerrdefs.IsNotFound(err):
+			why = "the successor is gone"
+		case err != nil:
+			log.Warn("self-update: cannot inspect the successor; still waiting", "err", err)
+		case st == nil || !st.Running || st.Restarting:
+			why = "the successor is not running"
+			if st != nil {
+				why = fmt.Sprintf("the successor is %s (exit code %d)", st.Status, st.ExitCode)
+			}
+		case res.Container.RestartCount > 0:
+			why = fmt.Sprintf("the successor restarted %d times", res.Container.RestartCount)
+		case time.Now().After(deadline):
+			why = "the successor did not take over in time"
+		}
+		if why == "" {
+			continue
+		}
+		log.Error("self-update failed: " + why + "; stopping it and restarting this watcher, which rolls back")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		timeout := 10
+		if _, err := a.docker.ContainerStop(sctx, id, client.ContainerStopOptions{Timeout: &timeout}); err != nil && !cerrdefs.IsNotFound(err) {
+			log.Error("self-update: stopping the successor failed", "err", err)
+		}
+		cancel()
+		return errReexec
+	}
+}
+
+// openStore opens the state file, waiting up to wait for another process to let go of it.
+func openStore(ctx context.Context, path string, wait time.Duration, log *slog.Logger) (*store.Store, error) {
+	deadline := time.Now().Add(wait)
+	for logged := false; ; logged = true {
+		s, err := store.Open(path)
+		if err == nil || !errors.Is(err, store.ErrLocked) || time.Now().After(deadline) || ctx.Err() != nil {
+			return s, err
+		}
+		if !logged {
+			log.Info("state file locked by another process (a watcher handing over?); waiting", "path", path, "up_to", wait)
+		}
+	}
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

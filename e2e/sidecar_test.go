@@ -194,30 +194,77 @@ func TestSidecar(t *testing.T) {
 		}
 	})
 
-	// Self-update is not implemented yet (docs/sidecar.md, "Self-update"): the watcher must see
-	// its own image move, report it, and leave its own container alone. When the handover lands,
-	// this becomes: exactly one watcher runs afterwards, on the new image.
-	t.Run("leaves its own container alone", func(t *testing.T) {
-		newDigest := pushNewWatcherImage(t, e, watcherRef)
-		rep := sc.update(t)
-		line := findLine(rep, e.Name("watcher"))
-		if line == nil || line.Outcome != "update_available" || !strings.Contains(line.Message, "own container") {
-			t.Fatalf("watcher line = %+v, want update_available for its own container (new digest %s); report %+v", line, newDigest, rep)
+	// Self-update (docs/sidecar.md): the watcher hands over to a successor on the new image,
+	// which verifies itself and removes its predecessor. The waiting trigger is answered 503
+	// with the run id when the predecessor shuts its API down; the successor serves that run's
+	// report, its own "recovery" run that finished the update, and goes on updating the app.
+	t.Run("updates itself", func(t *testing.T) {
+		pushNewWatcherImage(t, e, watcherRef)
+		status, body := sc.post(t, "/v1/update?wait=true")
+		var shut struct {
+			Reason string `json:"reason"`
+			RunID  string `json:"run_id"`
 		}
-		w := oneWatcher(t, e)
-		if w.ID != sc.id || w.Image != imageID {
-			t.Errorf("the watcher is %s on %s, want the same container %s on the old image %s", w.ID, w.Image, sc.id, imageID)
+		if err := json.Unmarshal(body, &shut); status != http.StatusServiceUnavailable || err != nil || shut.RunID == "" {
+			t.Fatalf("POST /v1/update?wait=true during the handover = %d %s, want 503 with the run id", status, body)
 		}
-		if app := e.Inspect(e.Name("app")); !app.State.Running {
-			t.Errorf("the app stopped: %+v", app.State)
+		var w container.InspectResponse
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			// The name moves between containers during the handover: tolerate a miss.
+			res, err := e.Docker.ContainerInspect(context.Background(), e.Name("watcher"), client.ContainerInspectOptions{})
+			w = res.Container
+			if err == nil && w.ID != sc.id && w.State.Running && len(watchers(e)) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no single successor after 2 minutes: %s is %+v on %s (%v); watcher containers %v", e.Name("watcher"), w.State, w.Image, err, watchers(e))
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
-		resp, err := http.Get(sc.url + "/healthz")
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Errorf("GET /healthz after the run: %v %v", resp, err)
+		w = oneWatcher(t, e)
+		newImage, err := e.Docker.ImageInspect(context.Background(), watcherRef)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if resp != nil {
-			resp.Body.Close()
+		if w.Image != newImage.ID || w.Image == imageID {
+			t.Errorf("the watcher runs %s, want the new image %s", w.Image, newImage.ID)
 		}
+		if !w.HostConfig.ReadonlyRootfs || !slices.Contains(w.HostConfig.GroupAdd, sc.gid) {
+			t.Errorf("the successor lost its configuration: read-only %v, groups %v", w.HostConfig.ReadonlyRootfs, w.HostConfig.GroupAdd)
+		}
+		sc.id = w.ID
+		waitHealthz(t, sc)
+
+		var rep report
+		sc.getJSON(t, "/v1/runs/"+shut.RunID, &rep)
+		if line := findLine(&rep, e.Name("watcher")); line == nil || line.Outcome != "handed_over" || line.NewID != w.ID {
+			t.Errorf("the handover run's watcher line = %+v, want handed_over to %s", line, w.ID)
+		}
+		var runs struct{ Runs []report }
+		sc.getJSON(t, "/v1/runs", &runs)
+		found := false
+		for _, r := range runs.Runs {
+			if l := findLine(&r, e.Name("watcher")); r.Trigger == "recovery" && l != nil && l.Outcome == "updated" && l.NewID == w.ID {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no recovery run with the watcher updated to %s in %+v", w.ID, runs.Runs)
+		}
+
+		e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v3"})
+		rep = *sc.update(t)
+		if line := findLine(&rep, e.Name("app")); line == nil || line.Outcome != "updated" {
+			t.Fatalf("the successor's run: app line = %+v, want updated; report %+v", line, rep)
+		}
+		if line := findLine(&rep, e.Name("watcher")); line == nil || line.Outcome != "up_to_date" {
+			t.Errorf("the successor's run: watcher line = %+v, want up_to_date", line)
+		}
+		if app := e.Inspect(e.Name("app")); !slices.Contains(app.Config.Env, "APP_VERSION=v3") || !app.State.Running {
+			t.Errorf("the app after the successor's run: %v %+v", app.Config.Env, app.State)
+		}
+		oneWatcher(t, e)
 	})
 
 	t.Logf("end to end: %v", time.Since(began).Round(time.Millisecond))
@@ -259,15 +306,7 @@ func pushNewWatcherImage(t *testing.T, e *testenv.Env, ref string) string {
 // sidecar, including set-aside and temporary names) and that it runs; it returns its inspect.
 func oneWatcher(t *testing.T, e *testenv.Env) container.InspectResponse {
 	t.Helper()
-	var found []container.Summary
-	for _, c := range e.Owned() {
-		for _, n := range c.Names {
-			if strings.HasPrefix(strings.TrimPrefix(n, "/"), "watcher-") {
-				found = append(found, c)
-				break
-			}
-		}
-	}
+	found := watchers(e)
 	if len(found) != 1 {
 		var names [][]string
 		for _, c := range found {
@@ -280,6 +319,21 @@ func oneWatcher(t *testing.T, e *testenv.Env) container.InspectResponse {
 		t.Fatalf("the watcher %s is %+v, want it running under its name", ins.Name, ins.State)
 	}
 	return ins
+}
+
+// watchers lists this test's containers named like the sidecar (set-aside and temporary names
+// included), running or not.
+func watchers(e *testenv.Env) []container.Summary {
+	var found []container.Summary
+	for _, c := range e.Owned() {
+		for _, n := range c.Names {
+			if strings.HasPrefix(strings.TrimPrefix(n, "/"), "watcher-") {
+				found = append(found, c)
+				break
+			}
+		}
+	}
+	return found
 }
 
 // sidecar is the running watcher container and how to reach it.
@@ -344,6 +398,57 @@ func startSidecar(t *testing.T, e *testenv.Env, sock, ref string, labels map[str
 	}
 }
 
+// post sends an authorised POST to path and returns the status and body.
+func (sc *sidecar) post(t *testing.T, path string) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, sc.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+sc.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// getJSON is an authorised GET of path, decoded into v.
+func (sc *sidecar) getJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, sc.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+sc.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, v) != nil {
+		t.Fatalf("GET %s = %s: %s", path, resp.Status, body)
+	}
+}
+
+// waitHealthz waits up to a minute for the sidecar's /healthz to answer 200.
+func waitHealthz(t *testing.T, sc *sidecar) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(sc.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz did not answer 200 within a minute: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // update is POST /v1/update?wait=true with the token; it returns the run report.
 func (sc *sidecar) update(t *testing.T) *report {
 	t.Helper()
@@ -392,6 +497,7 @@ func (sc *sidecar) exec(t *testing.T, cmd ...string) string {
 // fields this test reads, decoded from the wire as any client would.
 type report struct {
 	ID         string       `json:"id"`
+	Trigger    string       `json:"trigger"`
 	Error      string       `json:"error"`
 	Containers []reportLine `json:"containers"`
 }

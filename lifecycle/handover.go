@@ -15,10 +15,9 @@ package lifecycle
 //	reader        S                      action
 //	S itself      -                      verify itself (runs for the window, no restart, SelfCheck), commit: stop + remove P
 //	P             running                step back: return OutcomeHandedOver (the caller releases and waits)
-//	P, at commit  stopped (verified)     start S again, step back
+//	P             stopped, at commit     start S again (it verified itself), step back
 //	P             not running / gone     roll back: remove S, P back under its name (it runs: it is this process)
-//	anyone else   running                leave it to S
-//	anyone else   not running            roll back
+//	anyone else   as P                   as P, but only P releases and waits (Recover's caller)
 //
 // Earlier steps are rolled back as for Replace (S never ran), and a rollback in progress is
 // finished by whoever reads it. So after a crash of either process at any instant, exactly one
@@ -116,8 +115,7 @@ func (t *txn) resumeHandover(ctx context.Context) Result {
 		}
 		return newError(r.ContainerID, StageVerify, ReasonContainerExited, msg, nil)
 	}
-	switch {
-	case me != "" && me == r.NewID: // the successor
+	if me != "" && me == r.NewID { // the successor
 		if r.Step != stepCommit {
 			if err := t.journal(stepVerify); err != nil {
 				t.log().Error("journal write failed at verify; continuing", "err", err)
@@ -131,32 +129,25 @@ func (t *txn) resumeHandover(ctx context.Context) Result {
 		}
 		t.log().Info("self-update verified; removing the predecessor", "predecessor", shortID(r.ContainerID))
 		return t.commit(ctx, nil)
-	case me != "" && me == r.ContainerID: // the predecessor, restarted or re-executed
-		if runs {
-			return t.stepBack()
+	}
+	// The predecessor (restarted or re-executed), or neither (`watcher once` on the same state).
+	if !runs && r.Step == stepCommit && err == nil {
+		// S verified itself and then stopped (a crash, a reboot) before removing P: the update
+		// stands, so start S again and let it finish.
+		if _, serr := t.m.d.ContainerStart(ctx, r.NewID, client.ContainerStartOptions{}); serr == nil {
+			runs = true
 		}
-		if r.Step == stepCommit && err == nil {
-			// S verified itself and then stopped (a crash, a reboot) before removing this
-			// container: the update stands, so start S again and let it finish.
-			if _, serr := t.m.d.ContainerStart(ctx, r.NewID, client.ContainerStartOptions{}); serr == nil {
-				return t.stepBack()
-			}
-		}
-		return t.rollback(ctx, notRunning())
-	default: // neither: `watcher once` with the same state, or another process
-		if runs {
-			t.log().Info("a self-update is being finished by the successor; left to it", "successor", shortID(r.NewID))
-			res := r.result()
-			res.Outcome = OutcomeHandedOver
-			return res
-		}
+	}
+	if !runs {
 		return t.rollback(ctx, notRunning())
 	}
+	return t.stepBack()
 }
 
-// stepBack is the predecessor's answer when its successor runs: hand over again.
+// stepBack is the answer when the successor runs: leave the transaction to it (the predecessor
+// must also release the journal and wait: Recover returns at once).
 func (t *txn) stepBack() Result {
-	t.log().Info("the successor runs; stepping back so that it can finish the self-update", "successor", shortID(t.r.NewID))
+	t.log().Info("the successor runs; leaving the self-update to it", "successor", shortID(t.r.NewID))
 	res := t.r.result()
 	res.Outcome = OutcomeHandedOver
 	return res

@@ -241,7 +241,7 @@ func (a *app) daemon(ctx context.Context) error {
 			if err := a.release(ctx, res.NewID); err != nil {
 				return fail(exitFailed, "self-update: stepping back for the successor: %v", err)
 			}
-			return a.awaitSuccessor(ctx, res.NewID)
+			return a.handedOver(ctx, <-a.handoff.done())
 		}
 	}
 	if a.notify != nil && a.cfg.Notify.Startup {
@@ -279,9 +279,17 @@ func (a *app) daemon(ctx context.Context) error {
 	case err = <-httpErr:
 		if err != nil {
 			err = fail(exitUsage, "http: %v", err)
+		} else if a.handoff != nil && ctx.Err() == nil {
+			// Only a handover shuts the API down while the daemon runs: its release is
+			// about to say so.
+			select {
+			case successor := <-a.handoff.done():
+				return a.handedOver(ctx, successor)
+			case <-ctx.Done():
+			}
 		}
 	case successor := <-a.handoff.done():
-		return a.awaitSuccessor(ctx, successor)
+		return a.handedOver(ctx, successor)
 	}
 	a.log.Info("stopping: no new update step starts; the one in flight finishes or is left for recovery")
 	if sched != nil {

@@ -61,6 +61,7 @@ func (a *app) release(_ context.Context, successor string) error {
 	if h.released {
 		return nil
 	}
+	h.released = true
 	if h.stopSchedule != nil {
 		h.stopSchedule()
 	}
@@ -68,12 +69,24 @@ func (a *app) release(_ context.Context, successor string) error {
 		h.stopHTTP()
 	}
 	if err := a.store.Close(); err != nil {
+		// The API and schedule are down already: the daemon exits after lifecycle's rollback
+		// (see daemon), and its restart brings them back.
+		h.successor <- ""
 		return fmt.Errorf("closing the state file: %w", err)
 	}
-	h.released = true
 	a.log.Info("self-update: schedule, API and state file released for the successor", "successor", short(successor))
 	h.successor <- successor
 	return nil
+}
+
+// handedOver is what the daemon does once release ran: wait for the successor, or, when the
+// release failed half-way, let the rollback finish and exit for a restart.
+func (a *app) handedOver(ctx context.Context, successor string) error {
+	if successor == "" {
+		a.upd.Wait()
+		return fail(exitFailed, "self-update aborted after the API was shut down; exiting so that the restart policy brings the watcher back")
+	}
+	return a.awaitSuccessor(ctx, successor)
 }
 
 // errReexec asks run to replace this process with a fresh copy of itself.

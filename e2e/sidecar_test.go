@@ -198,8 +198,42 @@ func TestSidecar(t *testing.T) {
 	// which verifies itself and removes its predecessor. The waiting trigger is answered 503
 	// with the run id when the predecessor shuts its API down; the successor serves that run's
 	// report, its own "recovery" run that finished the update, and goes on updating the app.
+	// The image as built, by digest: every new watcher image below is made from it.
+	builtRef := digestRef(t, watcherRef)
+
+	// A successor that cannot run (here its image sets an invalid log format: it exits 2 at
+	// start) is stopped by the predecessor, which re-executes itself and rolls back: the same
+	// container serves again under its name, on the old image, and says why in its history.
+	t.Run("rolls back a broken successor", func(t *testing.T) {
+		pushNewWatcherImage(t, e, builtRef, watcherRef, "WATCHER_LOG_FORMAT=broken")
+		if status, body := sc.post(t, "/v1/update?wait=true"); status != http.StatusServiceUnavailable {
+			t.Fatalf("POST /v1/update?wait=true during the handover = %d %s, want 503", status, body)
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		var runs struct{ Runs []report }
+		for {
+			time.Sleep(time.Second)
+			if len(watchers(e)) == 1 && sc.tryGetJSON("/v1/runs", &runs) && len(runs.Runs) > 0 {
+				if r := runs.Runs[0]; r.Trigger == "recovery" {
+					l := findLine(&r, e.Name("watcher"))
+					if l == nil || l.Outcome != "rolled_back" || l.Failure == nil || !strings.Contains(l.Failure.Message, "exit code 2") {
+						t.Errorf("recovery run's watcher line = %+v, want rolled_back naming exit code 2", l)
+					}
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no rollback after 2 minutes; watcher containers %v, runs %+v", watchers(e), runs.Runs)
+			}
+		}
+		w := oneWatcher(t, e)
+		if w.ID != sc.id || w.Image != imageID {
+			t.Errorf("the watcher is %s on %s, want the predecessor %s on the old image %s", w.ID, w.Image, sc.id, imageID)
+		}
+	})
+
 	t.Run("updates itself", func(t *testing.T) {
-		pushNewWatcherImage(t, e, watcherRef)
+		pushNewWatcherImage(t, e, builtRef, watcherRef)
 		status, body := sc.post(t, "/v1/update?wait=true")
 		var shut struct {
 			Reason string `json:"reason"`
@@ -270,17 +304,18 @@ func TestSidecar(t *testing.T) {
 	t.Logf("end to end: %v", time.Since(began).Round(time.Millisecond))
 }
 
-// pushNewWatcherImage moves ref's tag to a new image: the same layers (the same binary) with a
-// changed version label, as a release would look to the registry. It returns the new digest.
-func pushNewWatcherImage(t *testing.T, e *testenv.Env, ref string) string {
+// pushNewWatcherImage moves ref's tag to a new image made from image from: the same layers (the
+// same binary) with a changed version label (and env added to the image's defaults), as a
+// release would look to the registry. It returns the new digest.
+func pushNewWatcherImage(t *testing.T, e *testenv.Env, from, ref string, env ...string) string {
 	t.Helper()
-	tag, err := name.NewTag(ref, name.Insecure)
+	src, err := name.ParseReference(from, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := remote.Image(tag)
+	img, err := remote.Image(src)
 	if err != nil {
-		t.Fatalf("fetching %s: %v", ref, err)
+		t.Fatalf("fetching %s: %v", from, err)
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -288,6 +323,7 @@ func pushNewWatcherImage(t *testing.T, e *testenv.Env, ref string) string {
 	}
 	cf = cf.DeepCopy()
 	cf.Config.Labels["org.opencontainers.image.version"] += "-next"
+	cf.Config.Env = append(cf.Config.Env, env...)
 	next, err := mutate.ConfigFile(img, cf)
 	if err != nil {
 		t.Fatal(err)
@@ -300,6 +336,20 @@ func pushNewWatcherImage(t *testing.T, e *testenv.Env, ref string) string {
 		t.Fatal(err)
 	}
 	return d.String()
+}
+
+// digestRef is ref's repository at the digest its tag points to now.
+func digestRef(t *testing.T, ref string) string {
+	t.Helper()
+	tag, err := name.NewTag(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(tag)
+	if err != nil {
+		t.Fatalf("HEAD %s: %v", ref, err)
+	}
+	return tag.Context().Name() + "@" + desc.Digest.String()
 }
 
 // oneWatcher asserts that exactly one of this test's containers is a watcher (named like the
@@ -428,6 +478,19 @@ func (sc *sidecar) getJSON(t *testing.T, path string, v any) {
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, v) != nil {
 		t.Fatalf("GET %s = %s: %s", path, resp.Status, body)
 	}
+}
+
+// tryGetJSON is getJSON that reports failure instead of failing the test (the API may be down).
+func (sc *sidecar) tryGetJSON(path string, v any) bool {
+	req, _ := http.NewRequest(http.MethodGet, sc.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+sc.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode == http.StatusOK && json.Unmarshal(body, v) == nil
 }
 
 // waitHealthz waits up to a minute for the sidecar's /healthz to answer 200.

@@ -68,10 +68,11 @@ func (u *Updater) canHandOver() bool {
 	return ok && u.selfID != "" && u.opts.Release != nil
 }
 
-// handOver runs the watcher's own update, last in a run. On success the run's report is
-// finished (stored, observers told) with the watcher's line handed_over before the store is
-// released, and handOver returns true: nothing else may use the store. Otherwise the line says
-// what failed and the caller finishes the report.
+// handOver runs the watcher's own update, last in a run. On success the run's report is stored
+// with the watcher's line handed_over before the store is released, observers are told once
+// the release succeeded, and handOver returns true: nothing else may use the store. Otherwise
+// the line says what failed (nothing of the attempted handover is left on it) and the caller
+// finishes the report, storing it over the handed_over one and telling observers only then.
 func (u *Updater) handOver(ctx context.Context, rep *Report, c *Candidate) bool {
 	i := slices.IndexFunc(rep.Containers, func(l ContainerReport) bool { return l.ID == c.Target.ID })
 	if i < 0 {
@@ -89,6 +90,7 @@ func (u *Updater) handOver(ctx context.Context, rep *Report, c *Candidate) bool 
 	start := time.Now()
 	released := false
 	res := u.life.(SelfReplacer).Handover(ctx, u.spec(step, nil), func(ctx context.Context, successor string) error {
+		before := *line
 		line.Outcome, line.Failure, line.NewID = OutcomeHandedOver, nil, successor
 		line.Message = "successor " + short(successor) + " started (" + c.Cause + "); it verifies itself and removes this container, see its history"
 		if c.NewImage != "" && c.NewImage != t.Image {
@@ -99,14 +101,16 @@ func (u *Updater) handOver(ctx context.Context, rep *Report, c *Candidate) bool 
 		u.mu.Lock()
 		u.handedOver = true
 		u.mu.Unlock()
-		u.finish(rep)
+		u.store(rep)
 		if err := u.opts.Release(ctx, successor); err != nil {
 			u.mu.Lock()
 			u.handedOver = false
 			u.mu.Unlock()
+			*line = before // lifecycle rolls back; record says how that ended
 			return err
 		}
 		released = true
+		u.tell(rep)
 		return nil
 	})
 	if released {

@@ -303,7 +303,14 @@ func (u *Updater) Execute(ctx context.Context, id string, req Request) *Report {
 	return rep
 }
 
+// finish stores rep and tells the observers about it.
 func (u *Updater) finish(rep *Report) {
+	u.store(rep)
+	u.tell(rep)
+}
+
+// store writes rep to history (a report stored again under its id replaces the earlier one).
+func (u *Updater) store(rep *Report) {
 	if u.history != nil {
 		if b, err := json.Marshal(rep); err == nil {
 			if err := u.history.PutRun(rep.ID, b); err != nil {
@@ -313,6 +320,10 @@ func (u *Updater) finish(rep *Report) {
 			}
 		}
 	}
+}
+
+// tell makes rep the in-memory answer for its run and passes it to the observers.
+func (u *Updater) tell(rep *Report) {
 	u.mu.Lock()
 	if r := u.recent[rep.ID]; r != nil {
 		r.report = rep

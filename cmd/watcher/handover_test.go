@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/watcher-dev/watcher/store"
+)
+
+// TestOpenStoreWaitsForPredecessor: run waits for a state file another process (a predecessor
+// handing over) still holds, and gets it once that one lets go; once does not wait.
+func TestOpenStoreWaitsForPredecessor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "watcher.db")
+	held, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if _, err := openStore(context.Background(), path, 0, log); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("openStore without a wait on a held file = %v, want ErrLocked", err)
+	}
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		_ = held.Close()
+		close(released)
+	}()
+	s, err := openStore(context.Background(), path, 30*time.Second, log)
+	if err != nil {
+		t.Fatalf("openStore with a wait = %v, want the file once the holder closed it", err)
+	}
+	defer s.Close()
+	select {
+	case <-released:
+	default:
+		t.Fatal("openStore returned before the holder let go")
+	}
+}
+
+// TestOpenStoreGivesUp: the wait is bounded and a cancelled context ends it.
+func TestOpenStoreGivesUp(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "watcher.db")
+	held, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := openStore(ctx, path, time.Minute, slog.New(slog.DiscardHandler)); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("openStore with a cancelled context = %v, want ErrLocked at once", err)
+	}
+}

@@ -57,25 +57,16 @@ func (t *txn) handover(ctx context.Context, release func(context.Context, string
 			"the watcher runs with AutoRemove (--rm): a self-update could not bring it back if its successor failed; update it by hand or run it without --rm", nil), OutcomeFailed)
 	}
 
-	// 3. create the successor under a temporary name
-	if err := t.journal(stepCreate); err != nil {
-		return t.fail(ctx, newError(r.ContainerID, StageCreate, ReasonStoreError, "writing the journal", err))
-	}
-	if e := t.create(ctx, old); e != nil {
+	// 3. create the successor under a temporary name; 4. set this container aside (it keeps
+	// running: it is this process) and give the successor the name
+	if e := t.createNew(ctx, old); e != nil {
 		return t.fail(ctx, e)
 	}
-	// 4. set this container aside (it keeps running: it is this process) and name the successor
-	if err := t.journal(stepSetAside); err != nil {
-		return t.fail(ctx, newError(r.ContainerID, StageStop, ReasonStoreError, "writing the journal", err))
+	if e := t.setAside(ctx); e != nil {
+		return t.fail(ctx, e)
 	}
-	if err := t.claimName(ctx, r.ContainerID, asideName(r.Name, r.TxID), StageStop); err != nil {
-		return t.fail(ctx, asError(err, r.ContainerID, StageStop, ReasonKillContainerError, "renaming the watcher's container aside"))
-	}
-	if err := t.journal(stepRename); err != nil {
-		return t.fail(ctx, newError(r.ContainerID, StageCreate, ReasonStoreError, "writing the journal", err))
-	}
-	if err := t.claimName(ctx, r.NewID, r.Name, StageCreate); err != nil {
-		return t.fail(ctx, asError(err, r.ContainerID, StageCreate, ReasonCreateContainerError, "renaming the successor"))
+	if e := t.nameNew(ctx); e != nil {
+		return t.fail(ctx, e)
 	}
 
 	// 5. hand over: the last journal write of this process for this transaction

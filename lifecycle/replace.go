@@ -143,10 +143,7 @@ func (t *txn) run(ctx context.Context) Result {
 	}
 
 	// 3. create the new container under a temporary name while the old one still runs
-	if err := t.journal(stepCreate); err != nil {
-		return t.fail(ctx, newError(r.ContainerID, StageCreate, ReasonStoreError, "writing the journal", err))
-	}
-	if e := t.create(ctx, old); e != nil {
+	if e := t.createNew(ctx, old); e != nil {
 		return t.fail(ctx, e)
 	}
 
@@ -161,20 +158,14 @@ func (t *txn) run(ctx context.Context) Result {
 
 	// 5. set it aside (an AutoRemove container is gone already: the snapshot is the way back)
 	if !r.AutoRemove {
-		if err := t.journal(stepSetAside); err != nil {
-			return t.fail(ctx, newError(r.ContainerID, StageStop, ReasonStoreError, "writing the journal", err))
-		}
-		if err := t.claimName(ctx, r.ContainerID, asideName(r.Name, r.TxID), StageStop); err != nil {
-			return t.fail(ctx, asError(err, r.ContainerID, StageStop, ReasonKillContainerError, "renaming the old container aside"))
+		if e := t.setAside(ctx); e != nil {
+			return t.fail(ctx, e)
 		}
 	}
 
 	// 6. the new container takes the name
-	if err := t.journal(stepRename); err != nil {
-		return t.fail(ctx, newError(r.ContainerID, StageCreate, ReasonStoreError, "writing the journal", err))
-	}
-	if err := t.claimName(ctx, r.NewID, r.Name, StageCreate); err != nil {
-		return t.fail(ctx, asError(err, r.ContainerID, StageCreate, ReasonCreateContainerError, "renaming the new container"))
+	if e := t.nameNew(ctx); e != nil {
+		return t.fail(ctx, e)
 	}
 
 	// 7. start and verify (a container that was not running is replaced by one not running)
@@ -255,6 +246,38 @@ func (t *txn) prepare(ctx context.Context) (container.InspectResponse, *Result) 
 		return end(res)
 	}
 	return old, nil
+}
+
+// createNew journals step create, then creates the new container (create).
+func (t *txn) createNew(ctx context.Context, old container.InspectResponse) *Error {
+	if err := t.journal(stepCreate); err != nil {
+		return newError(t.r.ContainerID, StageCreate, ReasonStoreError, "writing the journal", err)
+	}
+	return t.create(ctx, old)
+}
+
+// setAside journals step set_aside, then renames the old container to <name>-watcher-<txid>.
+func (t *txn) setAside(ctx context.Context) *Error {
+	r := t.r
+	if err := t.journal(stepSetAside); err != nil {
+		return newError(r.ContainerID, StageStop, ReasonStoreError, "writing the journal", err)
+	}
+	if err := t.claimName(ctx, r.ContainerID, asideName(r.Name, r.TxID), StageStop); err != nil {
+		return asError(err, r.ContainerID, StageStop, ReasonKillContainerError, "renaming the old container aside")
+	}
+	return nil
+}
+
+// nameNew journals step rename, then gives the new container the service's name.
+func (t *txn) nameNew(ctx context.Context) *Error {
+	r := t.r
+	if err := t.journal(stepRename); err != nil {
+		return newError(r.ContainerID, StageCreate, ReasonStoreError, "writing the journal", err)
+	}
+	if err := t.claimName(ctx, r.NewID, r.Name, StageCreate); err != nil {
+		return asError(err, r.ContainerID, StageCreate, ReasonCreateContainerError, "renaming the new container")
+	}
+	return nil
 }
 
 // imageInfo inspects an image for its defaults and platform.

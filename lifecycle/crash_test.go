@@ -31,7 +31,9 @@ const crashChildEnv = "LIFECYCLE_CRASH_CHILD"
 type crashJob struct {
 	DB, ContainerID, Image, PullRef string
 	Verify                          time.Duration
-	CrashAt                         int // SIGKILL after this journal write; 0 = never
+	CrashAt                         int    // SIGKILL after this journal write; 0 = never
+	CrashAfter                      string // SIGKILL right after the journal write of this step
+	Handover                        bool   // run Handover (as the container's own watcher) instead of Replace
 }
 
 func TestCrashChild(t *testing.T) {
@@ -44,7 +46,7 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	journalHook = func(seq int, step string) {
-		if seq == job.CrashAt {
+		if seq == job.CrashAt || step == job.CrashAfter {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
 		}
@@ -57,8 +59,15 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := New(cli, s, Options{StopTimeout: 5 * time.Second, Logger: testLogger(t)})
-	res := m.Replace(context.Background(), Spec{ContainerID: job.ContainerID, Image: job.Image, PullRef: job.PullRef, Verify: job.Verify, Rollback: true})
+	spec := Spec{ContainerID: job.ContainerID, Image: job.Image, PullRef: job.PullRef, Verify: job.Verify, Rollback: true}
+	var res Result
+	if job.Handover {
+		m := New(cli, s, Options{StopTimeout: 5 * time.Second, SelfID: job.ContainerID, Logger: testLogger(t)})
+		res = m.Handover(context.Background(), spec, func(context.Context, string) error { return s.Close() })
+	} else {
+		m := New(cli, s, Options{StopTimeout: 5 * time.Second, Logger: testLogger(t)})
+		res = m.Replace(context.Background(), spec)
+	}
 	b, _ := json.Marshal(res)
 	fmt.Println("RESULT", string(b))
 }
@@ -82,9 +91,16 @@ func (c *crashRun) child(id string, crashAt int, killAfter time.Duration) (kille
 	if cur == c.images[0] {
 		pull = c.digests[1]
 	}
-	job, _ := json.Marshal(crashJob{DB: c.f.db, ContainerID: id, Image: c.ref, PullRef: pull, Verify: 500 * time.Millisecond, CrashAt: crashAt})
+	return crashChild(t, crashJob{DB: c.f.db, ContainerID: id, Image: c.ref, PullRef: pull, Verify: 500 * time.Millisecond, CrashAt: crashAt}, killAfter)
+}
+
+// crashChild runs job in a child process (TestCrashChild) and returns whether it was killed (by
+// itself after its crash point, or by us after killAfter if > 0).
+func crashChild(t *testing.T, job crashJob, killAfter time.Duration) (killed bool, out string) {
+	t.Helper()
+	raw, _ := json.Marshal(job)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+string(job))
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+string(raw))
 	var buf safeBuffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
@@ -124,14 +140,7 @@ func (c *crashRun) recoverAndCheck(label string, settle time.Duration) string {
 			t.Errorf("%s: Recover: %v", label, res.Err)
 		}
 	}
-	entries, _ := s.Journals()
-	for _, e := range entries {
-		var r record
-		_ = json.Unmarshal(e.Data, &r)
-		if !r.finished() {
-			t.Errorf("%s: transaction %s still unfinished at step %s", label, r.TxID, r.Step)
-		}
-	}
+	checkAllFinished(t, s, label)
 	ins := c.f.checkServing(c.name)
 	if ins.Image != c.images[0] && ins.Image != c.images[1] {
 		t.Fatalf("%s: serving image %s, want one of %v", label, ins.Image, c.images)
@@ -215,6 +224,19 @@ func TestCrashAtRandomInstants(t *testing.T) {
 		if t.Failed() {
 			t.Log(out)
 			return
+		}
+	}
+}
+
+// checkAllFinished fails the test for every journaled transaction that is not finished.
+func checkAllFinished(t *testing.T, s *store.Store, label string) {
+	t.Helper()
+	entries, _ := s.Journals()
+	for _, e := range entries {
+		var r record
+		_ = json.Unmarshal(e.Data, &r)
+		if !r.finished() {
+			t.Errorf("%s: transaction %s still unfinished at step %s", label, r.TxID, r.Step)
 		}
 	}
 }

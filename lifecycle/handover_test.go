@@ -4,12 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -472,46 +468,6 @@ func TestHandoverOtherReader(t *testing.T) {
 	})
 }
 
-// The crash test runs Handover in a child process (this test binary, re-executed to run only
-// TestHandoverCrashChild) that SIGKILLs itself right after the journal write of a given step.
-
-const handoverChildEnv = "LIFECYCLE_HANDOVER_CHILD"
-
-type handoverJob struct {
-	DB, ContainerID, Image, PullRef string
-	CrashAfter                      string // SIGKILL right after the journal write of this step
-}
-
-func TestHandoverCrashChild(t *testing.T) {
-	raw := os.Getenv(handoverChildEnv)
-	if raw == "" {
-		t.Skip("only run as the handover crash test's child process")
-	}
-	var job handoverJob
-	if err := json.Unmarshal([]byte(raw), &job); err != nil {
-		t.Fatal(err)
-	}
-	journalHook = func(seq int, step string) {
-		if step == job.CrashAfter {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-	}
-	s, err := store.Open(job.DB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := New(cli, s, Options{StopTimeout: 5 * time.Second, SelfID: job.ContainerID, Logger: testLogger(t)})
-	res := m.Handover(context.Background(), Spec{ContainerID: job.ContainerID, Image: job.Image, PullRef: job.PullRef, Rollback: true},
-		func(context.Context, string) error { return s.Close() })
-	b, _ := json.Marshal(res)
-	fmt.Println("RESULT", string(b))
-}
-
 // TestHandoverCrashAtEveryStep: P dies right after each journal write of Handover up to and
 // including "handover" (S created and named but never started); P's Recover, restarted, leaves
 // exactly P running under the name, the same container, with nothing temporary left.
@@ -519,15 +475,11 @@ func TestHandoverCrashAtEveryStep(t *testing.T) {
 	t.Parallel()
 	h := newHandoverRun(t, testenv.ImageSpec{}, nil)
 	for _, step := range []string{stepSnapshot, stepPull, stepCreate, stepSetAside, stepRename, stepHandover} {
-		job, _ := json.Marshal(handoverJob{DB: h.f.db, ContainerID: h.p, Image: h.ref, PullRef: h.pull, CrashAfter: step})
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHandoverCrashChild$", "-test.v")
-		cmd.Env = append(os.Environ(), handoverChildEnv+"="+string(job))
-		var buf safeBuffer
-		cmd.Stdout, cmd.Stderr = &buf, &buf
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() {
-			t.Fatalf("crash after %s: the child was not killed (%v)\n%s", step, err, buf.String())
+		// Handover runs in a child process (TestCrashChild) that SIGKILLs itself right after the
+		// journal write of step.
+		killed, out := crashChild(t, crashJob{DB: h.f.db, ContainerID: h.p, Image: h.ref, PullRef: h.pull, CrashAfter: step, Handover: true}, 0)
+		if !killed {
+			t.Fatalf("crash after %s: the child was not killed\n%s", step, out)
 		}
 		if step == stepHandover {
 			// the successor exists, named, never started
@@ -550,18 +502,11 @@ func TestHandoverCrashAtEveryStep(t *testing.T) {
 				t.Errorf("crash after %s: Recover = %s, %v; want rolled_back", step, got.Outcome, got.Err)
 			}
 		}
-		entries, _ := st.Journals()
-		for _, e := range entries {
-			var r record
-			_ = json.Unmarshal(e.Data, &r)
-			if !r.finished() {
-				t.Errorf("crash after %s: transaction %s still unfinished at %s", step, r.TxID, r.Step)
-			}
-		}
+		checkAllFinished(t, st, "crash after "+step)
 		_ = st.Close()
 		h.checkRolledBack("")
 		if t.Failed() {
-			t.Logf("child output:\n%s", buf.String())
+			t.Logf("child output:\n%s", out)
 			return
 		}
 	}

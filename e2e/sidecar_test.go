@@ -448,49 +448,48 @@ func startSidecar(t *testing.T, e *testenv.Env, sock, ref string, labels map[str
 	}
 }
 
-// post sends an authorised POST to path and returns the status and body.
-func (sc *sidecar) post(t *testing.T, path string) (int, []byte) {
-	t.Helper()
+// do sends an authorised request (bounded at two minutes: a waiting trigger takes a run) and
+// returns the status and body.
+func (sc *sidecar) do(method, path string) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, sc.url+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, sc.url+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
 	req.Header.Set("Authorization", "Bearer "+sc.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, body
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}
+
+// post sends an authorised POST to path and returns the status and body.
+func (sc *sidecar) post(t *testing.T, path string) (int, []byte) {
+	t.Helper()
+	status, body, err := sc.do(http.MethodPost, path)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	return status, body
 }
 
 // getJSON is an authorised GET of path, decoded into v.
 func (sc *sidecar) getJSON(t *testing.T, path string, v any) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, sc.url+path, nil)
-	req.Header.Set("Authorization", "Bearer "+sc.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, v) != nil {
-		t.Fatalf("GET %s = %s: %s", path, resp.Status, body)
+	status, body, err := sc.do(http.MethodGet, path)
+	if err != nil || status != http.StatusOK || json.Unmarshal(body, v) != nil {
+		t.Fatalf("GET %s = %d %v: %s", path, status, err, body)
 	}
 }
 
 // tryGetJSON is getJSON that reports failure instead of failing the test (the API may be down).
 func (sc *sidecar) tryGetJSON(path string, v any) bool {
-	req, _ := http.NewRequest(http.MethodGet, sc.url+path, nil)
-	req.Header.Set("Authorization", "Bearer "+sc.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode == http.StatusOK && json.Unmarshal(body, v) == nil
+	status, body, err := sc.do(http.MethodGet, path)
+	return err == nil && status == http.StatusOK && json.Unmarshal(body, v) == nil
 }
 
 // waitHealthz waits up to a minute for the sidecar's /healthz to answer 200.
@@ -498,15 +497,12 @@ func waitHealthz(t *testing.T, sc *sidecar) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		resp, err := http.Get(sc.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		status, _, err := sc.do(http.MethodGet, "/healthz")
+		if err == nil && status == http.StatusOK {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("/healthz did not answer 200 within a minute: %v", err)
+			t.Fatalf("/healthz did not answer 200 within a minute: %d %v", status, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -515,18 +511,9 @@ func waitHealthz(t *testing.T, sc *sidecar) {
 // update is POST /v1/update?wait=true with the token; it returns the run report.
 func (sc *sidecar) update(t *testing.T) *report {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, sc.url+"/v1/update?wait=true", nil)
-	req.Header.Set("Authorization", "Bearer "+sc.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST /v1/update: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /v1/update = %s: %s", resp.Status, body)
+	status, body := sc.post(t, "/v1/update?wait=true")
+	if status != http.StatusOK {
+		t.Fatalf("POST /v1/update = %d: %s", status, body)
 	}
 	var rep report
 	if err := json.Unmarshal(body, &rep); err != nil {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/watcher-dev/watcher/failure"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -182,11 +184,11 @@ func checkResult(c updater.ContainerReport) string {
 	case updater.OutcomeUpdateAvailable, updater.OutcomeUpdated, updater.OutcomeRolledBack:
 		return ResultUpdateAvailable
 	case updater.OutcomeFailed:
-		if c.Failure != nil && c.Failure.Stage != "check" && c.Failure.Stage != "" {
+		if c.Failure != nil && c.Failure.Stage != failure.StageCheck && c.Failure.Stage != "" {
 			return ResultUpdateAvailable
 		}
-		if c.Failure != nil && reasonLabel.MatchString(c.Failure.Reason) {
-			return c.Failure.Reason
+		if c.Failure != nil && reasonLabel.MatchString(string(c.Failure.Reason)) {
+			return string(c.Failure.Reason)
 		}
 		return ResultFailed
 	}
@@ -201,10 +203,10 @@ func updateResult(c updater.ContainerReport) string {
 	case updater.OutcomeRolledBack:
 		return ResultRolledBack
 	case updater.OutcomeFailed:
-		if c.Failure == nil || c.Failure.Stage == "check" || c.Failure.Stage == "" {
+		if c.Failure == nil || c.Failure.Stage == failure.StageCheck || c.Failure.Stage == "" {
 			return ""
 		}
-		if c.Failure.Stage == "rollback" || c.Failure.Reason == "RollbackFailed" {
+		if c.Failure.Stage == failure.StageRollback || c.Failure.Reason == failure.RollbackFailed {
 			return ResultRollbackFailed
 		}
 		return ResultFailed

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watcher-dev/watcher/failure"
+
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -95,9 +97,9 @@ func TestMetrics(t *testing.T) {
 			{Name: "c", Outcome: updater.OutcomeUpdated, Downtime: 1500 * time.Millisecond},
 			{Name: "d", Outcome: updater.OutcomeUpdated, Downtime: 300 * time.Millisecond},
 			{Name: "e", Outcome: updater.OutcomeRolledBack, Downtime: 2 * time.Second,
-				Failure: &updater.Failure{Stage: "verify", Reason: "ContainerExited"}},
-			{Name: "f", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: "check", Reason: "ManifestUnknown"}},
-			{Name: "g", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: "check", Reason: "bad label value!"}},
+				Failure: &updater.Failure{Stage: failure.StageVerify, Reason: failure.ContainerExited}},
+			{Name: "f", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: failure.StageCheck, Reason: "ManifestUnknown"}},
+			{Name: "g", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: failure.StageCheck, Reason: "bad label value!"}},
 			{Name: "h", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: "pull", Reason: "ErrImagePull"}},
 			{Name: "i", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: "rollback", Reason: "RollbackFailed"}},
 			{Name: "j", Outcome: updater.OutcomeUpdateAvailable},

@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
@@ -96,7 +97,7 @@ func TestAutoRemoveRollbackRecreates(t *testing.T) {
 	pull := f.release(ref, testenv.ImageSpec{Version: "v2", User: "nosuchuser"})
 
 	res := f.m.Replace(ctx(t), Spec{ContainerID: id, Image: ref, PullRef: pull, Rollback: true})
-	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != ReasonRunContainerError {
+	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != failure.RunContainerError {
 		t.Fatalf("Replace = %s, %v; want rolled_back RunContainerError", res.Outcome, res.Err)
 	}
 	ins := f.checkServing(name)

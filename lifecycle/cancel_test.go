@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
@@ -37,7 +38,7 @@ func TestGracefulStopMidUpdate(t *testing.T) {
 	}
 	cancel()
 	res := <-done
-	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != ReasonInterrupted {
+	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != failure.Interrupted {
 		t.Fatalf("Replace = %s, %v; want rolled_back Interrupted", res.Outcome, res.Err)
 	}
 	if f.checkServing(name).ID != oldID {

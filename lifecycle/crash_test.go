@@ -16,6 +16,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 	"github.com/watcher-dev/watcher/store"
 )
@@ -136,7 +137,7 @@ func (c *crashRun) recoverAndCheck(label string, settle time.Duration) string {
 	m := New(c.f.Docker, s, Options{StopTimeout: 5 * time.Second, Logger: testLogger(t)})
 	m.settle = settle
 	for _, res := range m.Recover(context.Background()) {
-		if res.Outcome == OutcomeFailed && res.Err != nil && res.Err.Reason == ReasonRollbackFailed {
+		if res.Outcome == OutcomeFailed && res.Err != nil && res.Err.Reason == failure.RollbackFailed {
 			t.Errorf("%s: Recover: %v", label, res.Err)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // removeWait bounds the wait for a container that is going away (AutoRemove, removal in progress).
@@ -123,7 +125,7 @@ func (t *txn) forceRemove(ctx context.Context, id string) error {
 // transaction may move: the replaced container while the engine removes it (waited for) or a
 // container of this transaction (removed). A foreign holder is an *Error (CreateContainerError):
 // it is never touched.
-func (t *txn) claimName(ctx context.Context, id, name, stage string) error {
+func (t *txn) claimName(ctx context.Context, id, name string, stage failure.Stage) error {
 	for attempt := 0; ; attempt++ {
 		ins, err := t.inspect(ctx, id)
 		if err != nil {
@@ -160,9 +162,9 @@ func (t *txn) claimName(ctx context.Context, id, name, stage string) error {
 				return err
 			}
 		default:
-			reason := ReasonCreateContainerError
-			if stage == StageRollback {
-				reason = ReasonRollbackFailed
+			reason := failure.CreateContainerError
+			if stage == failure.StageRollback {
+				reason = failure.RollbackFailed
 			}
 			return newError(t.r.ContainerID, stage, reason,
 				fmt.Sprintf("name %q is held by container %s, which this update did not create; left alone", name, shortID(holder.ID)), err)

@@ -3,47 +3,15 @@ package lifecycle
 import (
 	"fmt"
 	"strings"
-)
 
-// Stages of a transaction, as DESIGN.md's failure table names them.
-const (
-	StageCheck    = "check"
-	StagePull     = "pull"
-	StageStop     = "stop"
-	StageCreate   = "create"
-	StageStart    = "start"
-	StageVerify   = "verify"
-	StageRollback = "rollback"
-)
-
-// Reasons, exactly as DESIGN.md's failure table names them.
-const (
-	ReasonErrImagePull               = "ErrImagePull"
-	ReasonKillContainerError         = "KillContainerError"
-	ReasonCreateContainerConfigError = "CreateContainerConfigError"
-	ReasonCreateContainerError       = "CreateContainerError"
-	ReasonRunContainerError          = "RunContainerError"
-	ReasonContainerExited            = "ContainerExited"
-	ReasonOOMKilled                  = "OOMKilled"
-	ReasonUnhealthy                  = "Unhealthy"
-	ReasonCrashLoop                  = "CrashLoop"
-	ReasonRollbackFailed             = "RollbackFailed"
-)
-
-// Reasons lifecycle adds to DESIGN.md's table for failures outside the update itself.
-const (
-	ReasonContainerNotFound = "ContainerNotFound" // check: the container to replace does not exist
-	ReasonImageInspectError = "ImageInspectError" // check/pull: an image could not be inspected
-	ReasonInterrupted       = "Interrupted"       // the watcher stopped (or crashed) mid-update; undone
-	ReasonStoreError        = "StoreError"        // the journal could not be written; nothing is done without it
-	ReasonUnsupported       = "Unsupported"       // check: cannot be done safely as configured (a watcher run with --rm)
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // Error is a failed update step: where (Stage), why (Reason, a constant above), and details.
 type Error struct {
 	ContainerID string
-	Stage       string
-	Reason      string
+	Stage       failure.Stage
+	Reason      failure.Reason
 	Message     string // human detail, e.g. "exit code 139 (SIGSEGV: segmentation fault)"
 	Err         error  // the underlying error, if any
 }
@@ -66,7 +34,7 @@ func (e *Error) Error() string {
 // Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
-func newError(id, stage, reason, msg string, err error) *Error {
+func newError(id string, stage failure.Stage, reason failure.Reason, msg string, err error) *Error {
 	return &Error{ContainerID: id, Stage: stage, Reason: reason, Message: msg, Err: err}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
@@ -77,7 +78,7 @@ func TestForeignNameHolder(t *testing.T) {
 		}
 	}
 	res := f.m.Replace(ctx(t), Spec{ContainerID: oldID, Image: ref, PullRef: pull, Rollback: true})
-	if res.Outcome != OutcomeFailed || res.Err == nil || res.Err.Reason != ReasonRollbackFailed || !strings.Contains(res.Err.Error(), ReasonCreateContainerError) {
+	if res.Outcome != OutcomeFailed || res.Err == nil || res.Err.Reason != failure.RollbackFailed || !strings.Contains(res.Err.Error(), string(failure.CreateContainerError)) {
 		t.Fatalf("Replace = %s, %v; want failed RollbackFailed after CreateContainerError", res.Outcome, res.Err)
 	}
 	if ins := f.Inspect(foreign); ins.Name != "/"+name || ins.State.Status != container.StateCreated {
@@ -126,7 +127,7 @@ func TestStopConflicts(t *testing.T) {
 	plain, plainName := f.run("plain", ref, nil, nil)
 	f.m = New(&paused{faultyDocker: d}, f.store, f.m.o)
 	res := f.m.Replace(ctx(t), Spec{ContainerID: plain, Image: ref, PullRef: d2, Rollback: true})
-	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != ReasonKillContainerError || res.Err.Stage != StageStop {
+	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != failure.KillContainerError || res.Err.Stage != failure.StageStop {
 		t.Fatalf("unstoppable: %s, %v; want rolled_back stop/KillContainerError", res.Outcome, res.Err)
 	}
 	if f.checkServing(plainName).ID != plain {
@@ -166,7 +167,7 @@ func TestStaticIPTaken(t *testing.T) {
 		}
 	}
 	res := f.m.Replace(ctx(t), Spec{ContainerID: oldID, Image: ref, PullRef: pull, Rollback: true})
-	if res.Err == nil || res.Err.Reason != ReasonRollbackFailed || !strings.Contains(res.Err.Message, "start/RunContainerError") ||
+	if res.Err == nil || res.Err.Reason != failure.RollbackFailed || !strings.Contains(res.Err.Message, "start/RunContainerError") ||
 		!strings.Contains(strings.ToLower(res.Err.Message), "already in use") {
 		t.Fatalf("Replace = %s, %v; want RollbackFailed after start/RunContainerError address in use", res.Outcome, res.Err)
 	}

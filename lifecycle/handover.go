@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // Handover starts the self-update of the watcher's own container s.ContainerID, the container
@@ -53,7 +55,7 @@ func (t *txn) handover(ctx context.Context, release func(context.Context, string
 		return *done
 	}
 	if r.AutoRemove {
-		return t.finish(newError(r.ContainerID, StageCheck, ReasonUnsupported,
+		return t.finish(newError(r.ContainerID, failure.StageCheck, failure.Unsupported,
 			"the watcher runs with AutoRemove (--rm): a self-update could not bring it back if its successor failed; update it by hand or run it without --rm", nil), OutcomeFailed)
 	}
 
@@ -71,17 +73,17 @@ func (t *txn) handover(ctx context.Context, release func(context.Context, string
 
 	// 5. hand over: the last journal write of this process for this transaction
 	if err := t.journal(stepHandover); err != nil {
-		return t.fail(ctx, newError(r.ContainerID, StageStart, ReasonStoreError, "writing the journal", err))
+		return t.fail(ctx, newError(r.ContainerID, failure.StageStart, failure.StoreError, "writing the journal", err))
 	}
 	if err := release(ctx, r.NewID); err != nil {
-		return t.fail(ctx, newError(r.ContainerID, StageStart, ReasonInterrupted, "releasing the state file and listener for the successor", err))
+		return t.fail(ctx, newError(r.ContainerID, failure.StageStart, failure.Interrupted, "releasing the state file and listener for the successor", err))
 	}
 	res := r.result()
 	res.Outcome = OutcomeHandedOver
 	if _, err := t.m.d.ContainerStart(ctx, r.NewID, client.ContainerStartOptions{}); err != nil {
 		// Nothing can be journaled now: the caller sees the successor not running and starts
 		// afresh, and its Recover rolls back.
-		res.Err = newError(r.ContainerID, StageStart, ReasonRunContainerError, "starting the successor", err)
+		res.Err = newError(r.ContainerID, failure.StageStart, failure.RunContainerError, "starting the successor", err)
 		t.log().Error("the successor did not start; this watcher restarts itself to roll back", "successor", shortID(r.NewID), "err", err)
 		return res
 	}
@@ -104,7 +106,7 @@ func (t *txn) resumeHandover(ctx context.Context) Result {
 		case err == nil && succ.State != nil:
 			msg = "the successor is not running (" + string(succ.State.Status) + ", " + exitMessage(succ.State.ExitCode) + ")"
 		}
-		return newError(r.ContainerID, StageVerify, ReasonContainerExited, msg, nil)
+		return newError(r.ContainerID, failure.StageVerify, failure.ContainerExited, msg, nil)
 	}
 	if me != "" && me == r.NewID { // the successor
 		if r.Step != stepCommit {
@@ -154,10 +156,10 @@ func (t *txn) verifySelf(ctx context.Context) *Error {
 	for {
 		ins, err := t.inspect(ctx, r.NewID)
 		if err != nil {
-			return newError(r.ContainerID, StageVerify, ReasonInterrupted, "inspecting itself", err)
+			return newError(r.ContainerID, failure.StageVerify, failure.Interrupted, "inspecting itself", err)
 		}
 		if ins.RestartCount > 0 {
-			return newError(r.ContainerID, StageVerify, ReasonCrashLoop, fmt.Sprintf("the successor restarted %d times", ins.RestartCount), nil)
+			return newError(r.ContainerID, failure.StageVerify, failure.CrashLoop, fmt.Sprintf("the successor restarted %d times", ins.RestartCount), nil)
 		}
 		rest := window - time.Since(start)
 		if rest <= 0 {
@@ -165,7 +167,7 @@ func (t *txn) verifySelf(ctx context.Context) *Error {
 		}
 		select {
 		case <-ctx.Done():
-			return newError(r.ContainerID, StageVerify, ReasonInterrupted, "verify interrupted", ctx.Err())
+			return newError(r.ContainerID, failure.StageVerify, failure.Interrupted, "verify interrupted", ctx.Err())
 		case <-time.After(min(rest, t.m.poll)):
 		}
 	}
@@ -178,7 +180,7 @@ func (t *txn) verifySelf(ctx context.Context) *Error {
 			return nil
 		}
 		if ctx.Err() != nil || time.Since(start) > healthTimeout {
-			return newError(r.ContainerID, StageVerify, ReasonUnhealthy, "the successor's own health check failed", err)
+			return newError(r.ContainerID, failure.StageVerify, failure.Unhealthy, "the successor's own health check failed", err)
 		}
 		select {
 		case <-ctx.Done():

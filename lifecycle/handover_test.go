@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 	"github.com/watcher-dev/watcher/store"
 )
@@ -283,7 +284,7 @@ func TestHandoverSuccessorExits(t *testing.T) {
 
 	m, _ := h.role(h.p, nil, 0)
 	got := last(t, m.Recover(ctx(t)))
-	if got.Outcome != OutcomeRolledBack || got.Err == nil || got.Err.Reason != ReasonContainerExited {
+	if got.Outcome != OutcomeRolledBack || got.Err == nil || got.Err.Reason != failure.ContainerExited {
 		t.Fatalf("P's Recover = %s, %v; want rolled_back ContainerExited", got.Outcome, got.Err)
 	}
 	if got.TxID != res.TxID {
@@ -335,7 +336,7 @@ func TestHandoverSelfCheckFails(t *testing.T) {
 	m, _ := h.role(s, func(context.Context) error { checks.Add(1); return errors.New("connection refused") }, 1500*time.Millisecond)
 	start := time.Now()
 	got := last(t, m.Recover(ctx(t)))
-	if got.Outcome != OutcomeRolledBack || got.Err == nil || got.Err.Reason != ReasonUnhealthy || got.Err.Stage != StageVerify {
+	if got.Outcome != OutcomeRolledBack || got.Err == nil || got.Err.Reason != failure.Unhealthy || got.Err.Stage != failure.StageVerify {
 		t.Fatalf("S's Recover = %s, %v; want rolled_back verify/Unhealthy", got.Outcome, got.Err)
 	}
 	if checks.Load() < 2 {
@@ -352,7 +353,7 @@ func TestHandoverRefusesAutoRemove(t *testing.T) {
 	t.Parallel()
 	h := newHandoverRun(t, testenv.ImageSpec{}, &container.HostConfig{AutoRemove: true})
 	res, rel := h.handover(nil)
-	if res.Outcome != OutcomeFailed || res.Err == nil || res.Err.Reason != ReasonUnsupported {
+	if res.Outcome != OutcomeFailed || res.Err == nil || res.Err.Reason != failure.Unsupported {
 		t.Fatalf("Handover = %s, %v; want failed Unsupported", res.Outcome, res.Err)
 	}
 	if rel.calls != 0 {
@@ -461,7 +462,7 @@ func TestHandoverOtherReader(t *testing.T) {
 		}
 		m, _ := h.role("", nil, 0)
 		got := last(t, m.Recover(ctx(t)))
-		if got.Outcome != OutcomeRolledBack || got.Err == nil || got.Err.Reason != ReasonContainerExited {
+		if got.Outcome != OutcomeRolledBack || got.Err == nil || got.Err.Reason != failure.ContainerExited {
 			t.Fatalf("Recover = %s, %v; want rolled_back ContainerExited", got.Outcome, got.Err)
 		}
 		h.checkRolledBack(s)
@@ -494,7 +495,7 @@ func TestHandoverCrashAtEveryStep(t *testing.T) {
 		got := last(t, rs)
 		switch step {
 		case stepSnapshot, stepPull:
-			if got.Outcome != OutcomeFailed || got.Err == nil || got.Err.Reason != ReasonInterrupted {
+			if got.Outcome != OutcomeFailed || got.Err == nil || got.Err.Reason != failure.Interrupted {
 				t.Errorf("crash after %s: Recover = %s, %v; want failed Interrupted", step, got.Outcome, got.Err)
 			}
 		default:

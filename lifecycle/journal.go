@@ -12,6 +12,8 @@ import (
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/container"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // Journal steps, in the order a transaction takes them. Each is written to the journal before
@@ -80,7 +82,9 @@ type specRecord struct {
 }
 
 type errRecord struct {
-	Stage, Reason, Message string
+	Stage   failure.Stage
+	Reason  failure.Reason
+	Message string
 }
 
 // imageInfo is what lifecycle needs of the old image: its defaults and platform.

@@ -8,6 +8,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // keepFinished is how long finished journal records are kept (they make a repeated Replace of a
@@ -76,8 +78,8 @@ func (m *Manager) resume(ctx context.Context, r *record, started func()) Result 
 		case <-ctx.Done():
 		}
 	}
-	interrupted := func(stage string) *Error {
-		return newError(r.ContainerID, stage, ReasonInterrupted, "the watcher stopped during step "+r.Step+"; undone on recovery", nil)
+	interrupted := func(stage failure.Stage) *Error {
+		return newError(r.ContainerID, stage, failure.Interrupted, "the watcher stopped during step "+r.Step+"; undone on recovery", nil)
 	}
 	if r.Handover && (r.Step == stepHandover || r.Step == stepVerify || r.Step == stepCommit) {
 		return t.resumeHandover(ctx)
@@ -85,7 +87,7 @@ func (m *Manager) resume(ctx context.Context, r *record, started func()) Result 
 	switch r.Step {
 	case stepSnapshot, stepPull:
 		// Nothing was created or stopped yet.
-		return t.finish(interrupted(StagePull), OutcomeFailed)
+		return t.finish(interrupted(failure.StagePull), OutcomeFailed)
 	case stepVerify:
 		if r.NewID != "" {
 			ins, err := t.inspect(ctx, r.NewID)
@@ -97,10 +99,10 @@ func (m *Manager) resume(ctx context.Context, r *record, started func()) Result 
 				return t.commit(ctx, nil)
 			}
 			if err != nil && !cerrdefs.IsNotFound(err) {
-				return t.rollback(ctx, newError(r.ContainerID, StageVerify, ReasonInterrupted, "", err))
+				return t.rollback(ctx, newError(r.ContainerID, failure.StageVerify, failure.Interrupted, "", err))
 			}
 		}
-		return t.rollback(ctx, interrupted(StageVerify))
+		return t.rollback(ctx, interrupted(failure.StageVerify))
 	case stepCommit:
 		return t.commit(ctx, nil)
 	case stepRollback, stepRollbackRemove, stepRollbackRestore, stepRollbackStart:
@@ -108,10 +110,10 @@ func (m *Manager) resume(ctx context.Context, r *record, started func()) Result 
 	case stepDone:
 		return r.result()
 	}
-	stage := map[string]string{stepCreate: StageCreate, stepStop: StageStop, stepSetAside: StageStop,
-		stepRename: StageCreate, stepStart: StageStart}[r.Step]
+	stage := map[string]failure.Stage{stepCreate: failure.StageCreate, stepStop: failure.StageStop, stepSetAside: failure.StageStop,
+		stepRename: failure.StageCreate, stepStart: failure.StageStart}[r.Step]
 	if stage == "" {
-		stage = StageRollback
+		stage = failure.StageRollback
 	}
 	return t.rollback(ctx, interrupted(stage))
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 const oldID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -213,21 +215,23 @@ func TestExitMeaning(t *testing.T) {
 
 func TestClassifyState(t *testing.T) {
 	for _, c := range []struct {
-		st            container.State
-		restarts      int
-		stage, reason string
+		st       container.State
+		restarts int
+		stage    failure.Stage
+		reason   failure.Reason
 	}{
-		{container.State{Status: container.StateCreated, ExitCode: 128, Error: "unable to find user nosuchuser"}, 0, StageStart, ReasonRunContainerError},
-		{container.State{Status: container.StateExited, ExitCode: 127, Error: "exec: not found", StartedAt: "0001-01-01T00:00:00Z"}, 0, StageStart, ReasonRunContainerError},
-		{container.State{Status: container.StateExited, ExitCode: 1, StartedAt: "2026-01-01T00:00:00Z"}, 0, StageVerify, ReasonContainerExited},
-		{container.State{Status: container.StateExited, ExitCode: 137, OOMKilled: true, StartedAt: "2026-01-01T00:00:00Z"}, 0, StageVerify, ReasonOOMKilled},
-		{container.State{Status: container.StateExited, ExitCode: 1, OOMKilled: true, StartedAt: "2026-01-01T00:00:00Z"}, 0, StageVerify, ReasonContainerExited},
-		{container.State{Status: container.StateRestarting, Restarting: true, ExitCode: 1}, 1, StageVerify, ReasonCrashLoop},
-		{container.State{Status: container.StateRunning, Running: true}, 2, StageVerify, ReasonCrashLoop},
+		{container.State{Status: container.StateCreated, ExitCode: 128, Error: "unable to find user nosuchuser"}, 0, failure.StageStart, failure.RunContainerError},
+		{container.State{Status: container.StateExited, ExitCode: 127, Error: "exec: not found", StartedAt: "0001-01-01T00:00:00Z"}, 0, failure.StageStart, failure.RunContainerError},
+		{container.State{Status: container.StateExited, ExitCode: 1, StartedAt: "2026-01-01T00:00:00Z"}, 0, failure.StageVerify, failure.ContainerExited},
+		{container.State{Status: container.StateExited, ExitCode: 137, OOMKilled: true, StartedAt: "2026-01-01T00:00:00Z"}, 0, failure.StageVerify, failure.OOMKilled},
+		{container.State{Status: container.StateExited, ExitCode: 1, OOMKilled: true, StartedAt: "2026-01-01T00:00:00Z"}, 0, failure.StageVerify, failure.ContainerExited},
+		{container.State{Status: container.StateRestarting, Restarting: true, ExitCode: 1}, 1, failure.StageVerify, failure.CrashLoop},
+		{container.State{Status: container.StateRunning, Running: true}, 2, failure.StageVerify, failure.CrashLoop},
 		{container.State{Status: container.StateRunning, Running: true}, 0, "", ""},
 	} {
 		e := classifyState("c", container.InspectResponse{State: &c.st, RestartCount: c.restarts})
-		stage, reason := "", ""
+		var stage failure.Stage
+		var reason failure.Reason
 		if e != nil {
 			stage, reason = e.Stage, e.Reason
 		}
@@ -245,12 +249,12 @@ func TestOOMVerdict(t *testing.T) {
 		HostConfig: &container.HostConfig{Resources: container.Resources{Memory: 32 << 20}},
 	}
 	e := classifyState("c", exited)
-	if e == nil || e.Reason != ReasonContainerExited || !strings.Contains(e.Error(), "memory limit of 32 MiB") {
+	if e == nil || e.Reason != failure.ContainerExited || !strings.Contains(e.Error(), "memory limit of 32 MiB") {
 		t.Fatalf("classifyState(137 under a memory limit) = %v", e)
 	}
 	late := make(chan struct{})
 	time.AfterFunc(100*time.Millisecond, func() { close(late) })
-	if got := oomVerdict("c", exited, e, late); got.Reason != ReasonOOMKilled {
+	if got := oomVerdict("c", exited, e, late); got.Reason != failure.OOMKilled {
 		t.Errorf("with a late oom event: %s, want OOMKilled", got.Reason)
 	}
 	if got := oomVerdict("c", exited, e, make(chan struct{})); got != e {
@@ -266,7 +270,7 @@ func TestOOMVerdict(t *testing.T) {
 }
 
 func TestErrorIsOneLine(t *testing.T) {
-	e := newError(oldID, StageVerify, ReasonUnhealthy, "healthcheck failed\n(last probe)", fmt.Errorf("inner\nerror"))
+	e := newError(oldID, failure.StageVerify, failure.Unhealthy, "healthcheck failed\n(last probe)", fmt.Errorf("inner\nerror"))
 	if s := e.Error(); strings.Contains(s, "\n") || !strings.HasPrefix(s, "verify: Unhealthy: container "+oldID[:12]) {
 		t.Errorf("Error() = %q", s)
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // detachedTimeout bounds the work done after the caller's context ended (graceful stop): the
@@ -112,12 +114,12 @@ func (m *Manager) Replace(ctx context.Context, s Spec) Result {
 func (m *Manager) transact(ctx context.Context, s Spec, started func(), body func(*txn, context.Context) Result) Result {
 	unlock, err := m.lock(ctx, s.ContainerID)
 	if err != nil {
-		return Result{OldID: s.ContainerID, Outcome: OutcomeFailed, Err: newError(s.ContainerID, StageCheck, ReasonInterrupted, "", err)}
+		return Result{OldID: s.ContainerID, Outcome: OutcomeFailed, Err: newError(s.ContainerID, failure.StageCheck, failure.Interrupted, "", err)}
 	}
 	defer unlock()
 
 	if s.ContainerID == "" {
-		return Result{Outcome: OutcomeFailed, Err: newError("", StageCheck, ReasonContainerNotFound, "no container ID given", nil)}
+		return Result{Outcome: OutcomeFailed, Err: newError("", failure.StageCheck, failure.ContainerNotFound, "no container ID given", nil)}
 	}
 	if prev, err := m.s.JournalsFor(s.ContainerID); err == nil && len(prev) > 0 {
 		var r record
@@ -149,7 +151,7 @@ func (t *txn) run(ctx context.Context) Result {
 
 	// 4. stop the old one; downtime starts
 	if err := t.journal(stepStop); err != nil {
-		return t.fail(ctx, newError(r.ContainerID, StageStop, ReasonStoreError, "writing the journal", err))
+		return t.fail(ctx, newError(r.ContainerID, failure.StageStop, failure.StoreError, "writing the journal", err))
 	}
 	if e := t.stopOld(ctx, old); e != nil {
 		return t.fail(ctx, e)
@@ -171,7 +173,7 @@ func (t *txn) run(ctx context.Context) Result {
 	// 7. start and verify (a container that was not running is replaced by one not running)
 	if r.WasRunning {
 		if err := t.journal(stepStart); err != nil {
-			return t.fail(ctx, newError(r.ContainerID, StageStart, ReasonStoreError, "writing the journal", err))
+			return t.fail(ctx, newError(r.ContainerID, failure.StageStart, failure.StoreError, "writing the journal", err))
 		}
 		exited, e := t.startNew(ctx)
 		if e != nil {
@@ -180,10 +182,10 @@ func (t *txn) run(ctx context.Context) Result {
 		r.Downtime = time.Since(down)
 		t.markStarted()
 		if err := t.journal(stepVerify); err != nil {
-			return t.fail(ctx, newError(r.ContainerID, StageVerify, ReasonStoreError, "writing the journal", err))
+			return t.fail(ctx, newError(r.ContainerID, failure.StageVerify, failure.StoreError, "writing the journal", err))
 		}
 		if e := t.verify(ctx, r.NewID, exited); e != nil {
-			if !r.Spec.Rollback && e.Reason == ReasonUnhealthy && t.running(ctx, r.NewID) && ctx.Err() == nil {
+			if !r.Spec.Rollback && e.Reason == failure.Unhealthy && t.running(ctx, r.NewID) && ctx.Err() == nil {
 				t.log().Warn("new container failed its health gate; kept (rollback disabled)", "err", e)
 				return t.commit(ctx, e)
 			}
@@ -204,14 +206,14 @@ func (t *txn) prepare(ctx context.Context) (container.InspectResponse, *Result) 
 	// the record, and every log line, names the container from the start)
 	res, err := t.m.d.ContainerInspect(ctx, r.ContainerID, client.ContainerInspectOptions{})
 	if err != nil {
-		reason := ReasonContainerNotFound
+		reason := failure.ContainerNotFound
 		if !cerrdefs.IsNotFound(err) {
-			reason = ReasonInterrupted
+			reason = failure.Interrupted
 			if !isCtxErr(err) {
-				reason = ReasonImageInspectError
+				reason = failure.ImageInspectError
 			}
 		}
-		return end(t.finish(newError(r.ContainerID, StageCheck, reason, "inspecting the container", err), OutcomeFailed))
+		return end(t.finish(newError(r.ContainerID, failure.StageCheck, reason, "inspecting the container", err), OutcomeFailed))
 	}
 	old := res.Container
 	r.Name = strings.TrimPrefix(old.Name, "/")
@@ -220,21 +222,21 @@ func (t *txn) prepare(ctx context.Context) (container.InspectResponse, *Result) 
 	r.AutoRemove = old.HostConfig != nil && old.HostConfig.AutoRemove
 	r.WasRunning = old.State != nil && (old.State.Running || old.State.Restarting)
 	if err := t.journal(stepSnapshot); err != nil {
-		return end(t.finish(newError(r.ContainerID, StageCheck, ReasonStoreError, "writing the journal", err), OutcomeFailed))
+		return end(t.finish(newError(r.ContainerID, failure.StageCheck, failure.StoreError, "writing the journal", err), OutcomeFailed))
 	}
 	if strings.Contains(r.Name, nameMarker) {
-		return end(t.finish(newError(r.ContainerID, StageCheck, ReasonContainerNotFound,
+		return end(t.finish(newError(r.ContainerID, failure.StageCheck, failure.ContainerNotFound,
 			fmt.Sprintf("%q is a temporary container of an update, not a service", r.Name), nil), OutcomeFailed))
 	}
 	oldImg, err := t.imageInfo(ctx, old.Image)
 	if err != nil {
-		return end(t.finish(newError(r.ContainerID, StageCheck, ReasonImageInspectError, "inspecting the old image "+shortID(old.Image), err), OutcomeFailed))
+		return end(t.finish(newError(r.ContainerID, failure.StageCheck, failure.ImageInspectError, "inspecting the old image "+shortID(old.Image), err), OutcomeFailed))
 	}
 	r.OldImage = oldImg
 
 	// 2. pull
 	if err := t.journal(stepPull); err != nil {
-		return end(t.finish(newError(r.ContainerID, StagePull, ReasonStoreError, "writing the journal", err), OutcomeFailed))
+		return end(t.finish(newError(r.ContainerID, failure.StagePull, failure.StoreError, "writing the journal", err), OutcomeFailed))
 	}
 	if e := t.pull(ctx, old); e != nil {
 		return end(t.finish(e, OutcomeFailed))
@@ -251,7 +253,7 @@ func (t *txn) prepare(ctx context.Context) (container.InspectResponse, *Result) 
 // createNew journals step create, then creates the new container (create).
 func (t *txn) createNew(ctx context.Context, old container.InspectResponse) *Error {
 	if err := t.journal(stepCreate); err != nil {
-		return newError(t.r.ContainerID, StageCreate, ReasonStoreError, "writing the journal", err)
+		return newError(t.r.ContainerID, failure.StageCreate, failure.StoreError, "writing the journal", err)
 	}
 	return t.create(ctx, old)
 }
@@ -260,10 +262,10 @@ func (t *txn) createNew(ctx context.Context, old container.InspectResponse) *Err
 func (t *txn) setAside(ctx context.Context) *Error {
 	r := t.r
 	if err := t.journal(stepSetAside); err != nil {
-		return newError(r.ContainerID, StageStop, ReasonStoreError, "writing the journal", err)
+		return newError(r.ContainerID, failure.StageStop, failure.StoreError, "writing the journal", err)
 	}
-	if err := t.claimName(ctx, r.ContainerID, asideName(r.Name, r.TxID), StageStop); err != nil {
-		return asError(err, r.ContainerID, StageStop, ReasonKillContainerError, "renaming the old container aside")
+	if err := t.claimName(ctx, r.ContainerID, asideName(r.Name, r.TxID), failure.StageStop); err != nil {
+		return asError(err, r.ContainerID, failure.StageStop, failure.KillContainerError, "renaming the old container aside")
 	}
 	return nil
 }
@@ -272,10 +274,10 @@ func (t *txn) setAside(ctx context.Context) *Error {
 func (t *txn) nameNew(ctx context.Context) *Error {
 	r := t.r
 	if err := t.journal(stepRename); err != nil {
-		return newError(r.ContainerID, StageCreate, ReasonStoreError, "writing the journal", err)
+		return newError(r.ContainerID, failure.StageCreate, failure.StoreError, "writing the journal", err)
 	}
-	if err := t.claimName(ctx, r.NewID, r.Name, StageCreate); err != nil {
-		return asError(err, r.ContainerID, StageCreate, ReasonCreateContainerError, "renaming the new container")
+	if err := t.claimName(ctx, r.NewID, r.Name, failure.StageCreate); err != nil {
+		return asError(err, r.ContainerID, failure.StageCreate, failure.CreateContainerError, "renaming the new container")
 	}
 	return nil
 }
@@ -322,16 +324,16 @@ func (t *txn) pull(ctx context.Context, old container.InspectResponse) *Error {
 		_ = resp.Close()
 	}
 	if err != nil {
-		return newError(r.ContainerID, StagePull, ReasonErrImagePull, "pulling "+from, err)
+		return newError(r.ContainerID, failure.StagePull, failure.ErrImagePull, "pulling "+from, err)
 	}
 	if from != r.NewImage {
 		if _, err := t.m.d.ImageTag(ctx, client.ImageTagOptions{Source: from, Target: r.NewImage}); err != nil {
-			return newError(r.ContainerID, StagePull, ReasonErrImagePull, "tagging "+from+" as "+r.NewImage, err)
+			return newError(r.ContainerID, failure.StagePull, failure.ErrImagePull, "tagging "+from+" as "+r.NewImage, err)
 		}
 	}
 	img, err := t.m.d.ImageInspect(ctx, r.NewImage)
 	if err != nil {
-		return newError(r.ContainerID, StagePull, ReasonImageInspectError, "inspecting "+r.NewImage, err)
+		return newError(r.ContainerID, failure.StagePull, failure.ImageInspectError, "inspecting "+r.NewImage, err)
 	}
 	r.NewImageID = img.ID
 	return nil
@@ -347,7 +349,7 @@ func (t *txn) create(ctx context.Context, old container.InspectResponse) *Error 
 	}
 	plan, err := buildCreate(old, r.configuredMAC(), r.OldImage, r.NewImage, r.Spec.Replaced, t.m.d.ClientVersion(), r.TxID)
 	if err != nil {
-		return newError(r.ContainerID, StageCreate, ReasonCreateContainerConfigError, "building the create request", err)
+		return newError(r.ContainerID, failure.StageCreate, failure.CreateContainerConfigError, "building the create request", err)
 	}
 	for _, w := range plan.Warnings {
 		t.log().Warn(w)
@@ -370,11 +372,11 @@ func (t *txn) create(ctx context.Context, old container.InspectResponse) *Error 
 func classifyCreate(id string, err error) *Error {
 	switch {
 	case isNameInUse(err):
-		return newError(id, StageCreate, ReasonCreateContainerError, "name held by a container this update did not create", err)
+		return newError(id, failure.StageCreate, failure.CreateContainerError, "name held by a container this update did not create", err)
 	case cerrdefs.IsInvalidArgument(err), cerrdefs.IsPermissionDenied(err), cerrdefs.IsNotFound(err):
-		return newError(id, StageCreate, ReasonCreateContainerConfigError, "", err)
+		return newError(id, failure.StageCreate, failure.CreateContainerConfigError, "", err)
 	}
-	return newError(id, StageCreate, ReasonCreateContainerError, "", err)
+	return newError(id, failure.StageCreate, failure.CreateContainerError, "", err)
 }
 
 // stopOld stops the replaced container with its stop signal and timeout. Stopped (304) and gone
@@ -393,7 +395,7 @@ func (t *txn) stopOld(ctx context.Context, old container.InspectResponse) *Error
 	default:
 		ins, ierr := t.inspect(ctx, r.ContainerID)
 		if !cerrdefs.IsNotFound(ierr) && (ierr != nil || ins.State.Running) {
-			return newError(r.ContainerID, StageStop, ReasonKillContainerError, "", err)
+			return newError(r.ContainerID, failure.StageStop, failure.KillContainerError, "", err)
 		}
 	}
 	if waitGone != nil {
@@ -403,10 +405,10 @@ func (t *txn) stopOld(ctx context.Context, old container.InspectResponse) *Error
 			case cerrdefs.IsNotFound(ierr):
 			case ierr == nil && ins.State.Dead:
 				if err := t.forceRemove(ctx, r.ContainerID); err != nil {
-					return newError(r.ContainerID, StageStop, ReasonKillContainerError, "removing the dead AutoRemove container", err)
+					return newError(r.ContainerID, failure.StageStop, failure.KillContainerError, "removing the dead AutoRemove container", err)
 				}
 			default:
-				return newError(r.ContainerID, StageStop, ReasonKillContainerError, "AutoRemove container did not go away", err)
+				return newError(r.ContainerID, failure.StageStop, failure.KillContainerError, "AutoRemove container did not go away", err)
 			}
 		}
 	}
@@ -449,7 +451,7 @@ func (t *txn) startNew(ctx context.Context) (<-chan int, *Error) {
 	if ins, ierr := t.inspect(ctx, r.NewID); ierr == nil && ins.State != nil && ins.State.ExitCode != 0 {
 		msg = exitMessage(ins.State.ExitCode)
 	}
-	return nil, newError(r.ContainerID, StageStart, ReasonRunContainerError, msg, err)
+	return nil, newError(r.ContainerID, failure.StageStart, failure.RunContainerError, msg, err)
 }
 
 // running reports whether container id exists and runs.
@@ -517,7 +519,7 @@ func (t *txn) finish(e *Error, outcome Outcome) Result {
 	if e != nil && outcome != OutcomeUpdated && outcome != OutcomeUnchanged {
 		res.Err = e
 	}
-	if outcome == OutcomeFailed && e != nil && e.Reason != ReasonRollbackFailed {
+	if outcome == OutcomeFailed && e != nil && e.Reason != failure.RollbackFailed {
 		res.Err = e
 	}
 	t.log().Info("update finished", "outcome", outcome, "downtime", r.Downtime, "err", errString(res.Err))
@@ -525,13 +527,16 @@ func (t *txn) finish(e *Error, outcome Outcome) Result {
 }
 
 // asError keeps an *Error as it is and wraps anything else.
-func asError(err error, id, stage, reason, msg string) *Error {
+func asError(err error, id string, stage failure.Stage, reason failure.Reason, msg string) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
 	return newError(id, stage, reason, msg, err)
 }
+
+// Detail is the error's message and underlying error on one line, without stage and reason.
+func (e *Error) Detail() string { return oneLine(e) }
 
 func oneLine(e *Error) string {
 	s := e.Message

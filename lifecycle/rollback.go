@@ -10,6 +10,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // restoreVerify is how long a restored old container must keep running.
@@ -23,8 +25,8 @@ func (t *txn) fail(ctx context.Context, cause *Error) Result {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 		defer cancel()
-		if cause.Reason != ReasonInterrupted {
-			cause = newError(cause.ContainerID, cause.Stage, ReasonInterrupted, "update interrupted: "+oneLine(cause), cause.Err)
+		if cause.Reason != failure.Interrupted {
+			cause = newError(cause.ContainerID, cause.Stage, failure.Interrupted, "update interrupted: "+oneLine(cause), cause.Err)
 		}
 	}
 	t.log().Warn("update failed; rolling back", "err", cause)
@@ -42,9 +44,9 @@ func (t *txn) rollback(ctx context.Context, cause *Error) Result {
 	}
 	_ = t.journal(stepRollback)
 	if err := t.undo(ctx); err != nil {
-		e := asError(err, r.ContainerID, StageRollback, ReasonRollbackFailed, "")
-		if e.Reason != ReasonRollbackFailed {
-			e = newError(r.ContainerID, StageRollback, ReasonRollbackFailed, oneLine(e), e)
+		e := asError(err, r.ContainerID, failure.StageRollback, failure.RollbackFailed, "")
+		if e.Reason != failure.RollbackFailed {
+			e = newError(r.ContainerID, failure.StageRollback, failure.RollbackFailed, oneLine(e), e)
 		}
 		if r.Cause != nil {
 			e.Message = fmt.Sprintf("%s (after %s/%s: %s)", e.Message, r.Cause.Stage, r.Cause.Reason, r.Cause.Message)
@@ -97,7 +99,7 @@ func (t *txn) undo(ctx context.Context) error {
 	}
 	switch {
 	case err == nil:
-		if err := t.claimName(ctx, r.ContainerID, r.Name, StageRollback); err != nil {
+		if err := t.claimName(ctx, r.ContainerID, r.Name, failure.StageRollback); err != nil {
 			var e *Error
 			if !errors.As(err, &e) {
 				return err
@@ -124,13 +126,13 @@ func (t *txn) undo(ctx context.Context) error {
 			return fmt.Errorf("starting the old container: %w", err)
 		}
 		e := verifyRunning(ctx, t, r.ContainerID, target, restoreVerify, restoreVerify, nil)
-		if e == nil || e.Reason == ReasonUnhealthy {
+		if e == nil || e.Reason == failure.Unhealthy {
 			// An old container that was unhealthy before may stay so; one that runs is back.
 			return nameErr
 		}
 		// A stop still in flight from an interrupted run (a crashed watcher's request the
 		// engine carried on with) can stop it again right after the start: try again.
-		if attempt >= 3 || e.Reason != ReasonContainerExited {
+		if attempt >= 3 || e.Reason != failure.ContainerExited {
 			return fmt.Errorf("old container does not run after rollback: %s", oneLine(e))
 		}
 	}
@@ -142,7 +144,7 @@ func (t *txn) restore(ctx context.Context) (string, error) {
 	r := t.r
 	if mine, err := t.byLabel(ctx, restoredLabel(r.TxID)); err == nil && len(mine) > 0 {
 		r.RestoredID = mine[0].ID
-		return r.RestoredID, t.claimName(ctx, r.RestoredID, r.Name, StageRollback)
+		return r.RestoredID, t.claimName(ctx, r.RestoredID, r.Name, failure.StageRollback)
 	}
 	old, err := r.snapshot()
 	if err != nil || old.Config == nil {
@@ -169,7 +171,7 @@ func (t *txn) restore(ctx context.Context) (string, error) {
 			}
 			res, err = t.m.d.ContainerCreate(ctx, opts)
 		} else if herr == nil {
-			return "", newError(r.ContainerID, StageRollback, ReasonRollbackFailed,
+			return "", newError(r.ContainerID, failure.StageRollback, failure.RollbackFailed,
 				fmt.Sprintf("name %q is held by container %s, which this update did not create; left alone", r.Name, shortID(holder.ID)), err)
 		}
 	}

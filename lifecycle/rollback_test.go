@@ -7,6 +7,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
@@ -16,24 +17,25 @@ func TestRollbackSeedCases(t *testing.T) {
 	t.Parallel()
 	yes := true
 	cases := []struct {
-		name          string
-		v2            testenv.ImageSpec
-		stage, reason string
-		msg           string // substring of the message
-		hc            container.HostConfig
+		name   string
+		v2     testenv.ImageSpec
+		stage  failure.Stage
+		reason failure.Reason
+		msg    string // substring of the message
+		hc     container.HostConfig
 	}{
-		{"exits immediately", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1"}}, StageVerify, ReasonContainerExited, "exit code 1 (application error)", container.HostConfig{}},
-		{"exits 3 later", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=3", "APP_EXIT_AFTER=300ms"}}, StageVerify, ReasonContainerExited, "exit code 3", container.HostConfig{}},
-		{"unknown user", testenv.ImageSpec{User: "nosuchuser"}, StageStart, ReasonRunContainerError, "nosuchuser", container.HostConfig{}},
-		{"missing entrypoint", testenv.ImageSpec{Entrypoint: []string{"/nope"}}, StageStart, ReasonRunContainerError, "exit code 127", container.HostConfig{}},
+		{"exits immediately", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1"}}, failure.StageVerify, failure.ContainerExited, "exit code 1 (application error)", container.HostConfig{}},
+		{"exits 3 later", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=3", "APP_EXIT_AFTER=300ms"}}, failure.StageVerify, failure.ContainerExited, "exit code 3", container.HostConfig{}},
+		{"unknown user", testenv.ImageSpec{User: "nosuchuser"}, failure.StageStart, failure.RunContainerError, "nosuchuser", container.HostConfig{}},
+		{"missing entrypoint", testenv.ImageSpec{Entrypoint: []string{"/nope"}}, failure.StageStart, failure.RunContainerError, "exit code 127", container.HostConfig{}},
 		// The test app runs under --init here: as PID 1 it could not SIGKILL itself. (Its
 		// APP_CRASH_AFTER cannot give 139 either: the Go runtime turns a sent SIGSEGV into exit 2.)
-		{"SIGKILLed", testenv.ImageSpec{Env: []string{"APP_SELF_KILL_AFTER=200ms"}}, StageVerify, ReasonContainerExited, "exit code 137 (SIGKILL", container.HostConfig{Init: &yes}},
-		{"crash loop", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=4", "APP_EXIT_AFTER=100ms"}}, StageVerify, ReasonCrashLoop, "last exit code 4",
+		{"SIGKILLed", testenv.ImageSpec{Env: []string{"APP_SELF_KILL_AFTER=200ms"}}, failure.StageVerify, failure.ContainerExited, "exit code 137 (SIGKILL", container.HostConfig{Init: &yes}},
+		{"crash loop", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=4", "APP_EXIT_AFTER=100ms"}}, failure.StageVerify, failure.CrashLoop, "last exit code 4",
 			container.HostConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}},
-		{"OOM", testenv.ImageSpec{Env: []string{"APP_ALLOC_MB=256"}}, StageVerify, ReasonOOMKilled, "OOM",
+		{"OOM", testenv.ImageSpec{Env: []string{"APP_ALLOC_MB=256"}}, failure.StageVerify, failure.OOMKilled, "OOM",
 			container.HostConfig{Resources: container.Resources{Memory: 32 << 20, MemorySwap: 32 << 20}}},
-		{"unhealthy", testenv.ImageSpec{Env: []string{"APP_UNHEALTHY=1"}, Healthcheck: healthcheck()}, StageVerify, ReasonUnhealthy, "healthcheck failed", container.HostConfig{}},
+		{"unhealthy", testenv.ImageSpec{Env: []string{"APP_UNHEALTHY=1"}, Healthcheck: healthcheck()}, failure.StageVerify, failure.Unhealthy, "healthcheck failed", container.HostConfig{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -50,10 +52,10 @@ func TestRollbackSeedCases(t *testing.T) {
 			if res.Outcome != OutcomeRolledBack || res.Err == nil {
 				t.Fatalf("Replace = %s, %v; want rolled_back", res.Outcome, res.Err)
 			}
-			if c.reason == ReasonOOMKilled && !sawOOM() {
+			if c.reason == failure.OOMKilled && !sawOOM() {
 				// The engine lost this OOM kill (see oomGrace): it recorded neither OOMKilled nor
 				// an oom event, so the honest verdict is the exit code, with the memory limit named.
-				c.reason, c.msg = ReasonContainerExited, "exit code 137 (SIGKILL: killed); the container has a memory limit of 32 MiB"
+				c.reason, c.msg = failure.ContainerExited, "exit code 137 (SIGKILL: killed); the container has a memory limit of 32 MiB"
 			}
 			if res.Err.Stage != c.stage || res.Err.Reason != c.reason || !strings.Contains(res.Err.Error(), c.msg) {
 				t.Errorf("Err = %v (stage %s, reason %s); want %s/%s containing %q", res.Err, res.Err.Stage, res.Err.Reason, c.stage, c.reason, c.msg)
@@ -79,7 +81,7 @@ func TestRollbackDisabled(t *testing.T) {
 
 	pull := f.release(ref, testenv.ImageSpec{Version: "v2", Env: []string{"APP_EXIT_CODE=2"}})
 	res := f.m.Replace(ctx(t), Spec{ContainerID: oldID, Image: ref, PullRef: pull})
-	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != ReasonContainerExited {
+	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != failure.ContainerExited {
 		t.Fatalf("exiting v2 without rollback: %s, %v; want rolled_back ContainerExited", res.Outcome, res.Err)
 	}
 	if f.checkServing(name).ID != oldID {
@@ -88,7 +90,7 @@ func TestRollbackDisabled(t *testing.T) {
 
 	pull = f.release(ref, testenv.ImageSpec{Version: "v3", Env: []string{"APP_UNHEALTHY=1"}, Healthcheck: healthcheck()})
 	res = f.m.Replace(ctx(t), Spec{ContainerID: oldID, Image: ref, PullRef: pull})
-	if res.Outcome != OutcomeFailed || res.Err == nil || res.Err.Reason != ReasonUnhealthy {
+	if res.Outcome != OutcomeFailed || res.Err == nil || res.Err.Reason != failure.Unhealthy {
 		t.Fatalf("unhealthy v3 without rollback: %s, %v; want failed Unhealthy", res.Outcome, res.Err)
 	}
 	if ins := f.checkServing(name); ins.ID != res.NewID || envValue(ins.Config.Env, "APP_VERSION") != "v3" {

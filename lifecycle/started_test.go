@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
@@ -90,7 +91,7 @@ func TestStartedOnce(t *testing.T) {
 	p.reset()
 	missing := f.Registry.Host + "/app@sha256:" + strings.Repeat("0", 64)
 	bad := f.m.Replace(ctx(t), Spec{ContainerID: res.NewID, Image: ref, PullRef: missing, Rollback: true, Started: p.hook})
-	if bad.Outcome != OutcomeFailed || bad.Err == nil || bad.Err.Stage != StagePull || bad.Err.Reason != ReasonErrImagePull {
+	if bad.Outcome != OutcomeFailed || bad.Err == nil || bad.Err.Stage != failure.StagePull || bad.Err.Reason != failure.ErrImagePull {
 		t.Fatalf("Replace(missing digest) = %s, %v; want failed pull/ErrImagePull", bad.Outcome, bad.Err)
 	}
 	p.check(t, "missing digest")

@@ -11,6 +11,8 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // oomGrace is how long verify waits for the engine's oom event after a container died with 137
@@ -53,12 +55,12 @@ func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, health
 		case cerrdefs.IsNotFound(err):
 			select {
 			case code := <-exited:
-				return newError(oldID, StageVerify, ReasonContainerExited, exitMessage(code)+"; removed by AutoRemove", nil)
+				return newError(oldID, failure.StageVerify, failure.ContainerExited, exitMessage(code)+"; removed by AutoRemove", nil)
 			case <-time.After(2 * time.Second):
-				return newError(oldID, StageVerify, ReasonContainerExited, "container is gone (removed during verify)", nil)
+				return newError(oldID, failure.StageVerify, failure.ContainerExited, "container is gone (removed during verify)", nil)
 			}
 		case err != nil:
-			return newError(oldID, StageVerify, ReasonInterrupted, "inspecting the new container", err)
+			return newError(oldID, failure.StageVerify, failure.Interrupted, "inspecting the new container", err)
 		}
 		if e := classifyState(oldID, ins); e != nil {
 			return oomVerdict(oldID, ins, e, oom)
@@ -66,14 +68,14 @@ func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, health
 		h := ins.State.Health
 		hasHealth := h != nil && h.Status != container.NoHealthcheck && h.Status != ""
 		if hasHealth && h.Status == container.Unhealthy {
-			return newError(oldID, StageVerify, ReasonUnhealthy, "healthcheck failed"+lastProbe(h), nil)
+			return newError(oldID, failure.StageVerify, failure.Unhealthy, "healthcheck failed"+lastProbe(h), nil)
 		}
 		elapsed := time.Since(start)
 		if elapsed >= window && (!hasHealth || h.Status == container.Healthy) {
 			return nil
 		}
 		if hasHealth && elapsed >= healthTimeout {
-			return newError(oldID, StageVerify, ReasonUnhealthy,
+			return newError(oldID, failure.StageVerify, failure.Unhealthy,
 				fmt.Sprintf("not healthy after %s (health %s)%s", healthTimeout, h.Status, lastProbe(h)), nil)
 		}
 		// Sleep until an event, the end of the window, the health timeout or the fallback poll.
@@ -88,7 +90,7 @@ func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, health
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return newError(oldID, StageVerify, ReasonInterrupted, "verify interrupted", ctx.Err())
+			return newError(oldID, failure.StageVerify, failure.Interrupted, "verify interrupted", ctx.Err())
 		case <-wake:
 			timer.Stop()
 		case <-timer.C:
@@ -99,12 +101,12 @@ func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, health
 // oomVerdict turns a ContainerExited verdict for exit code 137 into OOMKilled when the engine
 // reported an oom event for the container, waiting up to oomGrace for that event to arrive.
 func oomVerdict(oldID string, ins container.InspectResponse, e *Error, oom <-chan struct{}) *Error {
-	if e.Reason != ReasonContainerExited || ins.State == nil || ins.State.ExitCode != 137 {
+	if e.Reason != failure.ContainerExited || ins.State == nil || ins.State.ExitCode != 137 {
 		return e
 	}
 	select {
 	case <-oom:
-		return newError(oldID, StageVerify, ReasonOOMKilled, exitMessage(137)+" by the kernel OOM killer (engine oom event)", nil)
+		return newError(oldID, failure.StageVerify, failure.OOMKilled, exitMessage(137)+" by the kernel OOM killer (engine oom event)", nil)
 	case <-time.After(oomGrace):
 		return e
 	}
@@ -172,14 +174,14 @@ func classifyState(oldID string, ins container.InspectResponse) *Error {
 		if st.ExitCode != 0 {
 			msg = exitMessage(st.ExitCode) + ": " + st.Error
 		}
-		return newError(oldID, StageStart, ReasonRunContainerError, msg, nil)
+		return newError(oldID, failure.StageStart, failure.RunContainerError, msg, nil)
 	case st.Restarting || ins.RestartCount > 0:
-		return newError(oldID, StageVerify, ReasonCrashLoop,
+		return newError(oldID, failure.StageVerify, failure.CrashLoop,
 			fmt.Sprintf("restarted %d times; last %s", ins.RestartCount, exitMessage(st.ExitCode)), nil)
 	case st.Running || st.Paused:
 		return nil
 	case st.OOMKilled && st.ExitCode == 137:
-		return newError(oldID, StageVerify, ReasonOOMKilled, exitMessage(137)+" by the kernel OOM killer", nil)
+		return newError(oldID, failure.StageVerify, failure.OOMKilled, exitMessage(137)+" by the kernel OOM killer", nil)
 	}
 	msg := exitMessage(st.ExitCode)
 	switch {
@@ -191,7 +193,7 @@ func classifyState(oldID string, ins container.InspectResponse) *Error {
 		msg += fmt.Sprintf("; the container has a memory limit of %d MiB, so this may be an OOM kill the engine did not record",
 			ins.HostConfig.Memory>>20)
 	}
-	return newError(oldID, StageVerify, ReasonContainerExited, msg, nil)
+	return newError(oldID, failure.StageVerify, failure.ContainerExited, msg, nil)
 }
 
 // neverStarted: the engine records no start time for a process that never ran.

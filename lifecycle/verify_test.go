@@ -10,6 +10,7 @@ import (
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
@@ -89,7 +90,7 @@ func TestVerifyWakesOnDie(t *testing.T) {
 	began := time.Now()
 	res := f.m.Replace(ctx(t), Spec{ContainerID: oldID, Image: ref, PullRef: pull, Verify: 90 * time.Second, Rollback: true})
 	took := time.Since(began)
-	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != ReasonContainerExited || res.Err.Message != "exit code 3 (application error)" {
+	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != failure.ContainerExited || res.Err.Message != "exit code 3 (application error)" {
 		t.Fatalf("Replace = %s, %v; want rolled_back ContainerExited exit code 3", res.Outcome, res.Err)
 	}
 	if took > 45*time.Second {
@@ -112,7 +113,7 @@ func TestVerifyWithoutEvents(t *testing.T) {
 
 	pull := f.release(ref, testenv.ImageSpec{Version: "v2", Env: []string{"APP_EXIT_CODE=3", "APP_EXIT_AFTER=300ms"}})
 	res := f.m.Replace(ctx(t), Spec{ContainerID: oldID, Image: ref, PullRef: pull, Verify: 30 * time.Second, Rollback: true})
-	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != ReasonContainerExited || res.Err.Message != "exit code 3 (application error)" {
+	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != failure.ContainerExited || res.Err.Message != "exit code 3 (application error)" {
 		t.Fatalf("exiting v2: %s, %v; want rolled_back ContainerExited exit code 3", res.Outcome, res.Err)
 	}
 	if f.checkServing(name).ID != oldID {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watcher-dev/watcher/failure"
+
 	"github.com/nicholas-fedor/shoutrrr/pkg/router"
 
 	"github.com/watcher-dev/watcher/updater"
@@ -77,7 +79,7 @@ func TestDefaultTemplate(t *testing.T) {
 		updater.ContainerReport{Name: "cache", Image: "redis:7", Outcome: updater.OutcomeUpdateAvailable, NewImage: "redis:8", Mode: "monitor"},
 		updater.ContainerReport{Name: "old", Image: "x:1", Outcome: updater.OutcomeSkipped, Message: "not running"},
 		updater.ContainerReport{Name: "reg", Image: "gone:1", Outcome: updater.OutcomeFailed,
-			Failure: &updater.Failure{Stage: "check", Reason: "ManifestUnknown", Message: "tag gone\nsecond line"}},
+			Failure: &updater.Failure{Stage: failure.StageCheck, Reason: "ManifestUnknown", Message: "tag gone\nsecond line"}},
 	)
 	got, err := render(tmpl, rep)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watcher-dev/watcher/failure"
+
 	"github.com/nicholas-fedor/shoutrrr/pkg/types"
 
 	"github.com/watcher-dev/watcher/updater"
@@ -120,7 +122,7 @@ func changedReport() *updater.Report {
 			{Name: "web", Image: "nginx:1.27", Outcome: updater.OutcomeUpdated,
 				OldDigest: "sha256:" + strings.Repeat("1", 64), NewDigest: "sha256:" + strings.Repeat("2", 64), Downtime: 1200 * time.Millisecond},
 			{Name: "api", Image: "ghcr.io/acme/api:2", Outcome: updater.OutcomeRolledBack,
-				Failure: &updater.Failure{Stage: "verify", Reason: "ContainerExited", Message: "exit code 1 (application error)"}},
+				Failure: &updater.Failure{Stage: failure.StageVerify, Reason: failure.ContainerExited, Message: "exit code 1 (application error)"}},
 			{Name: "db", Image: "postgres:17", Outcome: updater.OutcomeUpToDate},
 		},
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/watcher-dev/watcher/failure"
+
 	"github.com/watcher-dev/watcher/updater"
 )
 
@@ -158,7 +160,7 @@ func sampleReport() *updater.Report {
 		r.Containers = append(r.Containers, updater.ContainerReport{
 			Name: "c-" + string(o), ID: "0123456789ab", NewID: "ba9876543210", Image: "example/app:1", NewImage: "example/app:2",
 			Policy: "digest", Mode: "update", OldDigest: d, NewDigest: d, Outcome: o, Message: "sample",
-			Failure:  &updater.Failure{Stage: "verify", Reason: "ContainerExited", Message: "exit 1"},
+			Failure:  &updater.Failure{Stage: failure.StageVerify, Reason: failure.ContainerExited, Message: "exit 1"},
 			Duration: time.Second, Downtime: time.Second,
 		})
 	}

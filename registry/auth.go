@@ -39,7 +39,7 @@ func (k *configKeychain) ResolveContext(ctx context.Context, r authn.Resource) (
 }
 
 // credentialError is a failure to find credentials (a broken config file, a credential helper
-// that is missing or fails); it is reported as Unauthorized.
+// that is missing or fails); it is reported as failure.Unauthorized.
 type credentialError struct {
 	host string
 	err  error

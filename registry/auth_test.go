@@ -17,6 +17,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/moby/api/pkg/authconfig"
+
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
@@ -73,11 +75,11 @@ func TestCredentials(t *testing.T) {
 	tests := []struct {
 		name string
 		o    Options
-		want Reason
+		want failure.Reason
 	}{
-		{"anonymous", Options{}, Unauthorized},
+		{"anonymous", Options{}, failure.Unauthorized},
 		{"keychain", Options{Keychain: &staticKeychain{auth: map[string]authn.Authenticator{reg.Host: authn.FromConfig(good)}}}, ""},
-		{"wrong keychain", Options{Keychain: &staticKeychain{auth: map[string]authn.Authenticator{reg.Host: bad}}}, Unauthorized},
+		{"wrong keychain", Options{Keychain: &staticKeychain{auth: map[string]authn.Authenticator{reg.Host: bad}}}, failure.Unauthorized},
 		{"config", Options{Auth: map[string]authn.AuthConfig{reg.Host: good}}, ""},
 		{"config with scheme", Options{Auth: map[string]authn.AuthConfig{"http://" + reg.Host + "/": good}}, ""},
 		{"config before keychain", Options{Auth: map[string]authn.AuthConfig{reg.Host: good}, Keychain: &staticKeychain{auth: map[string]authn.Authenticator{reg.Host: bad}}}, ""},
@@ -88,7 +90,7 @@ func TestCredentials(t *testing.T) {
 			if r.Reason != tt.want {
 				t.Fatalf("Reason = %q (%s), want %q", r.Reason, r.Message, tt.want)
 			}
-			if tt.want == Unauthorized && (!strings.Contains(r.Message, reg.Host) || !strings.Contains(r.Message, "401")) {
+			if tt.want == failure.Unauthorized && (!strings.Contains(r.Message, reg.Host) || !strings.Contains(r.Message, "401")) {
 				t.Errorf("Message = %q, want host and status", r.Message)
 			}
 			if tt.want == "" && r.UpdateAvailable {
@@ -98,7 +100,7 @@ func TestCredentials(t *testing.T) {
 	}
 }
 
-// After Unauthorized the cached transport is dropped, so credentials added later (docker login)
+// After failure.Unauthorized the cached transport is dropped, so credentials added later (docker login)
 // are used by the next Check without a restart.
 func TestUnauthorizedForgetsCredentials(t *testing.T) {
 	reg := testenv.NewRegistry(t)
@@ -107,8 +109,8 @@ func TestUnauthorizedForgetsCredentials(t *testing.T) {
 	keys := &staticKeychain{}
 	c := newChecker(Options{Keychain: keys})
 	q := pulled(reg, "private", "v1", d)
-	if r := c.Check(context.Background(), []Query{q})[0]; r.Reason != Unauthorized {
-		t.Fatalf("before login: Reason = %q (%s), want Unauthorized", r.Reason, r.Message)
+	if r := c.Check(context.Background(), []Query{q})[0]; r.Reason != failure.Unauthorized {
+		t.Fatalf("before login: Reason = %q (%s), want failure.Unauthorized", r.Reason, r.Message)
 	}
 	keys.set(reg.Host, &authn.Basic{Username: "alice", Password: "s3cret"})
 	if r := c.Check(context.Background(), []Query{q})[0]; r.Reason != "" {
@@ -235,7 +237,7 @@ func TestOneTokenPerRegistry(t *testing.T) {
 }
 
 // A registry that refuses one repository with the shared token (it granted the others): that
-// repository, and only it, asks for a token of its own, is refused again and is Unauthorized.
+// repository, and only it, asks for a token of its own, is refused again and is failure.Unauthorized.
 func TestOneRepositoryRefused(t *testing.T) {
 	reg := testenv.NewRegistry(t)
 	qs := pushRepos(t, reg, 40)
@@ -248,8 +250,8 @@ func TestOneRepositoryRefused(t *testing.T) {
 		rs := c.Check(context.Background(), qs)
 		for i, r := range rs {
 			switch {
-			case i == 7 && (r.Reason != Unauthorized || !strings.Contains(r.Message, "401")):
-				t.Errorf("cycle %d: %s: Reason = %q (%s), want Unauthorized naming 401", cycle, r.Ref, r.Reason, r.Message)
+			case i == 7 && (r.Reason != failure.Unauthorized || !strings.Contains(r.Message, "401")):
+				t.Errorf("cycle %d: %s: Reason = %q (%s), want failure.Unauthorized naming 401", cycle, r.Ref, r.Reason, r.Message)
 			case i != 7 && (r.Reason != "" || r.UpdateAvailable):
 				t.Errorf("cycle %d: %s: Reason = %q (%s), update %t; want an unchanged image", cycle, r.Ref, r.Reason, r.Message, r.UpdateAvailable)
 			}
@@ -338,7 +340,7 @@ func (e *tokenEndpoint) take() [][]string {
 }
 
 // A token endpoint that refuses a whole request because of one repository: every repository of it
-// asks for its own token; only the refused one is Unauthorized. From then on it is asked for
+// asks for its own token; only the refused one is failure.Unauthorized. From then on it is asked for
 // alone and the others together again (here when their short-lived tokens are renewed).
 func TestBatchRefusedByTokenEndpoint(t *testing.T) {
 	reg := testenv.NewRegistry(t)
@@ -351,8 +353,8 @@ func TestBatchRefusedByTokenEndpoint(t *testing.T) {
 		t.Helper()
 		for i, r := range c.Check(context.Background(), qs) {
 			switch {
-			case i == 7 && (r.Reason != Unauthorized || !strings.Contains(r.Message, "403")):
-				t.Errorf("cycle %d: %s: Reason = %q (%s), want Unauthorized naming 403", cycle, r.Ref, r.Reason, r.Message)
+			case i == 7 && (r.Reason != failure.Unauthorized || !strings.Contains(r.Message, "403")):
+				t.Errorf("cycle %d: %s: Reason = %q (%s), want failure.Unauthorized naming 403", cycle, r.Ref, r.Reason, r.Message)
 			case i != 7 && r.Reason != "":
 				t.Errorf("cycle %d: %s: Reason = %q (%s), want success", cycle, r.Ref, r.Reason, r.Message)
 			}

@@ -17,6 +17,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // acceptManifests is the Accept header of every manifest request: Docker v2 manifest and manifest
@@ -116,7 +118,7 @@ type remoteTag struct {
 // Check looks up every query and returns one Result per query, in order. Queries naming the same
 // normalised reference ("nginx" == "docker.io/library/nginx:latest") share one lookup: one HEAD,
 // and at most one GET of the index, whatever their platforms and local images. Queries that need no
-// lookup (unparseable, digest-pinned, locally built) are answered InvalidReference without a
+// lookup (unparseable, digest-pinned, locally built) are answered failure.InvalidReference without a
 // request. The lookups of one registry share one bearer token, asked for once with all their
 // repositories' scopes (at most maxScopesPerToken a request) and kept for later Checks until it
 // is due for renewal. Check never fails as a whole: each Result carries its own Reason.
@@ -165,24 +167,24 @@ func (c *Checker) Check(ctx context.Context, qs []Query) []Result {
 
 // prepare parses a query's reference and finds its local digests; a non-nil failure means there
 // is nothing to ask a registry.
-func (ps *parser) prepare(q Query) (*parsedRef, prepared, *failure) {
+func (ps *parser) prepare(q Query) (*parsedRef, prepared, *classified) {
 	if strings.TrimSpace(q.Ref) == "" {
-		return nil, prepared{}, &failure{reason: InvalidReference, msg: "empty image reference"}
+		return nil, prepared{}, &classified{reason: failure.InvalidReference, msg: "empty image reference"}
 	}
 	pr := ps.ref(q.Ref)
 	if pr.err != nil {
-		return pr, prepared{}, &failure{reason: InvalidReference, msg: fmt.Sprintf("cannot parse image reference %q: %v", q.Ref, pr.err)}
+		return pr, prepared{}, &classified{reason: failure.InvalidReference, msg: fmt.Sprintf("cannot parse image reference %q: %v", q.Ref, pr.err)}
 	}
 	p := prepared{ref: pr.ref}
 	if d, ok := pr.ref.(name.Digest); ok {
-		return pr, p, &failure{reason: InvalidReference, msg: fmt.Sprintf("pinned by digest %s: the reference cannot move, so there is no update to look for", d.DigestStr())}
+		return pr, p, &classified{reason: failure.InvalidReference, msg: fmt.Sprintf("pinned by digest %s: the reference cannot move, so there is no update to look for", d.DigestStr())}
 	}
 	p.local = ps.localDigests(q.RepoDigests, pr.repo)
 	if len(p.local) == 0 {
 		if len(q.RepoDigests) == 0 {
-			return pr, p, &failure{reason: InvalidReference, msg: "the local image has no RepoDigests (built or loaded locally): there is no registry digest to compare with"}
+			return pr, p, &classified{reason: failure.InvalidReference, msg: "the local image has no RepoDigests (built or loaded locally): there is no registry digest to compare with"}
 		}
-		return pr, p, &failure{reason: InvalidReference, msg: fmt.Sprintf("the local image has no RepoDigest for %s (only %s): it was not pulled from there, so there is nothing to compare with", pr.repo, strings.Join(q.RepoDigests, ", "))}
+		return pr, p, &classified{reason: failure.InvalidReference, msg: fmt.Sprintf("the local image has no RepoDigest for %s (only %s): it was not pulled from there, so there is nothing to compare with", pr.repo, strings.Join(q.RepoDigests, ", "))}
 	}
 	return pr, p, nil
 }
@@ -272,7 +274,7 @@ func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Re
 	want := wantPlatform(q.Platform)
 	m, ok := pickManifest(tag.index, want)
 	if !ok {
-		r.Reason = ManifestUnknown
+		r.Reason = failure.ManifestUnknown
 		r.Message = fmt.Sprintf("registry %s: %s is an index without a manifest for %s: the tag no longer has an image for this platform", repo.RegistryStr(), r.Digest, want.String())
 		return nil
 	}
@@ -387,7 +389,7 @@ func (c *Checker) authed(ctx context.Context, repo name.Repository, batch []name
 // refused reports whether err is the registry's 401/403 (or UNAUTHORIZED/DENIED) answer.
 func refused(err error) bool {
 	var te *transport.Error
-	return errors.As(err, &te) && classifyStatus(te).reason == Unauthorized
+	return errors.As(err, &te) && classifyStatus(te).reason == failure.Unauthorized
 }
 
 // getIndex GETs an index by digest and parses it.
@@ -441,7 +443,7 @@ func (c *Checker) send(ctx context.Context, rt http.RoundTripper, repo name.Repo
 }
 
 // attempt runs fn, and again after a back-off (Backoff, doubling) while it fails with a
-// retryable RegistryUnavailable error, at most Retries more times. It stops waiting the moment
+// retryable failure.RegistryUnavailable error, at most Retries more times. It stops waiting the moment
 // ctx ends, and never sends to a host inside a 429 back-off. go-containerregistry's own retry
 // (which would repeat a 429 blindly and sleep without a context) is not in the request path: we
 // build transports with package transport only, never through remote's options.
@@ -502,13 +504,13 @@ func (c *Checker) fail(ctx context.Context, repo name.Repository, tr *trace, err
 	msg := f.msg
 	switch {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		f.reason = RegistryUnavailable
+		f.reason = failure.RegistryUnavailable
 		if ctx.Err() != nil {
 			msg = "check stopped before the registry answered: " + msg
 		} else {
 			msg = fmt.Sprintf("no answer within %s: %s", c.o.Timeout, msg)
 		}
-	case f.reason == RateLimited:
+	case f.reason == failure.RateLimited:
 		var rl *rateLimitedError
 		if errors.As(err, &rl) {
 			// Skipped without a request: an earlier 429 (this Check or before) set the deadline.
@@ -523,14 +525,14 @@ func (c *Checker) fail(ctx context.Context, repo name.Repository, tr *trace, err
 		c.limits.block(host, until)
 		r.RetryAt = until
 		msg = fmt.Sprintf("%s; not asking %s again before %s (%s)", msg, host, until.UTC().Format(time.RFC3339), source)
-	case f.reason == Unauthorized:
+	case f.reason == failure.Unauthorized:
 		c.conns.forgetRepo(repo.Name(), nil)
 		c.conns.forgetRegistry(host)
 		msg += ": credentials missing or refused"
 		if isDockerHub(host) {
 			msg += " (Docker Hub also answers this for repositories that do not exist)"
 		}
-	case f.reason == ManifestUnknown:
+	case f.reason == failure.ManifestUnknown:
 		msg += ": the tag or repository does not exist"
 	}
 	r.Reason = f.reason

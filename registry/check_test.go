@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
@@ -91,12 +93,12 @@ func TestNothingToCompareIsInvalidReferenceWithoutRequest(t *testing.T) {
 	rs := newChecker(Options{}).Check(context.Background(), qs)
 	for i, tt := range tests {
 		r := rs[i]
-		if r.Reason != InvalidReference || r.UpdateAvailable || !strings.Contains(r.Message, tt.want) {
-			t.Errorf("%s: Check = %s %q (update %t), want InvalidReference mentioning %q", tt.name, r.Reason, r.Message, r.UpdateAvailable, tt.want)
+		if r.Reason != failure.InvalidReference || r.UpdateAvailable || !strings.Contains(r.Message, tt.want) {
+			t.Errorf("%s: Check = %s %q (update %t), want failure.InvalidReference mentioning %q", tt.name, r.Reason, r.Message, r.UpdateAvailable, tt.want)
 		}
 		var e *Error
-		if err := r.Err(); !errors.As(err, &e) || e.Reason != InvalidReference {
-			t.Errorf("%s: Err() = %v, want *Error with InvalidReference", tt.name, err)
+		if err := r.Err(); !errors.As(err, &e) || e.Reason != failure.InvalidReference {
+			t.Errorf("%s: Err() = %v, want *Error with failure.InvalidReference", tt.name, err)
 		}
 	}
 	if n := len(reg.Requests()); n != 0 {
@@ -144,7 +146,7 @@ func TestIndexOnlyOtherPlatformChanged(t *testing.T) {
 
 	want := []struct {
 		update   bool
-		reason   Reason
+		reason   failure.Reason
 		platform v1.Hash
 	}{
 		{false, "", manifestDigest(t, amd1.Image)},
@@ -153,7 +155,7 @@ func TestIndexOnlyOtherPlatformChanged(t *testing.T) {
 		{false, "", manifestDigest(t, amd1.Image)},
 		{false, "", manifestDigest(t, amd1.Image)},
 		{true, "", manifestDigest(t, amd1.Image)},
-		{false, ManifestUnknown, v1.Hash{}},
+		{false, failure.ManifestUnknown, v1.Hash{}},
 	}
 	for i, w := range want {
 		r := rs[i]

@@ -11,46 +11,48 @@ import (
 	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
-// failure is a classified error: the reason DESIGN.md names, whether another attempt may help,
+// classified is a classified error: the reason DESIGN.md names, whether another attempt may help,
 // and a message for people.
-type failure struct {
-	reason Reason
+type classified struct {
+	reason failure.Reason
 	retry  bool
 	msg    string
 }
 
 // Error codes from the distribution spec, by the reason they mean.
-var codeReasons = map[transport.ErrorCode]Reason{
-	transport.ManifestUnknownErrorCode: ManifestUnknown,
-	transport.NameUnknownErrorCode:     ManifestUnknown,
-	transport.UnauthorizedErrorCode:    Unauthorized,
-	transport.DeniedErrorCode:          Unauthorized,
-	transport.TooManyRequestsErrorCode: RateLimited,
-	transport.NameInvalidErrorCode:     InvalidReference,
-	transport.TagInvalidErrorCode:      InvalidReference,
+var codeReasons = map[transport.ErrorCode]failure.Reason{
+	transport.ManifestUnknownErrorCode: failure.ManifestUnknown,
+	transport.NameUnknownErrorCode:     failure.ManifestUnknown,
+	transport.UnauthorizedErrorCode:    failure.Unauthorized,
+	transport.DeniedErrorCode:          failure.Unauthorized,
+	transport.TooManyRequestsErrorCode: failure.RateLimited,
+	transport.NameInvalidErrorCode:     failure.InvalidReference,
+	transport.TagInvalidErrorCode:      failure.InvalidReference,
 }
 
-// Status codes by the reason they mean; other 5xx are RegistryUnavailable too (see classify).
-var statusReasons = map[int]Reason{
-	http.StatusNotFound:        ManifestUnknown,
-	http.StatusUnauthorized:    Unauthorized,
-	http.StatusForbidden:       Unauthorized,
-	http.StatusTooManyRequests: RateLimited,
-	http.StatusRequestTimeout:  RegistryUnavailable,
+// Status codes by the reason they mean; other 5xx are failure.RegistryUnavailable too (see classify).
+var statusReasons = map[int]failure.Reason{
+	http.StatusNotFound:        failure.ManifestUnknown,
+	http.StatusUnauthorized:    failure.Unauthorized,
+	http.StatusForbidden:       failure.Unauthorized,
+	http.StatusTooManyRequests: failure.RateLimited,
+	http.StatusRequestTimeout:  failure.RegistryUnavailable,
 }
 
 // classify maps an error from a registry request to a failure. It looks at types, status codes
 // and the registry's error codes only, never at message text.
-func classify(err error) failure {
+func classify(err error) classified {
 	var rl *rateLimitedError
 	if errors.As(err, &rl) {
-		return failure{reason: RateLimited, msg: err.Error()}
+		return classified{reason: failure.RateLimited, msg: err.Error()}
 	}
 	var ce *credentialError
 	if errors.As(err, &ce) {
-		return failure{reason: Unauthorized, msg: err.Error()}
+		return classified{reason: failure.Unauthorized, msg: err.Error()}
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
@@ -58,17 +60,17 @@ func classify(err error) failure {
 	}
 	var ie *insecureError
 	if errors.As(err, &ie) {
-		return failure{reason: RegistryUnavailable, msg: err.Error()}
+		return classified{reason: failure.RegistryUnavailable, msg: err.Error()}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		// The caller words these: it knows whether the lookup timed out or the check was stopped.
-		return failure{reason: RegistryUnavailable, msg: err.Error()}
+		return classified{reason: failure.RegistryUnavailable, msg: err.Error()}
 	}
-	return failure{reason: RegistryUnavailable, retry: transient(err), msg: err.Error()}
+	return classified{reason: failure.RegistryUnavailable, retry: transient(err), msg: err.Error()}
 }
 
-func classifyStatus(te *transport.Error) failure {
-	f := failure{msg: describe(te)}
+func classifyStatus(te *transport.Error) classified {
+	f := classified{msg: describe(te)}
 	reason, ok := statusReasons[te.StatusCode]
 	if !ok {
 		// The status says little (400, 5xx): let the registry's error code decide.
@@ -83,12 +85,12 @@ func classifyStatus(te *transport.Error) failure {
 	case reason != "":
 		f.reason = reason
 	case te.StatusCode >= 500:
-		f.reason = RegistryUnavailable
+		f.reason = failure.RegistryUnavailable
 	default:
-		f.reason = RegistryUnavailable // an answer we do not understand; not worth repeating now
+		f.reason = failure.RegistryUnavailable // an answer we do not understand; not worth repeating now
 		return f
 	}
-	f.retry = f.reason == RegistryUnavailable && (te.StatusCode >= 500 || te.StatusCode == http.StatusRequestTimeout)
+	f.retry = f.reason == failure.RegistryUnavailable && (te.StatusCode >= 500 || te.StatusCode == http.StatusRequestTimeout)
 	return f
 }
 

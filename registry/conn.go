@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // Token lifetimes: the distribution token spec says to assume 60s when expires_in is missing. A
@@ -179,7 +181,7 @@ func (c *conns) claim(repo name.Repository, batch []name.Repository, now time.Ti
 func (c *conns) build(ctx context.Context, reg name.Registry, claims []claim) {
 	rc, err := c.connect(ctx, reg, claims)
 	var te *transport.Error
-	refused := err != nil && len(claims) > 1 && errors.As(err, &te) && classifyStatus(te).reason == Unauthorized
+	refused := err != nil && len(claims) > 1 && errors.As(err, &te) && classifyStatus(te).reason == failure.Unauthorized
 	if refused {
 		err = &batchRefusedError{err: err}
 	}

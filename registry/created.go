@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // maxConfigSize bounds an image config blob; configs with long histories reach a few hundred KiB.
@@ -32,7 +34,7 @@ const maxConfigSize = 8 << 20
 func (c *Checker) Created(ctx context.Context, ref string, platform v1.Platform) (time.Time, error) {
 	r, err := parseRef(ref)
 	if err != nil {
-		return time.Time{}, &Error{Ref: ref, Reason: InvalidReference, Message: fmt.Sprintf("cannot parse image reference %q: %v", ref, err)}
+		return time.Time{}, &Error{Ref: ref, Reason: failure.InvalidReference, Message: fmt.Sprintf("cannot parse image reference %q: %v", ref, err)}
 	}
 	repo := r.Context()
 	host := repo.RegistryStr()
@@ -54,7 +56,7 @@ func (c *Checker) Created(ctx context.Context, ref string, platform v1.Platform)
 	var np *noPlatformError
 	switch {
 	case errors.As(err, &np):
-		return time.Time{}, &Error{Ref: ref, Reason: ManifestUnknown, Message: "registry " + host + ": " + np.Error()}
+		return time.Time{}, &Error{Ref: ref, Reason: failure.ManifestUnknown, Message: "registry " + host + ": " + np.Error()}
 	case err != nil:
 		c.fail(ctx, repo, tr, err, &res)
 		return time.Time{}, res.Err()

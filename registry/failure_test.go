@@ -9,33 +9,34 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
 // Every row of DESIGN.md's check-stage classification against the registry, with how many HEADs
-// it may cost: permanent failures one, RegistryUnavailable 1+Retries.
+// it may cost: permanent failures one, failure.RegistryUnavailable 1+Retries.
 func TestClassification(t *testing.T) {
 	const retries = 2
 	tests := []struct {
 		name   string
 		tag    string
 		fault  *testenv.Fault
-		want   Reason
+		want   failure.Reason
 		heads  int
 		status string // in the message
 	}{
-		{"missing tag", "nope", nil, ManifestUnknown, 1, "404"},
-		{"404 NAME_UNKNOWN", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 404, Code: "NAME_UNKNOWN"}, ManifestUnknown, 1, "404"},
-		{"401", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 401, Code: "UNAUTHORIZED"}, Unauthorized, 1, "401"},
-		{"403 DENIED", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 403, Code: "DENIED"}, Unauthorized, 1, "403"},
-		{"429", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 429, Code: "TOOMANYREQUESTS"}, RateLimited, 1, "429"},
-		{"500", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 500}, RegistryUnavailable, 1 + retries, "500"},
-		{"502", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 502}, RegistryUnavailable, 1 + retries, "502"},
-		{"503", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 503, Code: "UNAVAILABLE"}, RegistryUnavailable, 1 + retries, "503"},
-		{"504", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 504}, RegistryUnavailable, 1 + retries, "504"},
-		{"408", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 408}, RegistryUnavailable, 1 + retries, "408"},
+		{"missing tag", "nope", nil, failure.ManifestUnknown, 1, "404"},
+		{"404 NAME_UNKNOWN", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 404, Code: "NAME_UNKNOWN"}, failure.ManifestUnknown, 1, "404"},
+		{"401", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 401, Code: "UNAUTHORIZED"}, failure.Unauthorized, 1, "401"},
+		{"403 DENIED", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 403, Code: "DENIED"}, failure.Unauthorized, 1, "403"},
+		{"429", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 429, Code: "TOOMANYREQUESTS"}, failure.RateLimited, 1, "429"},
+		{"500", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 500}, failure.RegistryUnavailable, 1 + retries, "500"},
+		{"502", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 502}, failure.RegistryUnavailable, 1 + retries, "502"},
+		{"503", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 503, Code: "UNAVAILABLE"}, failure.RegistryUnavailable, 1 + retries, "503"},
+		{"504", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 504}, failure.RegistryUnavailable, 1 + retries, "504"},
+		{"408", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 408}, failure.RegistryUnavailable, 1 + retries, "408"},
 		{"one 503, then fine", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 503, Times: 1}, "", 2, ""},
-		{"timeout", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Delay: 2 * time.Second}, RegistryUnavailable, 1, "no answer within"},
+		{"timeout", "v1", &testenv.Fault{Method: "HEAD", Path: "/manifests/", Delay: 2 * time.Second}, failure.RegistryUnavailable, 1, "no answer within"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,15 +64,15 @@ func TestClassification(t *testing.T) {
 	}
 }
 
-// A dropped connection is a connection error: retried, then RegistryUnavailable.
+// A dropped connection is a connection error: retried, then failure.RegistryUnavailable.
 func TestDroppedConnectionIsRetried(t *testing.T) {
 	reg := testenv.NewRegistry(t)
 	d := pushTags(t, reg, "app", testenv.ImageSpec{Version: "v1"}, "v1")
 	reg.AddFault(testenv.Fault{Method: "HEAD", Path: "/manifests/", Drop: true})
 	reg.ResetRequests()
 	r := newChecker(Options{Retries: 2}).Check(context.Background(), []Query{pulled(reg, "app", "v1", d)})[0]
-	if r.Reason != RegistryUnavailable || !strings.Contains(r.Message, reg.Host) {
-		t.Fatalf("Check = %q %q, want RegistryUnavailable naming the host", r.Reason, r.Message)
+	if r.Reason != failure.RegistryUnavailable || !strings.Contains(r.Message, reg.Host) {
+		t.Fatalf("Check = %q %q, want failure.RegistryUnavailable naming the host", r.Reason, r.Message)
 	}
 	// net/http itself may replay an idempotent request once on a reused connection.
 	if got := manifestCalls(reg, "HEAD"); got < 3 || got > 6 {
@@ -88,11 +89,11 @@ func TestIndexGetFailure(t *testing.T) {
 	tests := []struct {
 		name  string
 		fault testenv.Fault
-		want  Reason
+		want  failure.Reason
 		text  string
 	}{
-		{"code decides", testenv.Fault{Method: "GET", Path: "/manifests/" + idx2.String(), Status: 400, Code: "MANIFEST_UNKNOWN"}, ManifestUnknown, "MANIFEST_UNKNOWN"},
-		{"timeout", testenv.Fault{Method: "GET", Path: "/manifests/" + idx2.String(), Delay: 2 * time.Second}, RegistryUnavailable, "no answer within 300ms"},
+		{"code decides", testenv.Fault{Method: "GET", Path: "/manifests/" + idx2.String(), Status: 400, Code: "MANIFEST_UNKNOWN"}, failure.ManifestUnknown, "MANIFEST_UNKNOWN"},
+		{"timeout", testenv.Fault{Method: "GET", Path: "/manifests/" + idx2.String(), Delay: 2 * time.Second}, failure.RegistryUnavailable, "no answer within 300ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,8 +126,8 @@ func TestRateLimitHonoursRetryAfter(t *testing.T) {
 	rs := c.Check(context.Background(), qs)
 	wantAt := clock.Now().Add(120 * time.Second)
 	for _, r := range rs[:3] {
-		if r.Reason != RateLimited || !r.RetryAt.Equal(wantAt) {
-			t.Errorf("%s: %q RetryAt %v (%s), want RateLimited until %v", r.Ref, r.Reason, r.RetryAt, r.Message, wantAt)
+		if r.Reason != failure.RateLimited || !r.RetryAt.Equal(wantAt) {
+			t.Errorf("%s: %q RetryAt %v (%s), want failure.RateLimited until %v", r.Ref, r.Reason, r.RetryAt, r.Message, wantAt)
 		}
 	}
 	if r := rs[3]; r.Reason != "" {
@@ -141,8 +142,8 @@ func TestRateLimitHonoursRetryAfter(t *testing.T) {
 	limited.ResetRequests()
 	rs = c.Check(context.Background(), qs)
 	for _, r := range rs[:3] {
-		if r.Reason != RateLimited || !r.RetryAt.Equal(wantAt) || r.Requests != 0 {
-			t.Errorf("second Check %s: %q RetryAt %v requests %d, want RateLimited until %v with no request", r.Ref, r.Reason, r.RetryAt, r.Requests, wantAt)
+		if r.Reason != failure.RateLimited || !r.RetryAt.Equal(wantAt) || r.Requests != 0 {
+			t.Errorf("second Check %s: %q RetryAt %v requests %d, want failure.RateLimited until %v with no request", r.Ref, r.Reason, r.RetryAt, r.Requests, wantAt)
 		}
 	}
 	if n := len(limited.Requests()); n != 0 {
@@ -180,8 +181,8 @@ func TestRateLimitHeaders(t *testing.T) {
 			reg.AddFault(testenv.Fault{Method: "HEAD", Path: "/manifests/", Status: 429, Header: tt.header})
 			c := newChecker(Options{Now: clock.Now, RateLimitBackoff: 5 * time.Minute})
 			r := c.Check(context.Background(), []Query{pulled(reg, "app", "v1", d)})[0]
-			if r.Reason != RateLimited || !r.RetryAt.Equal(tt.want) {
-				t.Errorf("Check = %q RetryAt %v (%s), want RateLimited until %v", r.Reason, r.RetryAt, r.Message, tt.want)
+			if r.Reason != failure.RateLimited || !r.RetryAt.Equal(tt.want) {
+				t.Errorf("Check = %q RetryAt %v (%s), want failure.RateLimited until %v", r.Reason, r.RetryAt, r.Message, tt.want)
 			}
 		})
 	}
@@ -207,8 +208,8 @@ func TestCancelStopsRetrying(t *testing.T) {
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("Check took %v after cancel, want it to stop at once", el)
 	}
-	if r.Reason != RegistryUnavailable || !strings.Contains(r.Message, "503") || !strings.Contains(r.Message, "stopped") {
-		t.Errorf("Check = %q %q, want RegistryUnavailable naming the 503 and the stop", r.Reason, r.Message)
+	if r.Reason != failure.RegistryUnavailable || !strings.Contains(r.Message, "503") || !strings.Contains(r.Message, "stopped") {
+		t.Errorf("Check = %q %q, want failure.RegistryUnavailable naming the 503 and the stop", r.Reason, r.Message)
 	}
 	if got := manifestCalls(reg, "HEAD"); got != 1 {
 		t.Errorf("HEADs = %d, want 1", got)
@@ -254,8 +255,8 @@ func TestHeadWithoutDigest(t *testing.T) {
 		reg.ResetRequests()
 		c := newChecker(Options{Transport: hubToLocal(reg)})
 		r := c.Check(context.Background(), []Query{{Ref: "app:v1", RepoDigests: []string{"app@" + d.String()}}})[0]
-		if r.Reason != RegistryUnavailable || !strings.Contains(r.Message, "index.docker.io") || !strings.Contains(r.Message, "Docker-Content-Digest") {
-			t.Fatalf("Check = %q %q, want RegistryUnavailable explaining the missing digest on index.docker.io", r.Reason, r.Message)
+		if r.Reason != failure.RegistryUnavailable || !strings.Contains(r.Message, "index.docker.io") || !strings.Contains(r.Message, "Docker-Content-Digest") {
+			t.Fatalf("Check = %q %q, want failure.RegistryUnavailable explaining the missing digest on index.docker.io", r.Reason, r.Message)
 		}
 		if h, g := manifestCalls(reg, "HEAD"), manifestCalls(reg, "GET"); h != 1 || g != 0 {
 			t.Errorf("HEAD, GET = %d, %d, want 1, 0", h, g)
@@ -386,7 +387,7 @@ func TestOnRequestSeesEveryRequest(t *testing.T) {
 		mu.Unlock()
 	}})
 	rs := c.Check(context.Background(), []Query{pulled(reg, "app", "v1", d), pulled(reg, "app", "gone", d), pulled(reg, "app", "drop", d)})
-	if rs[0].Reason != "" || rs[1].Reason != ManifestUnknown || rs[2].Reason != RegistryUnavailable {
+	if rs[0].Reason != "" || rs[1].Reason != failure.ManifestUnknown || rs[2].Reason != failure.RegistryUnavailable {
 		t.Fatalf("reasons = %q %q %q", rs[0].Reason, rs[1].Reason, rs[2].Reason)
 	}
 

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // Options configures a Checker. The zero value is usable: every field has a default.
@@ -17,7 +20,7 @@ type Options struct {
 	Timeout     time.Duration               // per lookup, retries included; default 15s
 	Keychain    authn.Keychain              // default authn.DefaultKeychain
 	Auth        map[string]authn.AuthConfig // per-registry credentials (host -> creds), tried before Keychain
-	Retries     int                         // extra attempts after a RegistryUnavailable failure; default 3, negative = none
+	Retries     int                         // extra attempts after a failure.RegistryUnavailable failure; default 3, negative = none
 	Backoff     time.Duration               // wait before the first retry, doubled for each next one; default 250ms
 	// RateLimitBackoff is how long a host is left alone after a 429 that names no time (no
 	// Retry-After, RateLimit-Reset or exhausted RateLimit-Remaining window); default 1m.
@@ -36,17 +39,6 @@ const (
 	defaultRateLimitBackoff = time.Minute
 )
 
-// Reason classifies a failed or skipped lookup. The values are DESIGN.md's "check" stage reasons.
-type Reason string
-
-const (
-	ManifestUnknown     Reason = "ManifestUnknown"     // 404 / MANIFEST_UNKNOWN / NAME_UNKNOWN: tag or repository gone; not retried
-	Unauthorized        Reason = "Unauthorized"        // 401 / 403 / UNAUTHORIZED / DENIED: credentials missing or wrong
-	RateLimited         Reason = "RateLimited"         // 429: the host is left alone until Result.RetryAt
-	RegistryUnavailable Reason = "RegistryUnavailable" // 5xx, 408, timeouts, connection errors, after retries
-	InvalidReference    Reason = "InvalidReference"    // unparseable, digest-pinned or locally built: nothing to compare
-)
-
 // Query is one container's image as the updater sees it.
 type Query struct {
 	Ref         string      // image reference as the container names it (Config.Image), e.g. "nginx", "127.0.0.1:5000/app:v1"
@@ -61,17 +53,17 @@ type Query struct {
 // Result answers one Query. Queries that share a reference share the lookup behind their results,
 // so Requests and Duration describe that shared lookup.
 type Result struct {
-	Ref             string        // as queried
-	Repo            string        // normalised repository, e.g. index.docker.io/library/nginx
-	Digest          string        // remote digest of the tag (index or manifest), "sha256:…"
-	PlatformDigest  string        // manifest digest for Query.Platform when the tag is an index and it was fetched
-	LocalDigest     string        // the local RepoDigest for Repo that matched (or, without a match, the first one)
-	UpdateAvailable bool          // remote moved AND (for an index) this platform's image moved
-	Reason          Reason        // "" on success
-	Message         string        // human text for failures and skips; names the registry host and status
-	RetryAt         time.Time     // RateLimited: when the host may be asked again
-	Requests        int           // HTTP requests the lookup made (ping, token, HEAD, GET)
-	Duration        time.Duration // wall time of the lookup, waiting for a slot included
+	Ref             string         // as queried
+	Repo            string         // normalised repository, e.g. index.docker.io/library/nginx
+	Digest          string         // remote digest of the tag (index or manifest), "sha256:…"
+	PlatformDigest  string         // manifest digest for Query.Platform when the tag is an index and it was fetched
+	LocalDigest     string         // the local RepoDigest for Repo that matched (or, without a match, the first one)
+	UpdateAvailable bool           // remote moved AND (for an index) this platform's image moved
+	Reason          failure.Reason // "" on success
+	Message         string         // human text for failures and skips; names the registry host and status
+	RetryAt         time.Time      // failure.RateLimited: when the host may be asked again
+	Requests        int            // HTTP requests the lookup made (ping, token, HEAD, GET)
+	Duration        time.Duration  // wall time of the lookup, waiting for a slot included
 }
 
 // Err returns nil when the lookup succeeded, otherwise an *Error carrying the reason.
@@ -85,7 +77,7 @@ func (r Result) Err() error {
 // Error is a failed or skipped lookup as an error value.
 type Error struct {
 	Ref     string
-	Reason  Reason
+	Reason  failure.Reason
 	Message string
 	RetryAt time.Time
 }
@@ -93,6 +85,16 @@ type Error struct {
 var _ error = (*Error)(nil)
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Ref, e.Reason, e.Message) }
+
+// ReasonOf returns the reason and message of a lookup error: an *Error's own, else
+// RegistryUnavailable with the error's text (a failure the registry was never asked about).
+func ReasonOf(err error) (failure.Reason, string) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason, e.Message
+	}
+	return failure.RegistryUnavailable, err.Error()
+}
 
 // Checker looks up references. Between calls it keeps authenticated transports (and so tokens:
 // one per registry, shared by the repositories a Check looked up there), rate-limit deadlines per

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // Tag listing limits. A page of 1000 tags is what go-containerregistry asks for and what most
@@ -28,13 +30,13 @@ const (
 //
 // A listing goes through the same per-repository authenticated transport as Check (the pull
 // scope covers it), takes one lookup slot for its host, respects and sets the host's 429
-// back-off, retries RegistryUnavailable answers like a HEAD, and gives each page Options.Timeout.
+// back-off, retries failure.RegistryUnavailable answers like a HEAD, and gives each page Options.Timeout.
 // A failure is an *Error carrying one of the Reasons Check uses. Tags does not cache: callers
 // list once per cycle and share the answer among the containers of the repository.
 func (c *Checker) Tags(ctx context.Context, ref string) ([]string, error) {
 	r, err := parseRef(ref)
 	if err != nil {
-		return nil, &Error{Ref: ref, Reason: InvalidReference, Message: fmt.Sprintf("cannot parse image reference %q: %v", ref, err)}
+		return nil, &Error{Ref: ref, Reason: failure.InvalidReference, Message: fmt.Sprintf("cannot parse image reference %q: %v", ref, err)}
 	}
 	repo := r.Context()
 	host := repo.RegistryStr()

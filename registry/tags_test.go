@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
@@ -135,23 +136,23 @@ func TestTagsFailures(t *testing.T) {
 		name  string
 		pages bool // one tag a page: the second page's request is the one the fault may hit
 		fault testenv.Fault
-		want  Reason
+		want  failure.Reason
 		gets  int
 		text  string
 	}{
-		{"404 NAME_UNKNOWN", false, testenv.Fault{Path: "/tags/list", Status: 404, Code: "NAME_UNKNOWN"}, ManifestUnknown, 1, "404"},
-		{"401", false, testenv.Fault{Path: "/tags/list", Status: 401, Code: "UNAUTHORIZED"}, Unauthorized, 1, "credentials"},
-		{"403 DENIED", false, testenv.Fault{Path: "/tags/list", Status: 403, Code: "DENIED"}, Unauthorized, 1, "403"},
-		{"429", false, testenv.Fault{Path: "/tags/list", Status: 429, Header: map[string]string{"Retry-After": "60"}}, RateLimited, 1, "not asking"},
-		{"503", false, testenv.Fault{Path: "/tags/list", Status: 503}, RegistryUnavailable, 1 + retries, "503"},
-		{"not JSON", false, testenv.Fault{Path: "/tags/list", Status: 200}, RegistryUnavailable, 1, "not JSON"},
-		{"Link to another host", false, testenv.Fault{Path: "/tags/list", Header: map[string]string{"Link": `<https://elsewhere.example/v2/app/tags/list?last=1.0.0>; rel="next"`}}, RegistryUnavailable, 1, "another host"},
-		{"Link in a circle", false, testenv.Fault{Path: "/tags/list", Header: map[string]string{"Link": `</v2/app/tags/list?n=1000>; rel="next"`}}, RegistryUnavailable, 1, "already read"},
-		{"timeout", false, testenv.Fault{Path: "/tags/list", Delay: 2 * time.Second}, RegistryUnavailable, 1, "no answer within"},
+		{"404 NAME_UNKNOWN", false, testenv.Fault{Path: "/tags/list", Status: 404, Code: "NAME_UNKNOWN"}, failure.ManifestUnknown, 1, "404"},
+		{"401", false, testenv.Fault{Path: "/tags/list", Status: 401, Code: "UNAUTHORIZED"}, failure.Unauthorized, 1, "credentials"},
+		{"403 DENIED", false, testenv.Fault{Path: "/tags/list", Status: 403, Code: "DENIED"}, failure.Unauthorized, 1, "403"},
+		{"429", false, testenv.Fault{Path: "/tags/list", Status: 429, Header: map[string]string{"Retry-After": "60"}}, failure.RateLimited, 1, "not asking"},
+		{"503", false, testenv.Fault{Path: "/tags/list", Status: 503}, failure.RegistryUnavailable, 1 + retries, "503"},
+		{"not JSON", false, testenv.Fault{Path: "/tags/list", Status: 200}, failure.RegistryUnavailable, 1, "not JSON"},
+		{"Link to another host", false, testenv.Fault{Path: "/tags/list", Header: map[string]string{"Link": `<https://elsewhere.example/v2/app/tags/list?last=1.0.0>; rel="next"`}}, failure.RegistryUnavailable, 1, "another host"},
+		{"Link in a circle", false, testenv.Fault{Path: "/tags/list", Header: map[string]string{"Link": `</v2/app/tags/list?n=1000>; rel="next"`}}, failure.RegistryUnavailable, 1, "already read"},
+		{"timeout", false, testenv.Fault{Path: "/tags/list", Delay: 2 * time.Second}, failure.RegistryUnavailable, 1, "no answer within"},
 		// Pages: 1.0.0, 1.0.1, then the test registry starts over (1.0.0 again), which ends it.
 		{"paged", true, testenv.Fault{Path: "/nothing"}, "", 3, ""},
 		{"one 502, then fine", true, testenv.Fault{Path: "/tags/list", Status: 502, Times: 1}, "", 4, ""},
-		{"second page 404", true, testenv.Fault{Path: "/tags/list", Status: 404, Code: "NAME_UNKNOWN", Times: 2}, ManifestUnknown, 1, "404"},
+		{"second page 404", true, testenv.Fault{Path: "/tags/list", Status: 404, Code: "NAME_UNKNOWN", Times: 2}, failure.ManifestUnknown, 1, "404"},
 	}
 	reg := testenv.NewRegistry(t)
 	pushTags(t, reg, "app", testenv.ImageSpec{Version: "v1"}, "1.0.0", "1.0.1")
@@ -195,16 +196,16 @@ func TestTagsRateLimitBlocksTheHost(t *testing.T) {
 	c := newChecker(Options{Now: clock.Now})
 	_, err := c.Tags(context.Background(), reg.Ref("app", "1.0.0"))
 	var e *Error
-	if !errors.As(err, &e) || e.Reason != RateLimited || !e.RetryAt.Equal(clock.Now().Add(120*time.Second)) {
-		t.Fatalf("Tags error = %#v, want RateLimited until +120s", err)
+	if !errors.As(err, &e) || e.Reason != failure.RateLimited || !e.RetryAt.Equal(clock.Now().Add(120*time.Second)) {
+		t.Fatalf("Tags error = %#v, want failure.RateLimited until +120s", err)
 	}
 	reg.ResetRequests()
 	r := c.Check(context.Background(), []Query{pulled(reg, "app", "1.0.0", d)})[0]
-	if r.Reason != RateLimited || len(reg.Requests()) != 0 {
-		t.Errorf("Check after a 429 on the listing: %s with %d requests, want RateLimited and none", r.Reason, len(reg.Requests()))
+	if r.Reason != failure.RateLimited || len(reg.Requests()) != 0 {
+		t.Errorf("Check after a 429 on the listing: %s with %d requests, want failure.RateLimited and none", r.Reason, len(reg.Requests()))
 	}
-	if _, err := c.Tags(context.Background(), reg.Ref("app", "1.0.0")); !errors.As(err, &e) || e.Reason != RateLimited || len(reg.Requests()) != 0 {
-		t.Errorf("second listing: %v with %d requests, want RateLimited and none", err, len(reg.Requests()))
+	if _, err := c.Tags(context.Background(), reg.Ref("app", "1.0.0")); !errors.As(err, &e) || e.Reason != failure.RateLimited || len(reg.Requests()) != 0 {
+		t.Errorf("second listing: %v with %d requests, want failure.RateLimited and none", err, len(reg.Requests()))
 	}
 	clock.Advance(121 * time.Second)
 	reg.ClearFaults()
@@ -276,17 +277,17 @@ func TestCreated(t *testing.T) {
 	}
 	_, err := c.Created(context.Background(), reg.Ref("multi", "2.0.0"), v1.Platform{OS: "linux", Architecture: "s390x"})
 	var e *Error
-	if !errors.As(err, &e) || e.Reason != ManifestUnknown || !strings.Contains(e.Message, "linux/s390x") {
-		t.Errorf("Created for a platform the index lacks: %v, want ManifestUnknown naming it", err)
+	if !errors.As(err, &e) || e.Reason != failure.ManifestUnknown || !strings.Contains(e.Message, "linux/s390x") {
+		t.Errorf("Created for a platform the index lacks: %v, want failure.ManifestUnknown naming it", err)
 	}
-	if _, err := c.Created(context.Background(), reg.Ref("app", "9.9.9"), v1.Platform{}); !errors.As(err, &e) || e.Reason != ManifestUnknown {
-		t.Errorf("Created of a missing tag: %v, want ManifestUnknown", err)
+	if _, err := c.Created(context.Background(), reg.Ref("app", "9.9.9"), v1.Platform{}); !errors.As(err, &e) || e.Reason != failure.ManifestUnknown {
+		t.Errorf("Created of a missing tag: %v, want failure.ManifestUnknown", err)
 	}
 
 	// A failing config GET is classified like any other request.
 	ref3, _ := reg.PushImage(t, "app", "3.0.0", testenv.ImageSpec{Version: "created-3"})
 	reg.AddFault(testenv.Fault{Method: "GET", Path: "/blobs/", Status: 500})
-	if _, err := newChecker(Options{Retries: -1}).Created(context.Background(), ref3, v1.Platform{}); !errors.As(err, &e) || e.Reason != RegistryUnavailable {
-		t.Errorf("Created with a failing blob GET: %v, want RegistryUnavailable", err)
+	if _, err := newChecker(Options{Retries: -1}).Created(context.Background(), ref3, v1.Platform{}); !errors.As(err, &e) || e.Reason != failure.RegistryUnavailable {
+		t.Errorf("Created with a failing blob GET: %v, want failure.RegistryUnavailable", err)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 func TestClassify(t *testing.T) {
@@ -29,37 +31,37 @@ func TestClassify(t *testing.T) {
 	}
 	tests := []struct {
 		err   error
-		want  Reason
+		want  failure.Reason
 		retry bool
 	}{
-		{te(404), ManifestUnknown, false},
-		{te(404, transport.ManifestUnknownErrorCode), ManifestUnknown, false},
-		{te(400, transport.ManifestUnknownErrorCode), ManifestUnknown, false},
-		{te(400, transport.NameUnknownErrorCode), ManifestUnknown, false},
-		{te(401), Unauthorized, false},
-		{te(403), Unauthorized, false},
-		{te(400, transport.DeniedErrorCode), Unauthorized, false},
-		{te(400, transport.UnauthorizedErrorCode), Unauthorized, false},
-		{te(429), RateLimited, false},
-		{te(400, transport.TooManyRequestsErrorCode), RateLimited, false},
-		{te(400, transport.NameInvalidErrorCode), InvalidReference, false},
-		{te(408), RegistryUnavailable, true},
-		{te(500), RegistryUnavailable, true},
-		{te(503, transport.UnavailableErrorCode), RegistryUnavailable, true},
-		{te(599), RegistryUnavailable, true},
-		{te(418), RegistryUnavailable, false},
-		{&url.Error{Op: "Head", URL: "https://r.example", Err: io.EOF}, RegistryUnavailable, true},
-		{&url.Error{Op: "Head", URL: "https://r.example", Err: io.ErrUnexpectedEOF}, RegistryUnavailable, true},
-		{&net.OpError{Op: "read", Err: syscall.ECONNRESET}, RegistryUnavailable, true},
-		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, RegistryUnavailable, true},
-		{&net.DNSError{Err: "no such host", Name: "r.example", IsNotFound: true}, RegistryUnavailable, false},
-		{&net.DNSError{Err: "timeout", Name: "r.example", IsTimeout: true}, RegistryUnavailable, true},
-		{context.DeadlineExceeded, RegistryUnavailable, false},
-		{&rateLimitedError{host: "r.example", until: time.Now()}, RateLimited, false},
-		{&credentialError{host: "r.example", err: errors.New("docker-credential-x: not found")}, Unauthorized, false},
-		{&insecureError{url: "http://10.0.0.1/v2/"}, RegistryUnavailable, false},
-		{&noDigestError{host: "index.docker.io", hub: true}, RegistryUnavailable, false},
-		{&attemptsError{err: te(503), n: 4}, RegistryUnavailable, true},
+		{te(404), failure.ManifestUnknown, false},
+		{te(404, transport.ManifestUnknownErrorCode), failure.ManifestUnknown, false},
+		{te(400, transport.ManifestUnknownErrorCode), failure.ManifestUnknown, false},
+		{te(400, transport.NameUnknownErrorCode), failure.ManifestUnknown, false},
+		{te(401), failure.Unauthorized, false},
+		{te(403), failure.Unauthorized, false},
+		{te(400, transport.DeniedErrorCode), failure.Unauthorized, false},
+		{te(400, transport.UnauthorizedErrorCode), failure.Unauthorized, false},
+		{te(429), failure.RateLimited, false},
+		{te(400, transport.TooManyRequestsErrorCode), failure.RateLimited, false},
+		{te(400, transport.NameInvalidErrorCode), failure.InvalidReference, false},
+		{te(408), failure.RegistryUnavailable, true},
+		{te(500), failure.RegistryUnavailable, true},
+		{te(503, transport.UnavailableErrorCode), failure.RegistryUnavailable, true},
+		{te(599), failure.RegistryUnavailable, true},
+		{te(418), failure.RegistryUnavailable, false},
+		{&url.Error{Op: "Head", URL: "https://r.example", Err: io.EOF}, failure.RegistryUnavailable, true},
+		{&url.Error{Op: "Head", URL: "https://r.example", Err: io.ErrUnexpectedEOF}, failure.RegistryUnavailable, true},
+		{&net.OpError{Op: "read", Err: syscall.ECONNRESET}, failure.RegistryUnavailable, true},
+		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, failure.RegistryUnavailable, true},
+		{&net.DNSError{Err: "no such host", Name: "r.example", IsNotFound: true}, failure.RegistryUnavailable, false},
+		{&net.DNSError{Err: "timeout", Name: "r.example", IsTimeout: true}, failure.RegistryUnavailable, true},
+		{context.DeadlineExceeded, failure.RegistryUnavailable, false},
+		{&rateLimitedError{host: "r.example", until: time.Now()}, failure.RateLimited, false},
+		{&credentialError{host: "r.example", err: errors.New("docker-credential-x: not found")}, failure.Unauthorized, false},
+		{&insecureError{url: "http://10.0.0.1/v2/"}, failure.RegistryUnavailable, false},
+		{&noDigestError{host: "index.docker.io", hub: true}, failure.RegistryUnavailable, false},
+		{&attemptsError{err: te(503), n: 4}, failure.RegistryUnavailable, true},
 	}
 	for _, tt := range tests {
 		got := classify(tt.err)
@@ -200,8 +202,8 @@ func TestParserParsesEachStringOnce(t *testing.T) {
 		{Query{Ref: "nginx", RepoDigests: []string{"ghcr.io/x/nginx@" + h}}, "no RepoDigest for index.docker.io/library/nginx"},
 	} {
 		for range 2 { // the second time from the parser's memory
-			if _, _, f := ps.prepare(tt.q); f == nil || f.reason != InvalidReference || !strings.Contains(f.msg, tt.want) {
-				t.Errorf("prepare(%q) = %+v, want InvalidReference %q", tt.q.Ref, f, tt.want)
+			if _, _, f := ps.prepare(tt.q); f == nil || f.reason != failure.InvalidReference || !strings.Contains(f.msg, tt.want) {
+				t.Errorf("prepare(%q) = %+v, want failure.InvalidReference %q", tt.q.Ref, f, tt.want)
 			}
 		}
 	}

@@ -40,8 +40,10 @@ func (p *phaseReplacer) Replace(ctx context.Context, s lifecycle.Spec) lifecycle
 	return lifecycle.Result{Outcome: lifecycle.OutcomeUpdated, NewID: s.ContainerID + "-new", Downtime: time.Millisecond}
 }
 
-func (p *phaseReplacer) Restart(context.Context, string, string, *time.Duration) error { return nil }
-func (p *phaseReplacer) Recover(context.Context) []lifecycle.Result                    { return nil }
+func (p *phaseReplacer) Restart(context.Context, string, string, *time.Duration) *lifecycle.Error {
+	return nil
+}
+func (p *phaseReplacer) Recover(context.Context) []lifecycle.Result { return nil }
 
 // anonymous answers PullAuth for spec(); apply never checks registries.
 type anonymous struct{}

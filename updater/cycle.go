@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/watcher-dev/watcher/failure"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/moby/client"
@@ -34,9 +36,9 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (self *Ca
 		lines[t.Name] = line
 		switch {
 		case t.SettingsErr != nil:
-			line.Failure = &Failure{Stage: "check", Reason: "InvalidLabel", Message: t.SettingsErr.Error()}
+			line.Failure = &Failure{Stage: failure.StageCheck, Reason: failure.InvalidLabel, Message: t.SettingsErr.Error()}
 		case t.image == nil || t.image.err != nil:
-			line.Failure = &Failure{Stage: "check", Reason: "ImageInspectError", Message: fmt.Sprint("inspecting the container's image: ", t.image.errOrMissing())}
+			line.Failure = &Failure{Stage: failure.StageCheck, Reason: failure.ImageInspectError, Message: fmt.Sprint("inspecting the container's image: ", t.image.errOrMissing())}
 		case t.Settings.Policy != PolicyDigest:
 			tagged = append(tagged, t)
 		default:
@@ -56,11 +58,11 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (self *Ca
 		}
 		line.NewDigest = res.Digest
 		switch {
-		case res.Reason == registry.InvalidReference:
+		case res.Reason == failure.InvalidReference:
 			line.Outcome, line.Message = OutcomeSkipped, res.Message
-			line.Failure = &Failure{Stage: "check", Reason: string(res.Reason), Message: res.Message}
+			line.Failure = &Failure{Stage: failure.StageCheck, Reason: res.Reason, Message: res.Message}
 		case res.Reason != "":
-			line.Failure = &Failure{Stage: "check", Reason: string(res.Reason), Message: res.Message}
+			line.Failure = &Failure{Stage: failure.StageCheck, Reason: res.Reason, Message: res.Message}
 		case !res.UpdateAvailable:
 			line.Outcome = OutcomeUpToDate
 		case t.Settings.MinAge > 0 && u.tooNew(ctx, t, res, line):
@@ -108,7 +110,7 @@ func (u *Updater) applyCandidates(ctx context.Context, obs *Observed, cands []Ca
 	}
 	if err := u.inspectTargets(ctx, running); err != nil {
 		for _, c := range cands {
-			lines[c.Target.Name].Failure = &Failure{Stage: "check", Reason: "InspectError", Message: err.Error()}
+			lines[c.Target.Name].Failure = &Failure{Stage: failure.StageCheck, Reason: failure.ImageInspectError, Message: err.Error()}
 		}
 		return
 	}
@@ -206,12 +208,12 @@ func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*Conta
 					mu.Lock()
 					if err != nil {
 						line.Outcome = OutcomeFailed
-						line.Failure = &Failure{Stage: "restart", Reason: "RunContainerError", Message: err.Error()}
+						line.Failure = &Failure{Stage: err.Stage, Reason: err.Reason, Message: err.Detail()}
 					} else {
 						line.Outcome, line.Message, line.Failure = OutcomeRestarted, s.Cause, nil
 					}
 					mu.Unlock()
-					l.Info("container restarted", "cause", s.Cause, "err", err)
+					l.Info("container restarted", "cause", s.Cause, "err", errString(err))
 				}
 				mu.Lock()
 				line.Duration = time.Since(start)

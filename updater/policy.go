@@ -26,6 +26,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/watcher-dev/watcher/failure"
+
 	"github.com/Masterminds/semver/v3"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -297,7 +299,7 @@ func (u *Updater) checkTagPolicies(ctx context.Context, req Request, ts []*Targe
 		}
 		w, err := newTagWork(t, line)
 		if err != nil {
-			checkFailed(line, registry.InvalidReference, err.Error())
+			checkFailed(line, failure.InvalidReference, err.Error())
 			continue
 		}
 		work = append(work, w)
@@ -329,11 +331,7 @@ func (u *Updater) checkTagPolicies(ctx context.Context, req Request, ts []*Targe
 	for _, w := range work {
 		l := lists[w.repo]
 		if l.err != nil {
-			reason, msg := registry.RegistryUnavailable, l.err.Error()
-			var re *registry.Error
-			if errors.As(l.err, &re) {
-				reason, msg = re.Reason, re.Message
-			}
+			reason, msg := registry.ReasonOf(l.err)
 			checkFailed(w.line, reason, "listing tags: "+msg)
 			continue
 		}
@@ -412,11 +410,7 @@ func (u *Updater) walk(ctx context.Context, req Request, tc TagChecker, w *tagWo
 		if minAge > 0 {
 			created, err := tc.Created(ctx, w.repo+"@"+res.Digest, w.platform)
 			if err != nil {
-				reason, msg := registry.RegistryUnavailable, err.Error()
-				var re *registry.Error
-				if errors.As(err, &re) {
-					reason, msg = re.Reason, re.Message
-				}
+				reason, msg := registry.ReasonOf(err)
 				checkFailed(line, reason, "reading the creation time of "+tag+": "+msg)
 				return nil
 			}
@@ -490,10 +484,10 @@ func (u *Updater) decide(req Request, line *ContainerReport, c Candidate) *Candi
 
 // checkFailed records a check-stage failure; an InvalidReference is a skip (nothing to look up),
 // as for the digest policy.
-func checkFailed(line *ContainerReport, reason registry.Reason, msg string) {
-	line.Failure = &Failure{Stage: "check", Reason: string(reason), Message: msg}
+func checkFailed(line *ContainerReport, reason failure.Reason, msg string) {
+	line.Failure = &Failure{Stage: failure.StageCheck, Reason: reason, Message: msg}
 	line.Outcome = OutcomeFailed
-	if reason == registry.InvalidReference {
+	if reason == failure.InvalidReference {
 		line.Outcome, line.Message = OutcomeSkipped, msg
 	}
 }
@@ -509,16 +503,12 @@ func (u *Updater) tooNew(ctx context.Context, t *Target, res registry.Result, li
 	}
 	ref, err := name.ParseReference(t.Image)
 	if err != nil {
-		checkFailed(line, registry.InvalidReference, err.Error())
+		checkFailed(line, failure.InvalidReference, err.Error())
 		return true
 	}
 	created, err := tc.Created(ctx, ref.Context().Name()+"@"+res.Digest, t.image.platform())
 	if err != nil {
-		reason, msg := registry.RegistryUnavailable, err.Error()
-		var re *registry.Error
-		if errors.As(err, &re) {
-			reason, msg = re.Reason, re.Message
-		}
+		reason, msg := registry.ReasonOf(err)
 		checkFailed(line, reason, "reading the creation time of the new image: "+msg)
 		return true
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watcher-dev/watcher/failure"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
@@ -347,7 +349,7 @@ func TestTagPoliciesAgainstRegistry(t *testing.T) {
 	if l := lines["monitor"]; l.NewImage != ref("1.1.0") || l.NewDigest != digestOf(t, v110) || !strings.Contains(l.Message, "tag 1.0.0 -> 1.1.0") {
 		t.Errorf("monitor: %+v; want update_available to 1.1.0 naming both tags", l)
 	}
-	if l := lines["junk"]; l.Failure == nil || l.Failure.Reason != string(registry.InvalidReference) || !strings.Contains(l.Message, `tag "latest" is not a version`) {
+	if l := lines["junk"]; l.Failure == nil || l.Failure.Reason != failure.InvalidReference || !strings.Contains(l.Message, `tag "latest" is not a version`) {
 		t.Errorf("junk: %+v %+v; want skipped, InvalidReference, naming the tag", l, l.Failure)
 	}
 	if c := candidateFor(cands, "patch"); c == nil || c.Cause != "tag 1.0.0 -> 1.0.1" {
@@ -468,7 +470,7 @@ func TestTagPolicyListingFailure(t *testing.T) {
 	lines, cands := r.check(Request{},
 		r.target("denied", "denied", "1.0.0", img, policy(PolicyPatch)),
 		r.target("fine", "fine", "1.0.0", img, policy(PolicyPatch)))
-	if l := lines["denied"]; l.Outcome != OutcomeFailed || l.Failure == nil || l.Failure.Reason != string(registry.Unauthorized) || !strings.Contains(l.Failure.Message, "listing tags") {
+	if l := lines["denied"]; l.Outcome != OutcomeFailed || l.Failure == nil || l.Failure.Reason != failure.Unauthorized || !strings.Contains(l.Failure.Message, "listing tags") {
 		t.Errorf("denied: %+v %+v; want failed Unauthorized while listing tags", l, l.Failure)
 	}
 	if len(cands) != 1 || cands[0].Target.Name != "fine" {

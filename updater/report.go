@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/watcher-dev/watcher/failure"
 )
 
 // Outcome is what a run did with one container. Results start pessimistic (failed) and are raised
@@ -23,9 +25,9 @@ const (
 
 // Failure names where and why something went wrong, with DESIGN.md's stage and reason strings.
 type Failure struct {
-	Stage   string `json:"stage"`
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
+	Stage   failure.Stage  `json:"stage"`
+	Reason  failure.Reason `json:"reason"`
+	Message string         `json:"message"`
 }
 
 // ContainerReport is one container's line in a run report.

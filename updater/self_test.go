@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/lifecycle"
 	"github.com/watcher-dev/watcher/registry"
 )
@@ -132,7 +133,7 @@ func (r *selfReplacer) Replace(_ context.Context, s lifecycle.Spec) lifecycle.Re
 	return lifecycle.Result{OldID: s.ContainerID, NewID: s.ContainerID + "-new", Outcome: lifecycle.OutcomeUpdated, Downtime: time.Millisecond}
 }
 
-func (r *selfReplacer) Restart(_ context.Context, id, _ string, _ *time.Duration) error {
+func (r *selfReplacer) Restart(_ context.Context, id, _ string, _ *time.Duration) *lifecycle.Error {
 	r.event("restart " + id)
 	return nil
 }
@@ -147,7 +148,7 @@ func (r *selfReplacer) Handover(ctx context.Context, s lifecycle.Spec, release f
 	r.mu.Unlock()
 	if h == nil {
 		return lifecycle.Result{OldID: s.ContainerID, Outcome: lifecycle.OutcomeFailed,
-			Err: &lifecycle.Error{ContainerID: s.ContainerID, Stage: lifecycle.StageCheck, Reason: "Unexpected", Message: "no handover expected"}}
+			Err: &lifecycle.Error{ContainerID: s.ContainerID, Stage: failure.StageCheck, Reason: "Unexpected", Message: "no handover expected"}}
 	}
 	return h(ctx, s, release)
 }
@@ -553,11 +554,11 @@ func TestHandoverReleaseFails(t *testing.T) {
 		name    string
 		outcome lifecycle.Outcome
 		want    Outcome
-		stage   string
-		reason  string
+		stage   failure.Stage
+		reason  failure.Reason
 	}{
-		{"rolled back", lifecycle.OutcomeRolledBack, OutcomeRolledBack, lifecycle.StageStart, lifecycle.ReasonInterrupted},
-		{"rollback failed", lifecycle.OutcomeFailed, OutcomeFailed, lifecycle.StageRollback, lifecycle.ReasonRollbackFailed},
+		{"rolled back", lifecycle.OutcomeRolledBack, OutcomeRolledBack, failure.StageStart, failure.Interrupted},
+		{"rollback failed", lifecycle.OutcomeFailed, OutcomeFailed, failure.StageRollback, failure.RollbackFailed},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			releaseErr := errors.New("closing the state file: disk on fire")
@@ -621,7 +622,7 @@ func TestRecoverStoresARecoveryRun(t *testing.T) {
 	r.life.recovered = []lifecycle.Result{
 		{TxID: "tx1", Name: "app", OldID: otherID, NewID: otherID + "-new", Outcome: lifecycle.OutcomeUpdated, Downtime: time.Second},
 		{TxID: "tx2", Name: "db", OldID: "db-id", NewID: "db-id", Outcome: lifecycle.OutcomeRolledBack,
-			Err: &lifecycle.Error{ContainerID: "db-id", Stage: lifecycle.StageVerify, Reason: lifecycle.ReasonInterrupted, Message: "the watcher stopped mid-update"}},
+			Err: &lifecycle.Error{ContainerID: "db-id", Stage: failure.StageVerify, Reason: failure.Interrupted, Message: "the watcher stopped mid-update"}},
 		{TxID: "tx3", Name: "watcher", OldID: selfID, NewID: succID, Outcome: lifecycle.OutcomeHandedOver},
 	}
 	got := r.u.Recover(context.Background())
@@ -640,7 +641,7 @@ func TestRecoverStoresARecoveryRun(t *testing.T) {
 		t.Errorf("app line = %+v, want updated to the new container, naming tx1", l)
 	}
 	if l := rep.Containers[1]; l.Name != "db" || l.NewID != "" || l.Outcome != OutcomeRolledBack || l.Failure == nil ||
-		*l.Failure != (Failure{Stage: lifecycle.StageVerify, Reason: lifecycle.ReasonInterrupted, Message: "the watcher stopped mid-update"}) {
+		*l.Failure != (Failure{Stage: failure.StageVerify, Reason: failure.Interrupted, Message: "the watcher stopped mid-update"}) {
 		t.Errorf("db line = %+v (failure %+v), want rolled_back with the verify/Interrupted failure and no new id", l, l.Failure)
 	}
 	if l := rep.Containers[2]; l.Name != "watcher" || l.ID != selfID || l.NewID != succID || l.Outcome != OutcomeHandedOver || l.Failure != nil || !strings.Contains(l.Message, "successor") {

@@ -36,7 +36,7 @@ type Checker interface {
 // Replacer replaces containers as journaled transactions (lifecycle.Manager).
 type Replacer interface {
 	Replace(ctx context.Context, s lifecycle.Spec) lifecycle.Result
-	Restart(ctx context.Context, containerID, stopSignal string, timeout *time.Duration) error
+	Restart(ctx context.Context, containerID, stopSignal string, timeout *time.Duration) *lifecycle.Error
 	Recover(ctx context.Context) []lifecycle.Result
 }
 

@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/watcher-dev/watcher/failure"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/moby/client"
 	"github.com/robfig/cron/v3"
@@ -393,7 +395,13 @@ type noReplacer struct{}
 var errDryRun = errors.New("dry run: nothing is changed")
 
 func (noReplacer) Replace(_ context.Context, s lifecycle.Spec) lifecycle.Result {
-	return lifecycle.Result{Outcome: lifecycle.OutcomeFailed, Err: &lifecycle.Error{ContainerID: s.ContainerID, Stage: "check", Reason: "DryRun", Message: errDryRun.Error(), Err: errDryRun}}
+	return lifecycle.Result{Outcome: lifecycle.OutcomeFailed, Err: dryRunError(s.ContainerID)}
 }
-func (noReplacer) Restart(context.Context, string, string, *time.Duration) error { return errDryRun }
-func (noReplacer) Recover(context.Context) []lifecycle.Result                    { return nil }
+func (noReplacer) Restart(_ context.Context, id string, _ string, _ *time.Duration) *lifecycle.Error {
+	return dryRunError(id)
+}
+
+func dryRunError(id string) *lifecycle.Error {
+	return &lifecycle.Error{ContainerID: id, Stage: failure.StagePlan, Reason: failure.Unsupported, Message: errDryRun.Error(), Err: errDryRun}
+}
+func (noReplacer) Recover(context.Context) []lifecycle.Result { return nil }

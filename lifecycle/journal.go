@@ -55,6 +55,7 @@ type record struct {
 	RestoredID string          `json:",omitempty"` // old container recreated from the snapshot on rollback
 	AutoRemove bool            `json:",omitempty"`
 	WasRunning bool            `json:",omitempty"`
+	Stopped    bool            `json:",omitempty"` // the old container's stop was asked for
 	// Handover marks a self-update: ContainerID is the watcher that started it (the
 	// predecessor), NewID its successor, and the successor finishes it (see handover.go).
 	Handover bool `json:",omitempty"`
@@ -121,7 +122,7 @@ func (r *record) finished() bool { return r.Step == stepDone }
 
 func (r *record) result() Result {
 	res := Result{TxID: r.TxID, Name: r.Name, OldID: r.ContainerID, NewID: r.NewID,
-		OldImageID: r.OldImageID, NewImageID: r.NewImageID, Outcome: r.Outcome, Downtime: r.Downtime}
+		OldImageID: r.OldImageID, NewImageID: r.NewImageID, Outcome: r.Outcome, Downtime: r.Downtime, Stopped: r.Stopped}
 	if res.Outcome == "" {
 		res.Outcome = OutcomeFailed
 	}

@@ -156,4 +156,8 @@ type Result struct {
 	Outcome    Outcome
 	Err        *Error        // nil on updated/unchanged
 	Downtime   time.Duration // old container stopped -> new container started
+	// Stopped: the old container was stopped (or its stop asked for) at some point, so whatever
+	// depends on it was disturbed even when the update was rolled back. False means the old
+	// container never stopped (a failure before the stop, an unchanged image).
+	Stopped bool
 }

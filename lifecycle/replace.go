@@ -150,6 +150,7 @@ func (t *txn) run(ctx context.Context) Result {
 	}
 
 	// 4. stop the old one; downtime starts
+	r.Stopped = true // from here on, what depends on it has been disturbed, whatever the outcome
 	if err := t.journal(stepStop); err != nil {
 		return t.fail(ctx, newError(r.ContainerID, failure.StageStop, failure.StoreError, "writing the journal", err))
 	}

@@ -37,7 +37,7 @@ func (p *phaseReplacer) Replace(ctx context.Context, s lifecycle.Spec) lifecycle
 	p.mu.Lock()
 	p.verify--
 	p.mu.Unlock()
-	return lifecycle.Result{Outcome: lifecycle.OutcomeUpdated, NewID: s.ContainerID + "-new", Downtime: time.Millisecond}
+	return lifecycle.Result{Outcome: lifecycle.OutcomeUpdated, NewID: s.ContainerID + "-new", Downtime: time.Millisecond, Stopped: true}
 }
 
 func (p *phaseReplacer) Restart(context.Context, string, string, *time.Duration) *lifecycle.Error {

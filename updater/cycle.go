@@ -197,7 +197,7 @@ func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*Conta
 					if res.Outcome == lifecycle.OutcomeUpdated && s.Op == OpUpdate && res.OldImageID != "" && res.OldImageID != res.NewImageID {
 						superseded = append(superseded, res.OldImageID)
 					}
-					if res.Downtime == 0 && res.Outcome != lifecycle.OutcomeUpdated {
+					if !res.Stopped {
 						untouched[t.Name] = true
 					}
 					mu.Unlock()

@@ -130,7 +130,7 @@ func (r *selfReplacer) Replace(_ context.Context, s lifecycle.Spec) lifecycle.Re
 	if s.Started != nil {
 		s.Started()
 	}
-	return lifecycle.Result{OldID: s.ContainerID, NewID: s.ContainerID + "-new", Outcome: lifecycle.OutcomeUpdated, Downtime: time.Millisecond}
+	return lifecycle.Result{OldID: s.ContainerID, NewID: s.ContainerID + "-new", Outcome: lifecycle.OutcomeUpdated, Downtime: time.Millisecond, Stopped: true}
 }
 
 func (r *selfReplacer) Restart(_ context.Context, id, _ string, _ *time.Duration) *lifecycle.Error {

@@ -46,7 +46,7 @@ func TestCrashChild(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &job); err != nil {
 		t.Fatal(err)
 	}
-	journalHook = func(seq int, step string) {
+	crash := func(seq int, step string) {
 		if seq == job.CrashAt || step == job.CrashAfter {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
@@ -64,9 +64,11 @@ func TestCrashChild(t *testing.T) {
 	var res Result
 	if job.Handover {
 		m := New(cli, s, Options{StopTimeout: 5 * time.Second, SelfID: job.ContainerID, Logger: testLogger(t)})
+		m.afterJournal = crash
 		res = m.Handover(context.Background(), spec, func(context.Context, string) error { return s.Close() })
 	} else {
 		m := New(cli, s, Options{StopTimeout: 5 * time.Second, Logger: testLogger(t)})
+		m.afterJournal = crash
 		res = m.Replace(context.Background(), spec)
 	}
 	b, _ := json.Marshal(res)

@@ -70,16 +70,15 @@ type record struct {
 
 // specRecord is the Spec minus credentials.
 type specRecord struct {
-	Image          string
-	PullRef        string            `json:",omitempty"`
-	Recreate       bool              `json:",omitempty"`
-	Replaced       map[string]string `json:",omitempty"`
-	StopSignal     string            `json:",omitempty"`
-	StopTimeout    *time.Duration    `json:",omitempty"`
-	Verify         time.Duration     `json:",omitempty"`
-	HealthTimeout  time.Duration     `json:",omitempty"`
-	Rollback       bool              `json:",omitempty"`
-	RemoveOldImage bool              `json:",omitempty"`
+	Image         string
+	PullRef       string            `json:",omitempty"`
+	Recreate      bool              `json:",omitempty"`
+	Replaced      map[string]string `json:",omitempty"`
+	StopSignal    string            `json:",omitempty"`
+	StopTimeout   *time.Duration    `json:",omitempty"`
+	Verify        time.Duration     `json:",omitempty"`
+	HealthTimeout time.Duration     `json:",omitempty"`
+	Rollback      bool              `json:",omitempty"`
 }
 
 type errRecord struct {
@@ -101,7 +100,7 @@ type imageInfo struct {
 func toSpecRecord(s Spec) specRecord {
 	return specRecord{Image: s.Image, PullRef: s.PullRef, Recreate: s.Recreate, Replaced: s.Replaced,
 		StopSignal: s.StopSignal, StopTimeout: s.StopTimeout, Verify: s.Verify, HealthTimeout: s.HealthTimeout,
-		Rollback: s.Rollback, RemoveOldImage: s.RemoveOldImage}
+		Rollback: s.Rollback}
 }
 
 func (r *record) snapshot() (container.InspectResponse, error) {
@@ -150,9 +149,6 @@ func newTxID() string {
 	return strings.Repeat("0", max(0, 9-len(ts))) + ts + hex.EncodeToString(b)
 }
 
-// journalHook, when set (by tests), runs after every successful journal write.
-var journalHook func(seq int, step string)
-
 // journal writes r with step as the step about to be taken.
 func (t *txn) journal(step string) error {
 	r := t.r
@@ -169,8 +165,8 @@ func (t *txn) journal(step string) error {
 	if t.m.log.Enabled(context.Background(), slog.LevelDebug) {
 		t.log().Debug("journal", "step", step, "seq", r.Seq, "since_start", time.Since(r.Started).Round(time.Millisecond))
 	}
-	if journalHook != nil {
-		journalHook(r.Seq, step)
+	if t.m.afterJournal != nil {
+		t.m.afterJournal(r.Seq, step)
 	}
 	return nil
 }

@@ -36,23 +36,38 @@ type Options struct {
 	SelfCheck func(ctx context.Context) error
 }
 
+// Journal is where transactions are written before each step (store.Store). Records are opaque
+// bytes to it, keyed by transaction id and indexed by the replaced container's ID.
+type Journal interface {
+	PutJournal(txid, containerID string, data []byte) error
+	Journal(txid string) (store.JournalEntry, error)
+	Journals() ([]store.JournalEntry, error)
+	JournalsFor(containerID string) ([]store.JournalEntry, error)
+	DeleteJournal(txid string) error
+}
+
+var _ Journal = (*store.Store)(nil)
+
 // Manager runs update transactions. It is safe for concurrent use; one container is never
 // touched by two transactions at once.
 type Manager struct {
 	d   Docker
-	s   *store.Store
+	s   Journal
 	o   Options
 	log *slog.Logger
 
 	settle time.Duration // see defaultSettle
 	poll   time.Duration // verify's fallback poll, see verifyPoll
+	// afterJournal, when set (by tests), runs after every successful journal write: the crash
+	// tests kill the process there.
+	afterJournal func(seq int, step string)
 
 	mu   sync.Mutex
 	busy map[string]chan struct{} // container ID -> closed when its transaction ends
 }
 
 // New returns a Manager on engine d with journal s.
-func New(d Docker, s *store.Store, o Options) *Manager {
+func New(d Docker, s Journal, o Options) *Manager {
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 10 * time.Second
 	}
@@ -114,8 +129,7 @@ type Spec struct {
 	// container that is running but failed its health gate (Outcome failed, the old one removed):
 	// a new container that exited, never ran or crash-loops is rolled back all the same, because a
 	// failure must not leave the service down when the old container can run.
-	Rollback       bool
-	RemoveOldImage bool // remove the superseded image after commit if no container uses it
+	Rollback bool
 
 	// Started, if not nil, is called exactly once per Replace call: right after the new
 	// container has been started, before it is verified — the end of the disruptive part (pull,

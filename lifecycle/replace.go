@@ -52,8 +52,6 @@ func once(f func()) func() {
 	return sync.OnceFunc(f)
 }
 
-func (t *txn) spec() specRecord { return t.r.Spec }
-
 func (t *txn) verifyWindow() time.Duration {
 	if t.r.Spec.Verify > 0 {
 		return t.r.Spec.Verify
@@ -461,7 +459,8 @@ func (t *txn) running(ctx context.Context, id string) bool {
 	return err == nil && ins.State != nil && ins.State.Running
 }
 
-// commit removes the set-aside container (never its volumes) and, if asked, the old image.
+// commit removes the set-aside container (never its volumes). The updater removes superseded
+// images after the run (update.cleanup), when no container uses them any more.
 // kept is the verify failure of a new container kept with rollback disabled, else nil.
 func (t *txn) commit(ctx context.Context, kept *Error) Result {
 	r := t.r
@@ -480,30 +479,11 @@ func (t *txn) commit(ctx context.Context, kept *Error) Result {
 		res.Outcome = OutcomeUpdated
 		return res
 	}
-	if r.Spec.RemoveOldImage && r.OldImageID != r.NewImageID {
-		t.removeImage(ctx, r.OldImageID)
-	}
 	outcome := OutcomeUpdated
 	if kept != nil {
 		outcome = OutcomeFailed
 	}
 	return t.finish(kept, outcome)
-}
-
-// removeImage removes the superseded image if no container uses it; failures are only logged.
-func (t *txn) removeImage(ctx context.Context, id string) {
-	res, err := t.m.d.ContainerList(ctx, client.ContainerListOptions{All: true})
-	if err != nil {
-		return
-	}
-	for _, c := range res.Items {
-		if c.ImageID == id {
-			return
-		}
-	}
-	if _, err := t.m.d.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
-		t.log().Info("old image kept", "image", shortID(id), "err", err)
-	}
 }
 
 // finish journals the end of the transaction and returns its Result.

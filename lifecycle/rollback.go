@@ -42,7 +42,7 @@ func (t *txn) rollback(ctx context.Context, cause *Error) Result {
 	if cause != nil && (r.Cause == nil || r.Step != stepRollback && r.Step != stepRollbackRemove && r.Step != stepRollbackRestore && r.Step != stepRollbackStart) {
 		r.Cause = &errRecord{Stage: cause.Stage, Reason: cause.Reason, Message: oneLine(cause)}
 	}
-	_ = t.journal(stepRollback)
+	t.journalOnRollback(stepRollback)
 	if err := t.undo(ctx); err != nil {
 		e := asError(err, r.ContainerID, failure.StageRollback, failure.RollbackFailed, "")
 		if e.Reason != failure.RollbackFailed {
@@ -59,7 +59,7 @@ func (t *txn) rollback(ctx context.Context, cause *Error) Result {
 		return res
 	}
 	r.Outcome = OutcomeRolledBack
-	_ = t.journal(stepDone)
+	t.journalOnRollback(stepDone)
 	res := r.result()
 	t.log().Info("update rolled back", "err", errString(res.Err))
 	return res
@@ -70,7 +70,7 @@ func (t *txn) undo(ctx context.Context) error {
 	stop := t.stopTimeoutSeconds()
 
 	// 1. remove what this transaction created (the new container)
-	_ = t.journal(stepRollbackRemove)
+	t.journalOnRollback(stepRollbackRemove)
 	mine, err := t.byLabel(ctx, r.TxID)
 	if err != nil {
 		return err
@@ -86,7 +86,7 @@ func (t *txn) undo(ctx context.Context) error {
 	r.NewID = ""
 
 	// 2. the old container back under its name, or recreated from the snapshot
-	_ = t.journal(stepRollbackRestore)
+	t.journalOnRollback(stepRollbackRestore)
 	target := r.ContainerID
 	var nameErr error // the old container runs even if a foreign container took its name
 	ins, err := t.inspect(ctx, r.ContainerID)
@@ -117,7 +117,7 @@ func (t *txn) undo(ctx context.Context) error {
 	}
 
 	// 3. start it and see it run
-	_ = t.journal(stepRollbackStart)
+	t.journalOnRollback(stepRollbackStart)
 	if !r.WasRunning {
 		return nameErr
 	}
@@ -135,6 +135,15 @@ func (t *txn) undo(ctx context.Context) error {
 		if attempt >= 3 || e.Reason != failure.ContainerExited {
 			return fmt.Errorf("old container does not run after rollback: %s", oneLine(e))
 		}
+	}
+}
+
+// journalOnRollback journals a rollback step. A rollback goes on when the write fails: putting
+// the old container back matters more than the record, and an unfinished record only makes the
+// next start run the (idempotent) rollback again. The failure is logged.
+func (t *txn) journalOnRollback(step string) {
+	if err := t.journal(step); err != nil {
+		t.log().Error("journal write failed during rollback; rolling back all the same", "step", step, "err", err)
 	}
 }
 
@@ -184,7 +193,7 @@ func (t *txn) restore(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("connecting network %s: %w", n, err)
 		}
 	}
-	_ = t.journal(stepRollbackRestore)
+	t.journalOnRollback(stepRollbackRestore)
 	return res.ID, nil
 }
 

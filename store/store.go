@@ -33,8 +33,7 @@ var (
 // Store is the watcher's state file. It is safe for concurrent use; only one process can have
 // the file open at a time.
 type Store struct {
-	db   *bolt.DB
-	path string
+	db *bolt.DB
 }
 
 // Open opens (creating it and its parent directory when missing) the bbolt file at path. If
@@ -62,11 +61,8 @@ func Open(path string) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: initialising %s: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	return &Store{db: db}, nil
 }
-
-// Path is the file the store was opened from.
-func (s *Store) Path() string { return s.path }
 
 // Close releases the file.
 func (s *Store) Close() error { return s.db.Close() }

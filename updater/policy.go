@@ -248,7 +248,7 @@ func retag(image, tag string) string {
 
 // tagWork is one container under a semver policy, through this cycle.
 type tagWork struct {
-	t        *Target
+	t        *Container
 	line     *ContainerReport
 	repo     string // normalised repository: the listing is shared by this key
 	cur      version
@@ -256,7 +256,7 @@ type tagWork struct {
 	chain    []string // tags to try, newest first; the last is the container's own tag
 }
 
-func newTagWork(t *Target, line *ContainerReport) (*tagWork, error) {
+func newTagWork(t *Container, line *ContainerReport) (*tagWork, error) {
 	policy := t.Settings.Policy
 	ref, err := name.ParseReference(t.Image, name.WeakValidation)
 	if err != nil {
@@ -281,13 +281,11 @@ func (w *tagWork) ref(tag string) string {
 	return retag(w.t.Image, tag)
 }
 
-func (w *tagWork) query(tag string) registry.Query {
-	return registry.Query{Ref: w.ref(tag), Platform: w.platform, RepoDigests: w.t.image.RepoDigests, ImageID: w.t.ImageID}
-}
+func (w *tagWork) query(tag string) registry.Query { return w.t.query(w.ref(tag)) }
 
 // checkTagPolicies checks the targets under patch, minor and major, fills their report lines and
-// returns the updates to plan. cycle has inspected their images; their lines start as failed.
-func (u *Updater) checkTagPolicies(ctx context.Context, req Request, ts []*Target, lines map[string]*ContainerReport) []Candidate {
+// returns the updates available. cycle has inspected their images; their lines start as failed.
+func (u *Updater) checkTagPolicies(ctx context.Context, ts []*Container, lines map[string]*ContainerReport) []Candidate {
 	tc, _ := u.checker.(TagChecker)
 	var work []*tagWork
 	for _, t := range ts {
@@ -357,7 +355,7 @@ func (u *Updater) checkTagPolicies(ctx context.Context, req Request, ts []*Targe
 	var cands []Candidate
 	for i, w := range queued {
 		wg.Go(func() {
-			if c := u.walk(ctx, req, tc, w, results[i]); c != nil {
+			if c := u.walk(ctx, tc, w, results[i]); c != nil {
 				mu.Lock()
 				cands = append(cands, *c)
 				mu.Unlock()
@@ -365,7 +363,7 @@ func (u *Updater) checkTagPolicies(ctx context.Context, req Request, ts []*Targe
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(cands, func(a, b Candidate) int { return strings.Compare(a.Target.Name, b.Target.Name) })
+	slices.SortFunc(cands, func(a, b Candidate) int { return strings.Compare(a.Container.Name, b.Container.Name) })
 	return cands
 }
 
@@ -382,7 +380,7 @@ func (u *Updater) checkTagPolicies(ctx context.Context, req Request, ts []*Targe
 // the container is skipped with "too new (age …)" naming the newest; a later cycle takes it
 // once it is old enough. A failure stops the walk: the container is reported failed, not moved
 // to something older than the registry would have given.
-func (u *Updater) walk(ctx context.Context, req Request, tc TagChecker, w *tagWork, res registry.Result) *Candidate {
+func (u *Updater) walk(ctx context.Context, tc TagChecker, w *tagWork, res registry.Result) *Candidate {
 	line, minAge := w.line, w.t.Settings.MinAge
 	var tooNew, tooNewTag string // why the newest tag tried was passed over, and which it was
 	for i, tag := range w.chain {
@@ -421,7 +419,7 @@ func (u *Updater) walk(ctx context.Context, req Request, tc TagChecker, w *tagWo
 				continue
 			}
 		}
-		return u.take(req, w, tag, res, tooNew, tooNewTag)
+		return take(w, tag, res, tooNew, tooNewTag)
 	}
 	line.Outcome, line.Message = OutcomeSkipped, fmt.Sprintf("too new (%s): %s", tooNew, tooNewTag)
 	return nil
@@ -441,10 +439,9 @@ func tooYoung(created time.Time, minAge time.Duration, now time.Time) string {
 	return fmt.Sprintf("age %s, min-age %s", age.Round(time.Second), minAge)
 }
 
-// take records the chosen tag on the line and returns the update, or reports it available when
-// the container is not to be touched (the watcher itself, monitor mode, dry run).
-func (u *Updater) take(req Request, w *tagWork, tag string, res registry.Result, tooNew, tooNewTag string) *Candidate {
-	t, line := w.t, w.line
+// take records the chosen tag on the line and returns the update.
+func take(w *tagWork, tag string, res registry.Result, tooNew, tooNewTag string) *Candidate {
+	line := w.line
 	line.NewDigest = res.Digest
 	cause := fmt.Sprintf("digest %s -> %s", shortDigest(line.OldDigest), shortDigest(res.Digest))
 	newImage := ""
@@ -455,47 +452,15 @@ func (u *Updater) take(req Request, w *tagWork, tag string, res registry.Result,
 	}
 	if tooNew != "" {
 		cause += fmt.Sprintf("; %s is too new (%s)", tooNewTag, tooNew)
-	}
-	if tooNew != "" {
 		line.Message = cause
 	}
-	return u.decide(req, line, Candidate{Target: t, NewDigest: res.Digest, NewImage: newImage, Cause: cause})
-}
-
-// decide turns an available update into a candidate to apply, or reports it available when the
-// container is not to be touched: monitor mode, a dry run, the watcher itself when it cannot
-// hand over (once, check), another watcher instance (it updates itself: two instances replacing
-// each other would stop each other mid-transaction).
-func (u *Updater) decide(req Request, line *ContainerReport, c Candidate) *Candidate {
-	switch {
-	case c.Target.Settings.Mode == ModeMonitor:
-		line.Outcome, line.Message = OutcomeUpdateAvailable, "monitor mode: "+c.Cause
-	case req.DryRun:
-		line.Outcome, line.Message = OutcomeUpdateAvailable, "would update: "+c.Cause
-	case c.Target.Self && !u.canHandOver():
-		line.Outcome, line.Message = OutcomeUpdateAvailable, "this is the watcher's own container; only the daemon (watcher run) updates itself"
-	case !c.Target.Self && c.Target.Labels[WatcherImageLabel] == WatcherImageTitle:
-		line.Outcome, line.Message = OutcomeSkipped, "another watcher instance ("+c.Cause+"); it updates itself"
-	default:
-		return &c
-	}
-	return nil
-}
-
-// checkFailed records a check-stage failure; an InvalidReference is a skip (nothing to look up),
-// as for the digest policy.
-func checkFailed(line *ContainerReport, reason failure.Reason, msg string) {
-	line.Failure = &Failure{Stage: failure.StageCheck, Reason: reason, Message: msg}
-	line.Outcome = OutcomeFailed
-	if reason == failure.InvalidReference {
-		line.Outcome, line.Message = OutcomeSkipped, msg
-	}
+	return &Candidate{Container: w.t, NewDigest: res.Digest, NewImage: newImage, Cause: cause}
 }
 
 // tooNew applies watcher.min-age to a digest-policy update: it reports whether the new image is
 // younger than min-age (or its age cannot be read), filling line with why. The next cycle takes
 // the image once it is old enough.
-func (u *Updater) tooNew(ctx context.Context, t *Target, res registry.Result, line *ContainerReport) bool {
+func (u *Updater) tooNew(ctx context.Context, t *Container, res registry.Result, line *ContainerReport) bool {
 	tc, ok := u.checker.(TagChecker)
 	if !ok {
 		line.Outcome, line.Message = OutcomeSkipped, "min-age is set but image ages cannot be read with this registry client"

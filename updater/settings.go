@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Labels on watched containers (DESIGN.md "Labels on watched containers").
+// Labels on containers (README.md "Labels" lists them for users).
 const (
 	LabelEnable        = "watcher.enable"
 	LabelMode          = "watcher.mode"
@@ -21,6 +21,10 @@ const (
 	LabelVerify        = "watcher.verify"
 	LabelHealthTimeout = "watcher.health-timeout"
 	LabelMinAge        = "watcher.min-age"
+	// LabelFollow=true on an opted-out container lets a plan restart or recreate it (on its own
+	// image) to follow a container it depends on; without it an opted-out container is never
+	// touched.
+	LabelFollow = "watcher.follow"
 
 	// Watchtower's labels, honoured when the watcher.* label is absent so existing deployments
 	// work unchanged.
@@ -48,12 +52,11 @@ const (
 	PolicyMajor  = "major"
 )
 
-// Defaults are the config values labels override.
+// Defaults are the config values labels override in the updater. The durations (stop timeout,
+// verify, health timeout) are lifecycle's: a label overrides them per update, and without one
+// the Spec leaves them zero so lifecycle.Options (update.*) apply.
 type Defaults struct {
-	Mode          string
-	StopTimeout   time.Duration
-	Verify        time.Duration
-	HealthTimeout time.Duration
+	Mode string // update.mode; "" = ModeUpdate
 }
 
 // Settings are one container's effective settings: its labels over the config.
@@ -66,10 +69,11 @@ type Settings struct {
 	TagExclude    *regexp.Regexp
 	DependsOn     []string
 	StopSignal    string         // "" = the container's own
-	StopTimeout   *time.Duration // nil = the container's own StopTimeout, else config
-	Verify        time.Duration
-	HealthTimeout time.Duration
+	StopTimeout   *time.Duration // nil = the container's own StopTimeout, else update.stop_timeout
+	Verify        time.Duration  // 0 = update.verify
+	HealthTimeout time.Duration  // 0 = update.health_timeout
 	MinAge        time.Duration
+	Follow        bool // watcher.follow=true (see LabelFollow)
 }
 
 // label returns the watcher label, else the Watchtower one, and whether either was set.
@@ -87,9 +91,13 @@ func label(labels map[string]string, ours, theirs string) (string, bool) {
 
 // ParseSettings reads a container's labels over the defaults. A malformed value is an error
 // naming the label and value; the caller marks that container failed and goes on with the rest.
-// Enabled and Scope are filled in even when an error is returned, so selection still works.
+// Enabled, Scope and Follow are filled in even when an error is returned, so selection (and the
+// opt-out rule) still work.
 func ParseSettings(labels map[string]string, d Defaults) (Settings, error) {
-	s := Settings{Mode: d.Mode, Policy: PolicyDigest, Verify: d.Verify, HealthTimeout: d.HealthTimeout}
+	s := Settings{Mode: d.Mode, Policy: PolicyDigest}
+	if s.Mode == "" {
+		s.Mode = ModeUpdate
+	}
 	var errs []string
 	bad := func(key, val, why string) { errs = append(errs, fmt.Sprintf("label %s=%q: %s", key, val, why)) }
 
@@ -154,6 +162,13 @@ func ParseSettings(labels map[string]string, d Defaults) (Settings, error) {
 		}
 	}
 	s.StopSignal, _ = label(labels, LabelStopSignal, wtStopSignal)
+	if v, ok := labels[LabelFollow]; ok {
+		b, err := parseBool(v)
+		if err != nil {
+			bad(LabelFollow, v, "want true or false")
+		}
+		s.Follow = b
+	}
 	for _, dur := range []struct {
 		key string
 		set func(time.Duration)

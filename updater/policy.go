@@ -306,24 +306,7 @@ func (u *Updater) checkTagPolicies(ctx context.Context, ts []*Container, lines m
 		return nil
 	}
 
-	// One listing per repository per cycle, shared by its containers.
-	type listing struct {
-		ref  string
-		tags []string
-		err  error
-	}
-	lists := map[string]*listing{}
-	for _, w := range work {
-		if lists[w.repo] == nil {
-			lists[w.repo] = &listing{ref: w.t.Image}
-		}
-	}
-	var wg sync.WaitGroup
-	for _, l := range lists {
-		wg.Go(func() { l.tags, l.err = tc.Tags(ctx, l.ref) })
-	}
-	wg.Wait()
-
+	lists := listTags(ctx, tc, work)
 	var queries []registry.Query
 	var queued []*tagWork
 	for _, w := range work {
@@ -333,26 +316,18 @@ func (u *Updater) checkTagPolicies(ctx context.Context, ts []*Container, lines m
 			checkFailed(w.line, reason, "listing tags: "+msg)
 			continue
 		}
-		s := w.t.Settings
-		n := 1
-		if s.MinAge > 0 {
-			n += minAgeSteps
-		}
-		for _, c := range candidates(w.cur, l.tags, s.Policy, s.TagInclude, s.TagExclude) {
-			if len(w.chain) == n {
-				break
-			}
-			w.chain = append(w.chain, c.tag)
-		}
-		w.chain = append(w.chain, w.cur.tag)
+		w.plotChain(l.tags)
 		queries = append(queries, w.query(w.chain[0]))
 		queued = append(queued, w)
 	}
 
 	// The first tag of every chain in one Check: containers that picked the same tag share a HEAD.
 	results := u.checker.Check(ctx, queries)
-	var mu sync.Mutex
-	var cands []Candidate
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		cands []Candidate
+	)
 	for i, w := range queued {
 		wg.Go(func() {
 			if c := u.walk(ctx, tc, w, results[i]); c != nil {
@@ -365,6 +340,46 @@ func (u *Updater) checkTagPolicies(ctx context.Context, ts []*Container, lines m
 	wg.Wait()
 	slices.SortFunc(cands, func(a, b Candidate) int { return strings.Compare(a.Container.Name, b.Container.Name) })
 	return cands
+}
+
+// listing is one repository's tags, listed once per cycle for all of its containers.
+type listing struct {
+	ref  string // a reference in the repository, to list it by
+	tags []string
+	err  error
+}
+
+// listTags lists the tags of every repository the work runs, concurrently, once each.
+func listTags(ctx context.Context, tc TagChecker, work []*tagWork) map[string]*listing {
+	lists := map[string]*listing{}
+	for _, w := range work {
+		if lists[w.repo] == nil {
+			lists[w.repo] = &listing{ref: w.t.Image}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, l := range lists {
+		wg.Go(func() { l.tags, l.err = tc.Tags(ctx, l.ref) })
+	}
+	wg.Wait()
+	return lists
+}
+
+// plotChain picks the tags w tries, newest first: the newest its policy allows (and, under
+// min-age, up to minAgeSteps older ones to fall back to), then its own tag.
+func (w *tagWork) plotChain(tags []string) {
+	s := w.t.Settings
+	n := 1
+	if s.MinAge > 0 {
+		n += minAgeSteps
+	}
+	for _, c := range candidates(w.cur, tags, s.Policy, s.TagInclude, s.TagExclude) {
+		if len(w.chain) == n {
+			break
+		}
+		w.chain = append(w.chain, c.tag)
+	}
+	w.chain = append(w.chain, w.cur.tag)
 }
 
 // walk goes down w.chain (res answers its first tag) and takes the first tag that is an update

@@ -100,7 +100,7 @@ func testLogger() (*slog.Logger, *testenv.SyncBuffer) {
 func changedReport() *updater.Report {
 	t0 := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	return &updater.Report{
-		ID: "run-7", Trigger: "schedule", StartedAt: t0, FinishedAt: t0.Add(95 * time.Second),
+		ID: "run-7", Trigger: updater.TriggerSchedule, StartedAt: t0, FinishedAt: t0.Add(95 * time.Second),
 		Containers: []updater.ContainerReport{
 			{Name: "web", Image: "nginx:1.27", Outcome: updater.OutcomeUpdated,
 				OldDigest: "sha256:" + strings.Repeat("1", 64), NewDigest: "sha256:" + strings.Repeat("2", 64), Downtime: 1200 * time.Millisecond},
@@ -162,7 +162,7 @@ func TestWebhookJSON(t *testing.T) {
 	defer n.Close()
 	rep := changedReport()
 	rep.Containers[1] = updater.ContainerReport{Name: "api", Image: "x:1", Outcome: updater.OutcomeFailed,
-		Failure: &updater.Failure{Stage: "rollback", Reason: "RollbackFailed", Message: "could not rename"}}
+		Failure: &updater.Failure{Stage: failure.StageRollback, Reason: failure.RollbackFailed, Message: "could not rename"}}
 	n.RunFinished(rep)
 	if err := res.next(t); err != nil {
 		t.Fatalf("OnResult = %v", err)

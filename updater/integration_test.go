@@ -270,7 +270,7 @@ func TestParallelUpdatesOneFails(t *testing.T) {
 		}
 	}
 	bad := line(t, rep, r.Name("bad"))
-	if bad.Outcome != updater.OutcomeRolledBack || bad.Failure == nil || bad.Failure.Reason != "ContainerExited" {
+	if bad.Outcome != updater.OutcomeRolledBack || bad.Failure == nil || bad.Failure.Reason != failure.ContainerExited {
 		t.Errorf("bad: %s %+v, want rolled_back with ContainerExited", bad.Outcome, bad.Failure)
 	}
 	if ins := r.Inspect(r.Name("bad")); !ins.State.Running || !slices.Contains(ins.Config.Env, "APP_VERSION=v1") {

@@ -319,7 +319,7 @@ func TestTargetString(t *testing.T) {
 }
 
 func TestMergeRequests(t *testing.T) {
-	a := Request{Containers: []string{"x"}, Trigger: "http"}
+	a := Request{Containers: []string{"x"}, Trigger: TriggerHTTP}
 	b := Request{Containers: []string{"y", "x"}, Images: []string{"nginx"}}
 	got := mergeRequests(a, b)
 	if len(got.Containers) != 2 || len(got.Images) != 1 {

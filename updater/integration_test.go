@@ -82,6 +82,21 @@ func (r *rig) start(name, ref string, labels map[string]string, mod ...func(*con
 	return r.Run(r.Name(name), cfg, hc, nil)
 }
 
+// pushed pushes repo:latest (version v1), pulls it and returns its reference.
+func (r *rig) pushed(repo string) string {
+	r.t.Helper()
+	ref, _ := r.Registry.PushImage(r.t, repo, "latest", testenv.ImageSpec{Version: "v1"})
+	r.Pull(ref)
+	return ref
+}
+
+// network makes a user network on subnet; onNet puts a container on it.
+func (r *rig) network(subnet string) (name string, onNet func(*container.Config, *container.HostConfig)) {
+	r.t.Helper()
+	name = r.Network("net", subnet)
+	return name, func(_ *container.Config, hc *container.HostConfig) { hc.NetworkMode = container.NetworkMode(name) }
+}
+
 func (r *rig) run(req updater.Request) *updater.Report {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -203,12 +218,8 @@ func TestUpdateMonitorAndBadLabels(t *testing.T) {
 
 func TestDependencyOrder(t *testing.T) {
 	r := newRig(t, nil)
-	dbRef, _ := r.Registry.PushImage(t, "db", "latest", testenv.ImageSpec{Version: "v1"})
-	appRef, _ := r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
-	r.Pull(dbRef)
-	r.Pull(appRef)
-	net := r.Network("net", "10.231.9.0/24")
-	onNet := func(_ *container.Config, hc *container.HostConfig) { hc.NetworkMode = container.NetworkMode(net) }
+	dbRef, appRef := r.pushed("db"), r.pushed("app")
+	net, onNet := r.network("10.231.9.0/24")
 	r.start("db", dbRef, enabled, onNet)
 	r.start("app", appRef, map[string]string{"watcher.enable": "true", "watcher.depends-on": r.Name("db")})
 	// Not watched, but linked to db and following it (watcher.follow=true): restarted after db is
@@ -405,12 +416,8 @@ func TestContainerNetworkModeDependentRecreated(t *testing.T) {
 // the parent would cut it off and it may not be recreated.
 func TestOptOutIsAbsolute(t *testing.T) {
 	r := newRig(t, nil)
-	dbRef, _ := r.Registry.PushImage(t, "db", "latest", testenv.ImageSpec{Version: "v1"})
-	vpnRef, _ := r.Registry.PushImage(t, "vpn", "latest", testenv.ImageSpec{Version: "v1"})
-	r.Pull(dbRef)
-	r.Pull(vpnRef)
-	net := r.Network("net", "10.231.11.0/24")
-	onNet := func(_ *container.Config, hc *container.HostConfig) { hc.NetworkMode = container.NetworkMode(net) }
+	dbRef, vpnRef := r.pushed("db"), r.pushed("vpn")
+	_, onNet := r.network("10.231.11.0/24")
 	r.start("db", dbRef, enabled, onNet)
 	dependent := func(extra map[string]string) map[string]string {
 		l := map[string]string{"watcher.depends-on": r.Name("db")}

@@ -2,6 +2,7 @@ package updater
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -182,22 +183,15 @@ func (p *planner) breaks(root string, updates map[string]Candidate) string {
 // reach returns what updating roots stops: the roots and, transitively, every dependent that
 // follows them (moves).
 func (p *planner) reach(roots []string, updates map[string]Candidate) map[string]bool {
-	seen := map[string]bool{}
-	stack := slices.Clone(roots)
-	for len(stack) > 0 {
-		n := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if seen[n] {
-			continue
-		}
-		seen[n] = true
+	return reachable(roots, func(n string) []string {
+		var next []string
 		for _, d := range p.rdeps[n] {
 			if p.moves(d, updates) {
-				stack = append(stack, d)
+				next = append(next, d)
 			}
 		}
-	}
-	return seen
+		return next
+	})
 }
 
 // moves reports whether n is stopped when something it depends on is: an update, or a running
@@ -413,8 +407,13 @@ func joinsNamespaceOf(c *Container, obs *Observed, parent string) string {
 
 // closure returns start plus everything reachable from it along edges, sorted.
 func closure(start []string, edges graph) []string {
+	return sortedKeys(reachable(start, func(n string) []string { return edges[n] }))
+}
+
+// reachable returns start plus every node next leads to from it, transitively.
+func reachable(start []string, next func(string) []string) map[string]bool {
 	seen := map[string]bool{}
-	stack := append([]string(nil), start...)
+	stack := slices.Clone(start)
 	for len(stack) > 0 {
 		n := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
@@ -422,9 +421,9 @@ func closure(start []string, edges graph) []string {
 			continue
 		}
 		seen[n] = true
-		stack = append(stack, edges[n]...)
+		stack = append(stack, next(n)...)
 	}
-	return sortedKeys(seen)
+	return seen
 }
 
 // cycles returns the dependency cycles (strongly connected components with more than one node,
@@ -525,11 +524,4 @@ func topoOrder(nodes map[string]bool, deps graph) []string {
 	return out
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

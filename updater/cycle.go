@@ -60,22 +60,26 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 
 // plan builds the run's plan. Ordering needs links and ipc/pid modes, which only inspect shows:
 // the running containers are inspected when some update has dependents to order, so a cycle with
-// nothing to apply never pays for it. When they cannot be inspected, nothing is planned and the
-// updates' lines say why.
+// nothing to apply never pays for it. When they cannot be inspected, those updates are not
+// planned and their lines say why; holds and the handover need no graph and stand.
 func (u *Updater) plan(ctx context.Context, obs *Observed, cands []Candidate, o planOptions, lines map[string]*ContainerReport) *Plan {
-	if needsOrder(cands, o) {
-		var running []*Container
-		for _, c := range obs.All {
-			if c.State == "running" || c.Watched {
-				running = append(running, c)
-			}
+	if !needsOrder(cands, o) {
+		return buildPlan(obs, cands, o)
+	}
+	var running []*Container
+	for _, c := range obs.All {
+		if c.State == "running" || c.Watched {
+			running = append(running, c)
 		}
-		if err := u.inspectTargets(ctx, running); err != nil {
-			for _, c := range cands {
-				lines[c.Container.Name].Failure = &Failure{Stage: failure.StageCheck, Reason: failure.ImageInspectError, Message: err.Error()}
+	}
+	if err := u.inspectTargets(ctx, running); err != nil {
+		cands = slices.DeleteFunc(slices.Clone(cands), func(c Candidate) bool {
+			if h, op := holdOf(c, o); h != nil || op != OpUpdate {
+				return false
 			}
-			return &Plan{DryRun: o.DryRun}
-		}
+			lines[c.Container.Name].Failure = &Failure{Stage: failure.StageCheck, Reason: failure.ImageInspectError, Message: err.Error()}
+			return true
+		})
 	}
 	return buildPlan(obs, cands, o)
 }

@@ -2,12 +2,14 @@ package updater
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
 	"github.com/moby/moby/api/types/container"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/registry"
 )
 
@@ -60,5 +62,24 @@ func TestReportCountsWatchedOnly(t *testing.T) {
 	filtered := r.u.Execute(context.Background(), "", Request{Trigger: TriggerHTTP, Containers: []string{"app"}})
 	if filtered.Watched == nil || *filtered.Watched != 2 || len(filtered.Containers) != 1 {
 		t.Errorf("filtered report: watched %v with %d lines, want 2 watched and 1 line", filtered.Watched, len(filtered.Containers))
+	}
+}
+
+// When the containers cannot be inspected for ordering, the updates that need ordering are not
+// applied and say why; what the plan holds without the graph is still reported as held.
+func TestInspectFailureHoldsOnlyWhatNeedsOrder(t *testing.T) {
+	r := newSelfRig(nil)
+	r.engine.inspectErr = errors.New("engine hiccup")
+	r.engine.containers = append(r.engine.containers, container.Summary{ID: "mon-id", Names: []string{"/mon"}, Image: otherImage, ImageID: "sha256:appimage",
+		State: container.StateRunning, Labels: map[string]string{LabelMode: ModeMonitor}})
+	rep := r.u.Execute(context.Background(), "", Request{Trigger: TriggerOnce})
+	if l := lineOf(rep, otherID); l == nil || l.Outcome != OutcomeFailed || l.Failure == nil || l.Failure.Reason != failure.ImageInspectError {
+		t.Errorf("app line = %+v, want failed with ImageInspectError", l)
+	}
+	if l := lineOf(rep, "mon-id"); l == nil || l.Outcome != OutcomeUpdateAvailable {
+		t.Errorf("mon line = %+v, want update_available (monitor mode needs no ordering)", l)
+	}
+	if calls := r.life.calls(); len(calls) != 0 {
+		t.Errorf("replacer calls = %q, want none", calls)
 	}
 }

@@ -48,6 +48,7 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 type fakeEngine struct {
 	containers  []container.Summary
 	repoDigests map[string][]string // image ID -> RepoDigests
+	inspectErr  error               // when set, every container inspect fails with it
 }
 
 func (f *fakeEngine) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
@@ -55,6 +56,9 @@ func (f *fakeEngine) ContainerList(context.Context, client.ContainerListOptions)
 }
 
 func (f *fakeEngine) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	if f.inspectErr != nil {
+		return client.ContainerInspectResult{}, f.inspectErr
+	}
 	for _, c := range f.containers {
 		if c.ID == id {
 			return client.ContainerInspectResult{Container: container.InspectResponse{

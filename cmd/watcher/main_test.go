@@ -105,6 +105,7 @@ func TestOnceAndCheckAgainstRealEngine(t *testing.T) {
 	}
 	// The table is followed by the plan, printed as the plan tests print it.
 	code, out, _ = runCmd(t, env, "check")
+	t.Logf("watcher check:\n%s", out)
 	for _, want := range []string{"plan (nothing was changed):\ngroup 1:\n  update " + e.Name("bad") + " (digest sha256:", "group 2:\n  update " + e.Name("ok")} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("check = exit %d\n%s\nwant exit 0 and %q", code, out, want)

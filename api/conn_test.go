@@ -38,7 +38,8 @@ func rawRequest(t *testing.T, addr, req string, halfClose bool) rawResult {
 		}
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	method, _, _ := strings.Cut(req, " ")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
 	if err != nil {
 		t.Fatalf("%q: no answer: %v", firstLine(req), err)
 	}

@@ -58,7 +58,10 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 	}
 	a := &app{cfg: cfg, log: newLogger(cfg.Log, stderr)}
 	if cmd == "healthcheck" {
-		return a, nil
+		return a, nil // every 30s in the image: the daemon has said it once
+	}
+	for _, w := range cfg.Warnings {
+		a.log.Warn(w)
 	}
 	if v := lookupEnv(environ, "DOCKER_API_VERSION"); v != "" {
 		a.log.Warn("DOCKER_API_VERSION is ignored: watcher negotiates the API version with the engine", "value", v)

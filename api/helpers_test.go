@@ -56,6 +56,15 @@ func serve(t *testing.T, h http.Handler, method, target, auth string, body io.Re
 	return res
 }
 
+// serveFrom is serve from client ip.
+func serveFrom(t *testing.T, s *Server, method, target, ip, auth string) result {
+	t.Helper()
+	return serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.RemoteAddr = ip + ":40000"
+		s.Handler().ServeHTTP(w, r)
+	}), method, target, auth, nil)
+}
+
 // checkNoLeak fails when text holds the token or looks like a stack trace.
 func checkNoLeak(t *testing.T, where, text string) {
 	t.Helper()

@@ -46,13 +46,16 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 	}
 	a := &app{cfg: cfg, log: newLogger(cfg.Log, stderr)}
 	if cmd == "healthcheck" {
-		return a, nil
+		return a, nil // every 30s in the image: the daemon has said it once
+	}
+	for _, w := range cfg.Warnings {
+		a.log.Warn(w)
 	}
 	if err := a.connect(ctx, cmd, environ); err != nil {
 		a.close()
 		return nil, err
 	}
-	a.upd = updater.New(a.docker, a.newChecker(), a.newLifecycle(), a.history(), a.updaterOptions(cmd))
+	a.upd = updater.New(a.docker, a.newChecker(), a.newLifecycle(), a.history(), a.updaterOptions())
 	return a, nil
 }
 
@@ -148,7 +151,7 @@ func (a *app) history() updater.History {
 	return a.store
 }
 
-func (a *app) updaterOptions(cmd string) updater.Options {
+func (a *app) updaterOptions() updater.Options {
 	observers := []updater.Observer{a.metrics}
 	if a.notify != nil {
 		observers = append(observers, a.notify)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -51,6 +52,9 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		{"bad cron in env", []string{"once"}, []string{state, "WATCHER_SCHEDULE=every day"}, 2, "WATCHER_SCHEDULE"},
 		{"unknown key", []string{"check", "--config", writeFile(t, "update:\n  verfy: 1s\n")}, nil, 2, "update.verfy"},
 		{"missing config file", []string{"once", "--config", "/nonexistent/watcher.yaml"}, nil, 2, "/nonexistent/watcher.yaml"},
+		{"short token", []string{"check"}, []string{"WATCHER_HTTP_TOKEN=hunter2"}, 2, "config: http.token: the token has 7 characters, at least 16 are needed"},
+		{"token with a space", []string{"run"}, []string{state, "WATCHER_HTTP_TOKEN=0123456789 abcdef"}, 2, "config: http.token: the token holds whitespace"},
+		{"newline in a value", []string{"check"}, []string{"WATCHER_WATCH_SCOPE=prod\nx"}, 2, `config: watch.scope: the value "prod\nx" holds a control character '\n'`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,6 +63,22 @@ func TestUsageAndConfigErrors(t *testing.T) {
 				t.Errorf("watcher %v = exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr, tc.wantCode, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestSecretFileWarning: a token file every user may read is named in one warning at start.
+func TestSecretFileWarning(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock") // the warning comes before the engine is asked
+	dir := t.TempDir()
+	for mode, want := range map[os.FileMode]int{0o444: 1, 0o440: 0} {
+		tok := filepath.Join(dir, fmt.Sprintf("token-%o", mode))
+		if err := os.WriteFile(tok, []byte("0123456789abcdef\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		_, _, stderr := runCmd(t, []string{"WATCHER_HTTP_TOKEN_FILE=" + tok, "WATCHER_STATE_DIR=" + dir}, "check")
+		if got := strings.Count(stderr, "is readable by every user"); got != want || (want == 1 && !strings.Contains(stderr, tok)) {
+			t.Errorf("token file mode %04o: %d warnings, want %d naming %s; stderr:\n%s", mode, got, want, tok, stderr)
+		}
 	}
 }
 
@@ -140,7 +160,7 @@ func TestDaemon(t *testing.T) {
 	e := testenv.New(t)
 	addr := freePort(t)
 	env := []string{"WATCHER_STATE_DIR=" + t.TempDir(), "WATCHER_WATCH_SCOPE=" + e.Owner, "WATCHER_UPDATE_VERIFY=1s",
-		"WATCHER_LOG_LEVEL=warn", "WATCHER_SCHEDULE=", "WATCHER_HTTP_LISTEN=" + addr, "WATCHER_HTTP_TOKEN=s3cret"}
+		"WATCHER_LOG_LEVEL=warn", "WATCHER_SCHEDULE=", "WATCHER_HTTP_LISTEN=" + addr, "WATCHER_HTTP_TOKEN=s3cret-token-0123456789"}
 	ref, _ := e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
 	e.Pull(ref)
 	oldID := e.Run(e.Name("app"), &container.Config{Image: ref, Labels: map[string]string{"watcher.enable": "true", "watcher.scope": e.Owner}}, nil, nil)
@@ -171,7 +191,7 @@ func TestDaemon(t *testing.T) {
 	}
 
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/update?wait=true", nil)
-	req.Header.Set("Authorization", "Bearer s3cret")
+	req.Header.Set("Authorization", "Bearer s3cret-token-0123456789")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

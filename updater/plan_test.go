@@ -261,6 +261,14 @@ func TestBuildPlan(t *testing.T) {
 				"updating db (which stops vpn) would cut it off; label client watcher.follow=true to let it be recreated with vpn\n" + notManaged,
 		},
 		{
+			name: "the watcher's own container in a parent's network namespace holds that parent",
+			obs: func() *Observed {
+				return observed(tgt("proxy"), tgt("watcher", self, netOf("proxy")))
+			},
+			updates: []string{"proxy"},
+			want:    "skip proxy: DependentNotManaged: the watcher's own container watcher joins the network namespace of proxy: updating proxy would cut it off\n",
+		},
+		{
 			name: "the watcher's own container is never restarted as a dependent",
 			obs: func() *Observed {
 				return observed(tgt("proxy"), tgt("watcher", self, dependsOn("proxy")))

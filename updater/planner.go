@@ -172,6 +172,9 @@ func (p *planner) breaks(root string, updates map[string]Candidate) string {
 				if n != root {
 					what = root + " (which stops " + n + ")"
 				}
+				if c.Self {
+					return fmt.Sprintf("the watcher's own container %s joins the %s namespace of %s: updating %s would cut it off", d, ns, n, what)
+				}
 				return fmt.Sprintf("%s joins the %s namespace of %s and is not managed by this watcher: updating %s would cut it off; label %s %s=true to let it be recreated with %s",
 					d, ns, n, what, d, LabelFollow, n)
 			}

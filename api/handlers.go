@@ -12,7 +12,7 @@ import (
 )
 
 // TriggerHTTP is the updater.Request.Trigger of runs asked for over HTTP.
-const TriggerHTTP = "http"
+const TriggerHTTP = updater.TriggerHTTP
 
 // triggerResponse is the 202 answer of POST /v1/update.
 type triggerResponse struct {

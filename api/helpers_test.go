@@ -1,36 +1,21 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
 const testToken = "s3cret-token-0123456789abcdef"
 
 // syncBuffer is a log sink the race detector accepts.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.SyncBuffer
 
 // newTestServer returns a server over f whose debug log goes to the returned buffer.
 func newTestServer(f Service, o Options) (*Server, *syncBuffer) {

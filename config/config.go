@@ -11,6 +11,8 @@ import (
 	"unicode"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/watcher-dev/watcher/internal/defaults"
 )
 
 // DefaultPath is the config file cmd reads when --config is not given, if it exists.
@@ -95,12 +97,12 @@ func Default() Config {
 		Watch:    Watch{LabelEnable: true},
 		Update: Update{
 			Mode:          "update",
-			StopTimeout:   10 * time.Second,
-			Verify:        10 * time.Second,
-			HealthTimeout: 2 * time.Minute,
+			StopTimeout:   defaults.StopTimeout,
+			Verify:        defaults.Verify,
+			HealthTimeout: defaults.HealthTimeout,
 			Rollback:      true,
 			Cleanup:       true,
-			Parallel:      4,
+			Parallel:      defaults.Parallel,
 		},
 		Registry: Registry{Concurrency: 16, PerHost: 8, Timeout: 15 * time.Second},
 		StateDir: "/var/lib/watcher",

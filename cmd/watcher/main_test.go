@@ -120,6 +120,17 @@ func TestOnceAndCheckAgainstRealEngine(t *testing.T) {
 	if code != 0 || rep.Count(updater.OutcomeUpdateAvailable) != 2 {
 		t.Fatalf("check = exit %d, report %+v; want exit 0 and 2 update_available", code, rep.Containers)
 	}
+	if rep.Plan == nil || !rep.Plan.DryRun || len(rep.Plan.Groups) != 2 || rep.Plan.Groups[0][0].Op != updater.OpUpdate {
+		t.Errorf("check --json plan = %+v, want a dry-run plan of two independent updates", rep.Plan)
+	}
+	// The table is followed by the plan, printed as the plan tests print it.
+	code, out, _ = runCmd(t, env, "check")
+	t.Logf("watcher check:\n%s", out)
+	for _, want := range []string{"plan (nothing was changed):\ngroup 1:\n  update " + e.Name("bad") + " (digest sha256:", "group 2:\n  update " + e.Name("ok")} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("check = exit %d\n%s\nwant exit 0 and %q", code, out, want)
+		}
+	}
 	if e.Inspect(e.Name("ok")).Config.Env[len(e.Inspect(e.Name("ok")).Config.Env)-1] == "APP_VERSION=v2" {
 		t.Fatal("check changed a container")
 	}

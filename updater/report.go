@@ -58,6 +58,8 @@ const (
 	TriggerOnce     Trigger = "once"     // watcher once
 	TriggerCheck    Trigger = "check"    // watcher check (a dry run)
 	TriggerRecovery Trigger = "recovery" // a starting daemon finished transactions a crash left
+	TriggerWebhook  Trigger = "webhook"  // POST /v1/webhooks/{kind}: a registry said a tag was pushed
+	TriggerRollback Trigger = "rollback" // watcher rollback, POST /v1/rollback
 )
 
 // Report is one run: what triggered it, when, and a line per container it looked at.
@@ -99,12 +101,27 @@ func (r *Report) Changed() bool {
 	return r.Failed() || r.Count(OutcomeUpdated) > 0 || r.Count(OutcomeUpdateAvailable) > 0 || r.Count(OutcomeRestarted) > 0 || r.Count(OutcomeHandedOver) > 0
 }
 
-// Request says what a run should look at. The zero Request is "every watched container".
+// Request says what a run should look at. The zero Request is "every watched container"; the
+// filters add up: a container is looked at when any of them selects it.
 type Request struct {
-	Containers []string // names (without the leading slash); empty = all
-	Images     []string // image references as containers name them; empty = all
-	Trigger    Trigger
-	DryRun     bool // plan only: report update_available instead of updating
+	Containers []string // names (without the leading slash)
+	Images     []string // image references as containers name them
+	// Pushed are references a registry said were pushed (webhooks), with or without a tag: the
+	// containers running that repository and tag (any tag under a tag policy). Trigger drops the
+	// ones no watched container runs instead of refusing them.
+	Pushed []string
+	// Schedules are the cron specs whose tick asked for the run: the containers checked on them
+	// (their watcher.schedule label, else Options.Schedule).
+	Schedules []string
+	Trigger   Trigger
+	DryRun    bool // plan only: report update_available instead of updating
+	// Force lifts the holds a person may lift for this request's containers: maintenance windows,
+	// and the digest a manual rollback undid (POST /v1/update?force=true).
+	Force bool
+
+	forced []Request // after a merge: the filters of the merged requests that were forced
+	// rollback names the container a rollback run puts back on its previous image (Rollback).
+	rollback string
 }
 
 // State is a watched container's state as GET /v1/containers shows it.

@@ -21,7 +21,38 @@ const (
 	OutcomeRolledBack      Outcome = "rolled_back"      // update failed and the old container runs again
 	OutcomeRestarted       Outcome = "restarted"        // a dependent restarted after what it depends on
 	OutcomeHandedOver      Outcome = "handed_over"      // the watcher's own update: its successor runs and finishes it
+	// OutcomePendingApproval: the update waits for a person's approval (update.approve); like
+	// update_available it is notified once per container and digest.
+	OutcomePendingApproval Outcome = "pending_approval"
 )
+
+// Waiting reports whether the line tells of an update that is not applied and that the next
+// runs will tell of again while nothing changes: update_available (monitor mode, the watcher's
+// own container), pending_approval, or skipped (outside a window, another watcher instance, a
+// digest a rollback undid, ...). Notifications tell each such state once (see Notice).
+func (c ContainerReport) Waiting() bool {
+	switch c.Outcome {
+	case OutcomeUpdateAvailable, OutcomePendingApproval, OutcomeSkipped:
+		return true
+	}
+	return false
+}
+
+// Settled reports whether the line ends a waiting state: the container runs what the registry
+// has (up to date, or updated to it).
+func (c ContainerReport) Settled() bool {
+	return c.Outcome == OutcomeUpToDate || c.Outcome == OutcomeUpdated
+}
+
+// Notice is what a waiting line says, as notifications remember it: the same notice again is
+// not news. Another digest, image, outcome or reason is.
+func (c ContainerReport) Notice() string {
+	reason := ""
+	if c.Failure != nil {
+		reason = string(c.Failure.Reason)
+	}
+	return strings.Join([]string{string(c.Outcome), reason, c.NewImage, c.NewDigest}, " ")
+}
 
 // Failure names where and why something went wrong, in package failure's vocabulary (docs/api.md
 // lists every stage and reason).

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -207,8 +208,9 @@ func recoveredLine(r lifecycle.Result) ContainerReport {
 // one queued follow-up run (merged with what is already queued) and gets that run's id, so two
 // triggers never touch one container twice and a flood of triggers yields at most two runs.
 func (u *Updater) Trigger(ctx context.Context, req Request) (string, <-chan struct{}, error) {
-	if len(req.Containers) > 0 || len(req.Images) > 0 {
-		if err := u.checkWatched(ctx, req); err != nil {
+	if len(req.Containers) > 0 || len(req.Images) > 0 || len(req.Pushed) > 0 {
+		var err error
+		if req, err = u.checkWatched(ctx, req); err != nil {
 			return "", nil, err
 		}
 	}
@@ -299,11 +301,22 @@ func union(a, b []string) []string {
 }
 
 // checkWatched returns a *NotWatchedError naming the requested containers that are not watched
-// and the requested images that no watched container runs.
-func (u *Updater) checkWatched(ctx context.Context, req Request) error {
+// and the requested images that no watched container runs. Pushed references no watched
+// container runs are dropped from the request: a registry tells of every push, and only when
+// none of them concerns a watched container is that an error.
+func (u *Updater) checkWatched(ctx context.Context, req Request) (Request, error) {
 	obs, err := u.list(ctx)
 	if err != nil {
-		return err
+		return req, err
+	}
+	if len(req.Pushed) > 0 {
+		pushed := req.Pushed
+		req.Pushed = slices.DeleteFunc(slices.Clone(pushed), func(p string) bool {
+			return !slices.ContainsFunc(obs.Watched, func(t *Container) bool { return matchesPushed(t, []string{p}) })
+		})
+		if len(req.Pushed) == 0 && len(req.Containers) == 0 && len(req.Images) == 0 {
+			return req, &NotWatchedError{Names: pushed}
+		}
 	}
 	var missing []string
 	for _, n := range req.Containers {
@@ -324,9 +337,9 @@ func (u *Updater) checkWatched(ctx context.Context, req Request) error {
 		}
 	}
 	if len(missing) > 0 {
-		return &NotWatchedError{Names: missing}
+		return req, &NotWatchedError{Names: missing}
 	}
-	return nil
+	return req, nil
 }
 
 // Execute performs one cycle now (the caller guarantees one at a time: Trigger, or the CLI's once

@@ -121,7 +121,7 @@ log:
 				TLSCert: "$DIR/cert.pem", TLSKey: "$DIR/key.pem", RateLimit: 0, WebhookSecret: "hook-0123456789abcdef"},
 			Notify: Notify{URLs: []string{"slack://a@b", "discord://t@c"}, Template: "{{ .Summary }}", Startup: true,
 				On: []string{"failed", "update_available"}},
-			Log:    Log{Level: "warn", Format: "json"},
+			Log: Log{Level: "warn", Format: "json"},
 		}},
 		{name: "env beats file", yml: "update:\n  verify: 1m\n  parallel: 2\nschedule: '@daily'\n",
 			env: []string{"WATCHER_UPDATE_VERIFY=5s", "WATCHER_STATE_DIR=/s", "WATCHER_HTTP_TOKEN=env-token-0123456789", "WATCHER_REGISTRY_PER_HOST=3"},
@@ -129,7 +129,9 @@ log:
 				c.Schedule, c.Update.Verify, c.Update.Parallel, c.StateDir, c.HTTP.Token, c.Registry.PerHost = "@daily", 5*time.Second, 2, "/s", "env-token-0123456789", 3
 			})},
 		{name: "windows in env", yml: "-", env: []string{"WATCHER_UPDATE_WINDOW=Mon-Fri 22:00-06:00, Sat 10:00-12:00;Sun 00:00-24:00"},
-			want: with(func(c *Config) { c.Update.Window = []string{"Mon-Fri 22:00-06:00", "Sat 10:00-12:00", "Sun 00:00-24:00"} })},
+			want: with(func(c *Config) {
+				c.Update.Window = []string{"Mon-Fri 22:00-06:00", "Sat 10:00-12:00", "Sun 00:00-24:00"}
+			})},
 		{name: "empty env var turns schedule off", yml: "schedule: '@daily'\n", env: []string{"WATCHER_SCHEDULE="},
 			want: with(func(c *Config) { c.Schedule = "" })},
 		{name: "empty env var zeroes", yml: "-", env: []string{"WATCHER_WATCH_LABEL_ENABLE=", "WATCHER_UPDATE_VERIFY=", "WATCHER_HTTP_RATE_LIMIT=", "WATCHER_NOTIFY_URLS="},

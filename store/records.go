@@ -15,13 +15,17 @@ var (
 )
 
 // PutNotice records what was last notified about key; nil data forgets it.
-func (s *Store) PutNotice(key string, data []byte) error { return s.putOrDelete(bucketNotices, key, data) }
+func (s *Store) PutNotice(key string, data []byte) error {
+	return s.putOrDelete(bucketNotices, key, data)
+}
 
 // Notices returns every recorded notice, by key.
 func (s *Store) Notices() (map[string][]byte, error) { return s.all(bucketNotices) }
 
 // PutUpdate records the last committed update of a container (key: its name); nil forgets it.
-func (s *Store) PutUpdate(key string, data []byte) error { return s.putOrDelete(bucketUpdates, key, data) }
+func (s *Store) PutUpdate(key string, data []byte) error {
+	return s.putOrDelete(bucketUpdates, key, data)
+}
 
 // Update returns the record PutUpdate stored under key, or ErrNotFound.
 func (s *Store) Update(key string) ([]byte, error) { return s.get(bucketUpdates, key) }

@@ -103,13 +103,13 @@ type Updater struct {
 
 	loadOnce sync.Once // the last known states are read from History once (status.go)
 
-	mu      sync.Mutex
+	mu        sync.Mutex
 	running   *run
 	queued    *run
-	rollbacks []*run // manual rollbacks waiting for the running run; never merged
-	recent  map[string]*run // runs still in memory, by id (the last few)
-	order   []string
-	status  map[string]ContainerStatus // by container name
+	rollbacks []*run          // manual rollbacks waiting for the running run; never merged
+	recent    map[string]*run // runs still in memory, by id (the last few)
+	order     []string
+	status    map[string]ContainerStatus // by container name
 	// handedOver: the store and listener went to a successor; no run starts any more.
 	handedOver bool
 }

@@ -218,6 +218,7 @@ func (u *Updater) spec(s *Step, replaced map[string]string) lifecycle.Spec {
 		Verify:        t.Settings.Verify,
 		HealthTimeout: t.Settings.HealthTimeout,
 		Rollback:      !u.opts.NoRollback,
+		ImageID:       s.ImageID,
 	}
 	if s.Op == OpRecreate {
 		sp.Recreate = true

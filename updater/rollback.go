@@ -147,7 +147,7 @@ func (u *Updater) afterUpdates(ctx context.Context, done []committed, rollback b
 		}
 		if rollback {
 			rec.RolledBack = d.line.OldDigest
-			d.line.Message = "rolled back by hand: " + d.step.Cause
+			d.line.Message = "rolled back by hand to " + strings.TrimPrefix(d.step.Cause, "rollback to ")
 		} else {
 			rec.Previous = &previousImage{Image: d.step.c.Image, ImageID: d.res.OldImageID, Digest: d.line.OldDigest}
 			kept = append([]string{d.res.OldImageID}, kept...)
@@ -246,7 +246,7 @@ func (u *Updater) checkRollback(targets []*Container) (map[string]*ContainerRepo
 		p := rec.Previous
 		line.OldDigest, line.NewDigest = rec.Digest, p.Digest
 		c := Candidate{Container: t, NewDigest: p.Digest, ImageID: p.ImageID,
-			Cause: fmt.Sprintf("rollback to %s (%s), the image before the update of %s", p.Image, shortDigest(firstNonEmpty(p.Digest, p.ImageID)), rec.At.Format(time.RFC3339))}
+			Cause: fmt.Sprintf("rollback to %s (%s), the image it ran before its update of %s", p.Image, shortDigest(firstNonEmpty(p.Digest, p.ImageID)), rec.At.Format(time.RFC3339))}
 		if p.Image != t.Image {
 			c.NewImage = p.Image
 		}

@@ -268,7 +268,8 @@ func startDaemon(t *testing.T, env []string) (stop func()) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return func() {
+	// Stopping it is what SIGTERM does: it ends the context; the daemon exits 0.
+	return sync.OnceFunc(func() {
 		cancel()
 		select {
 		case code := <-exited:
@@ -278,7 +279,7 @@ func startDaemon(t *testing.T, env []string) (stop func()) {
 		case <-time.After(30 * time.Second):
 			t.Error("daemon did not stop within 30s of its context ending")
 		}
-	}
+	})
 }
 
 // waitRun polls GET /v1/runs/{id} until the run has finished.

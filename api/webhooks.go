@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -182,7 +183,7 @@ func (s *Server) triggerPushed(w http.ResponseWriter, r *http.Request, kind stri
 		s.serviceError(w, r, "could not start a run", err)
 	default:
 		s.log.Info("http: webhook triggered a run", "kind", kind, "run_id", id, "remote", remoteIP(r), "pushed", pushed)
-		w.Header().Set("Location", "/v1/runs/"+id)
+		w.Header().Set("Location", "/v1/runs/"+url.PathEscape(id))
 		writeJSON(w, http.StatusAccepted, webhookResponse{RunID: id, Pushed: pushed})
 	}
 }

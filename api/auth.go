@@ -14,10 +14,10 @@ import (
 type access int
 
 const (
-	accessPublic access = iota // /healthz, /readyz: anyone (container healthchecks, orchestrators)
-	accessRead                 // GET /v1/*, /metrics: the token, unless http.public_read
-	accessWrite                // POST /v1/update, /v1/rollback: the token, always; no token configured = disabled
-	accessWebhook              // POST /v1/webhooks/*: http.webhook_secret, checked by the handler (webhooks.go)
+	accessPublic  access = iota // /healthz, /readyz: anyone (container healthchecks, orchestrators)
+	accessRead                  // GET /v1/*, /metrics: the token, unless http.public_read
+	accessWrite                 // POST /v1/update, /v1/rollback: the token, always; no token configured = disabled
+	accessWebhook               // POST /v1/webhooks/*: http.webhook_secret, checked by the handler (webhooks.go)
 )
 
 // tokenChecker holds only a digest of the configured token, so comparing never depends on the

@@ -37,8 +37,8 @@ type Options struct {
 	// WebhookSecret is http.webhook_secret: it authenticates POST /v1/webhooks/{kind}; empty
 	// disables them.
 	WebhookSecret string
-	Logger     *slog.Logger
-	Metrics    *Metrics // served on /metrics; nil = a fresh NewMetrics()
+	Logger        *slog.Logger
+	Metrics       *Metrics // served on /metrics; nil = a fresh NewMetrics()
 }
 
 // Server is the daemon's HTTP API. Build it with New; it has no side effects until ListenAndServe.

@@ -270,4 +270,3 @@ func TestUpdateForce(t *testing.T) {
 		t.Errorf("?force=maybe = %d, want 400", res.code)
 	}
 }
-

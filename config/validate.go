@@ -28,16 +28,8 @@ func (l *loader) validate(c Config) error {
 			return l.errAt("schedule", "%v", err)
 		}
 	}
-	if _, err := schedule.ParseWindows(c.Update.Window); err != nil {
-		return l.errAt("update.window", "%v", err)
-	}
-	if c.Update.KeepImages < 0 {
-		return l.errAt("update.keep_images", "must not be negative (0 = cleanup removes superseded images at once), got %d", c.Update.KeepImages)
-	}
-	for _, o := range c.Notify.On {
-		if !slices.Contains(notifyOutcomes, o) {
-			return l.errAt("notify.on", "unknown outcome %q; want any of %s", o, strings.Join(notifyOutcomes, ", "))
-		}
+	if err := l.checkOperations(c); err != nil {
+		return err
 	}
 	if c.Update.Mode != "update" && c.Update.Mode != "monitor" {
 		return l.errAt("update.mode", "want update or monitor, got %q", c.Update.Mode)
@@ -121,6 +113,22 @@ func (l *loader) validate(c Config) error {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return l.errAt("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	return nil
+}
+
+// checkOperations checks the keys of maintenance windows, kept images and notify.on.
+func (l *loader) checkOperations(c Config) error {
+	if _, err := schedule.ParseWindows(c.Update.Window); err != nil {
+		return l.errAt("update.window", "%v", err)
+	}
+	if c.Update.KeepImages < 0 {
+		return l.errAt("update.keep_images", "must not be negative (0 = cleanup removes superseded images at once), got %d", c.Update.KeepImages)
+	}
+	for _, o := range c.Notify.On {
+		if !slices.Contains(notifyOutcomes, o) {
+			return l.errAt("notify.on", "unknown outcome %q; want any of %s", o, strings.Join(notifyOutcomes, ", "))
+		}
 	}
 	return nil
 }

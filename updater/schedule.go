@@ -27,8 +27,8 @@ type SchedulerOptions struct {
 // Scheduler triggers the daemon's scheduled runs: one cron entry per distinct schedule, the
 // schedule key's (Options.Schedule) and each watcher.schedule label's. A tick asks for a run of
 // the containers on that schedule (Request.Schedules); ticks that come while a run is in
-// progress join the one queued run like any trigger, so two schedules firing together still
-// make one HEAD per image. Containers come and go: the labels are read again every Resync.
+// progress join the one queued run like any trigger, and each run asks the registry once per
+// image. Containers come and go: the labels are read again every Resync.
 type Scheduler struct {
 	u    *Updater
 	o    SchedulerOptions

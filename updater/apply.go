@@ -53,19 +53,26 @@ type applier struct {
 	u     *Updater
 	slots chan struct{} // update.parallel: steps in their disruptive phase at once
 
-	mu         sync.Mutex
-	lines      map[string]*ContainerReport // by target
-	replaced   map[string]string           // old container ID -> new, for what this run replaced
-	disturbed  map[string]bool             // targets whose container was stopped (see Step.Follows)
-	superseded []string                    // image IDs updates left unused
+	mu        sync.Mutex
+	lines     map[string]*ContainerReport // by target
+	replaced  map[string]string           // old container ID -> new, for what this run replaced
+	disturbed map[string]bool             // targets whose container was stopped (see Step.Follows)
+	committed []committed                 // the updates that committed
+}
+
+// committed is an update step that committed, with its transaction's result.
+type committed struct {
+	step *Step
+	res  lifecycle.Result
+	line *ContainerReport
 }
 
 // apply runs the plan's groups: concurrently, each group's steps in order. update.parallel bounds
 // how many containers are in their disruptive phase at once (pull, stop, create, start): a step
 // holds a slot until its new container has started (lifecycle's Spec.Started), then gives it up
 // while it verifies, so verify windows of many containers overlap instead of queueing behind each
-// other. A failed step never stops the others. It returns the images the updates superseded.
-func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*ContainerReport) (superseded []string) {
+// other. A failed step never stops the others. It returns the updates that committed.
+func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*ContainerReport) []committed {
 	a := &applier{u: u, slots: make(chan struct{}, u.opts.Parallel), lines: lines,
 		replaced: map[string]string{}, disturbed: map[string]bool{}}
 	var wg sync.WaitGroup
@@ -77,7 +84,7 @@ func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*Conta
 		})
 	}
 	wg.Wait()
-	return a.superseded
+	return a.committed
 }
 
 // step executes one step and records its outcome on its target's line.
@@ -158,8 +165,8 @@ func (a *applier) replace(ctx context.Context, s *Step, line *ContainerReport, r
 	if res.NewID != "" && res.NewID != s.c.ID {
 		a.replaced[s.c.ID] = res.NewID
 	}
-	if res.Outcome == lifecycle.OutcomeUpdated && s.Op == OpUpdate && res.OldImageID != "" && res.OldImageID != res.NewImageID {
-		a.superseded = append(a.superseded, res.OldImageID)
+	if res.Outcome == lifecycle.OutcomeUpdated && s.Op == OpUpdate {
+		a.committed = append(a.committed, committed{step: s, res: res, line: line})
 	}
 	a.disturbed[s.Target.Name] = res.Stopped
 	a.mu.Unlock()
@@ -211,6 +218,7 @@ func (u *Updater) spec(s *Step, replaced map[string]string) lifecycle.Spec {
 		Verify:        t.Settings.Verify,
 		HealthTimeout: t.Settings.HealthTimeout,
 		Rollback:      !u.opts.NoRollback,
+		ImageID:       s.ImageID,
 	}
 	if s.Op == OpRecreate {
 		sp.Recreate = true
@@ -256,9 +264,10 @@ func record(line *ContainerReport, s *Step, res lifecycle.Result) {
 	}
 }
 
-// cleanup removes images superseded by this run's updates when no container (running or not)
-// still uses them. It never forces: an image some container needs stays.
-func (u *Updater) cleanup(ctx context.Context, superseded []string) {
+// cleanup removes images superseded by updates when no container (running or not) still uses
+// them and no container keeps them for a rollback (kept). It never forces: an image some
+// container needs stays.
+func (u *Updater) cleanup(ctx context.Context, superseded []string, kept map[string]bool) {
 	list, err := u.engine.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
 		u.log.Warn("cleanup skipped: could not list containers", "err", err)
@@ -269,7 +278,7 @@ func (u *Updater) cleanup(ctx context.Context, superseded []string) {
 		used[c.ImageID] = true
 	}
 	for _, id := range union(superseded, nil) {
-		if used[id] {
+		if used[id] || kept[id] {
 			continue
 		}
 		if _, err := u.engine.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !isNotFound(err) {

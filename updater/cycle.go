@@ -3,7 +3,6 @@ package updater
 import (
 	"context"
 	"slices"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
@@ -22,9 +21,15 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 	}
 	watched := len(obs.Watched)
 	rep.Watched = &watched
-	targets := selectTargets(obs.Watched, req)
-	lines, cands := u.check(ctx, targets)
-	plan := u.plan(ctx, obs, cands, planOptions{DryRun: rep.DryRun, CanHandOver: u.canHandOver()}, lines)
+	targets := selectTargets(obs.Watched, req, u.opts.Schedule)
+	var lines map[string]*ContainerReport
+	var cands []Candidate
+	if req.rollback != "" {
+		lines, cands = u.checkRollback(targets)
+	} else {
+		lines, cands = u.check(ctx, targets)
+	}
+	plan := u.plan(ctx, obs, cands, u.planOptions(req, rep, targets), lines)
 	if !plan.Empty() {
 		rep.Plan = plan
 	}
@@ -38,8 +43,8 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 		reportDryRun(plan, lines)
 	case plan.Steps() > len(plan.Last):
 		u.log.Info("applying plan", "steps", plan.Steps(), "groups", len(plan.Groups), "plan", plan.String())
-		if superseded := u.apply(ctx, plan, lines); u.opts.Cleanup && len(superseded) > 0 {
-			u.cleanup(ctx, superseded)
+		if done := u.apply(ctx, plan, lines); len(done) > 0 {
+			u.afterUpdates(ctx, done, req.rollback != "")
 		}
 	}
 	for _, t := range targets {
@@ -84,13 +89,14 @@ func (u *Updater) plan(ctx context.Context, obs *Observed, cands []Candidate, o 
 	return buildPlan(obs, cands, o)
 }
 
-func selectTargets(ts []*Container, req Request) []*Container {
-	if len(req.Containers) == 0 && len(req.Images) == 0 {
+// selectTargets returns the watched containers req looks at; global is the daemon's schedule.
+func selectTargets(ts []*Container, req Request, global string) []*Container {
+	if req.all() {
 		return ts
 	}
 	var out []*Container
 	for _, t := range ts {
-		if slices.Contains(req.Containers, t.Name) || matchesImage(t.Image, req.Images) {
+		if req.selects(t, global) {
 			out = append(out, t)
 		}
 	}
@@ -112,9 +118,22 @@ func matchesImage(image string, filters []string) bool {
 		if fr.Context().Name() != ref.Context().Name() {
 			continue
 		}
-		if !strings.Contains(strings.TrimPrefix(f, fr.Context().RegistryStr()), ":") || fr.Identifier() == ref.Identifier() {
+		if !hasTag(f) || fr.Identifier() == ref.Identifier() {
 			return true
 		}
 	}
 	return false
+}
+
+// planOptions are the circumstances of this run's plan: the clock, what the request forces, and
+// the digests manual rollbacks undid.
+func (u *Updater) planOptions(req Request, rep *Report, targets []*Container) planOptions {
+	o := planOptions{DryRun: rep.DryRun, CanHandOver: u.canHandOver(), Now: u.opts.Now(), Forced: map[string]bool{}, Rollback: req.rollback != ""}
+	for _, t := range targets {
+		if req.forces(t, u.opts.Schedule) {
+			o.Forced[t.Name] = true
+		}
+	}
+	o.Pinned = u.pinned()
+	return o
 }

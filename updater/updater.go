@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -77,6 +78,15 @@ type Options struct {
 	// listener and the store for the successor (see lifecycle.Handover). Without it (once,
 	// check) the watcher reports its own update as available and leaves it.
 	Release func(ctx context.Context, successorID string) error
+
+	// Schedule is the daemon's cron spec (the schedule key): the containers without a
+	// watcher.schedule label are checked on it (see Scheduler). "" = none.
+	Schedule string
+	// KeepImages is how many superseded images each container keeps for a rollback
+	// (update.keep_images); cleanup removes older ones. Default 0: none kept.
+	KeepImages int
+	// Now is the clock maintenance windows are read on; default time.Now (tests inject one).
+	Now func() time.Time
 }
 
 // Updater runs cycles, one at a time, and remembers what it saw.
@@ -93,12 +103,13 @@ type Updater struct {
 
 	loadOnce sync.Once // the last known states are read from History once (status.go)
 
-	mu      sync.Mutex
-	running *run
-	queued  *run
-	recent  map[string]*run // runs still in memory, by id (the last few)
-	order   []string
-	status  map[string]ContainerStatus // by container name
+	mu        sync.Mutex
+	running   *run
+	queued    *run
+	rollbacks []*run          // manual rollbacks waiting for the running run; never merged
+	recent    map[string]*run // runs still in memory, by id (the last few)
+	order     []string
+	status    map[string]ContainerStatus // by container name
 	// handedOver: the store and listener went to a successor; no run starts any more.
 	handedOver bool
 }
@@ -121,6 +132,9 @@ func New(e Engine, c Checker, l Replacer, h History, o Options) *Updater {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	u := &Updater{engine: e, checker: c, life: l, history: h, opts: o, selfID: o.SelfID, log: o.Logger,
 		baseCtx: context.Background(), recent: map[string]*run{}, status: map[string]ContainerStatus{}}
@@ -194,8 +208,9 @@ func recoveredLine(r lifecycle.Result) ContainerReport {
 // one queued follow-up run (merged with what is already queued) and gets that run's id, so two
 // triggers never touch one container twice and a flood of triggers yields at most two runs.
 func (u *Updater) Trigger(ctx context.Context, req Request) (string, <-chan struct{}, error) {
-	if len(req.Containers) > 0 || len(req.Images) > 0 {
-		if err := u.checkWatched(ctx, req); err != nil {
+	if len(req.Containers) > 0 || len(req.Images) > 0 || len(req.Pushed) > 0 {
+		var err error
+		if req, err = u.checkWatched(ctx, req); err != nil {
 			return "", nil, err
 		}
 	}
@@ -231,14 +246,7 @@ func (u *Updater) loop(r *run) {
 		u.mu.Lock()
 		r.report = rep
 		close(r.done)
-		r = u.queued
-		u.queued = nil
-		if r != nil && u.handedOver {
-			now := time.Now().UTC()
-			r.report = &Report{ID: r.id, Trigger: r.req.Trigger, StartedAt: now, FinishedAt: now, Error: ErrHandedOver.Error()}
-			close(r.done)
-			r = nil
-		}
+		r = u.next()
 		u.running = r
 		if r == nil {
 			u.idle.Broadcast()
@@ -247,15 +255,36 @@ func (u *Updater) loop(r *run) {
 	}
 }
 
-// mergeRequests unions two filtered requests; an unfiltered one (everything) absorbs the other.
-func mergeRequests(a, b Request) Request {
-	all := func(r Request) bool { return len(r.Containers) == 0 && len(r.Images) == 0 }
-	if all(a) || all(b) {
-		return Request{Trigger: a.Trigger}
+// next takes the run to start after the one that ended: a waiting rollback first, then the
+// queued run. After a handover none starts: each answers with ErrHandedOver. u.mu is held.
+func (u *Updater) next() *run {
+	for {
+		var r *run
+		if len(u.rollbacks) > 0 {
+			r, u.rollbacks = u.rollbacks[0], u.rollbacks[1:]
+		} else {
+			r, u.queued = u.queued, nil
+		}
+		if r == nil || !u.handedOver {
+			return r
+		}
+		now := time.Now().UTC()
+		r.report = &Report{ID: r.id, Trigger: r.req.Trigger, StartedAt: now, FinishedAt: now, Error: ErrHandedOver.Error()}
+		close(r.done)
 	}
-	out := Request{Trigger: a.Trigger}
+}
+
+// mergeRequests unions two filtered requests; an unfiltered one (everything) absorbs the other.
+// What was forced stays forced for the containers its request selected, and no others.
+func mergeRequests(a, b Request) Request {
+	out := Request{Trigger: a.Trigger, forced: append(forcedParts(a), forcedParts(b)...)}
+	if a.all() || b.all() {
+		return out
+	}
 	out.Containers = union(a.Containers, b.Containers)
 	out.Images = union(a.Images, b.Images)
+	out.Pushed = union(a.Pushed, b.Pushed)
+	out.Schedules = union(a.Schedules, b.Schedules)
 	return out
 }
 
@@ -272,11 +301,22 @@ func union(a, b []string) []string {
 }
 
 // checkWatched returns a *NotWatchedError naming the requested containers that are not watched
-// and the requested images that no watched container runs.
-func (u *Updater) checkWatched(ctx context.Context, req Request) error {
+// and the requested images that no watched container runs. Pushed references no watched
+// container runs are dropped from the request: a registry tells of every push, and only when
+// none of them concerns a watched container is that an error.
+func (u *Updater) checkWatched(ctx context.Context, req Request) (Request, error) {
 	obs, err := u.list(ctx)
 	if err != nil {
-		return err
+		return req, err
+	}
+	if len(req.Pushed) > 0 {
+		pushed := req.Pushed
+		req.Pushed = slices.DeleteFunc(slices.Clone(pushed), func(p string) bool {
+			return !slices.ContainsFunc(obs.Watched, func(t *Container) bool { return matchesPushed(t, []string{p}) })
+		})
+		if len(req.Pushed) == 0 && len(req.Containers) == 0 && len(req.Images) == 0 {
+			return req, &NotWatchedError{Names: pushed}
+		}
 	}
 	var missing []string
 	for _, n := range req.Containers {
@@ -297,9 +337,9 @@ func (u *Updater) checkWatched(ctx context.Context, req Request) error {
 		}
 	}
 	if len(missing) > 0 {
-		return &NotWatchedError{Names: missing}
+		return req, &NotWatchedError{Names: missing}
 	}
-	return nil
+	return req, nil
 }
 
 // Execute performs one cycle now (the caller guarantees one at a time: Trigger, or the CLI's once

@@ -29,11 +29,13 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 	} else {
 		lines, cands = u.check(ctx, targets)
 	}
-	plan := u.plan(ctx, obs, cands, u.planOptions(req, rep, targets), lines)
+	po := u.planOptions(req, rep, targets)
+	plan := u.plan(ctx, obs, cands, po, lines)
 	if !plan.Empty() {
 		rep.Plan = plan
 	}
 	notePlan(plan, lines)
+	u.notePending(cands, po)
 	for _, t := range targets {
 		u.setStatus(t, statusOf(t, lines[t.Name]))
 	}
@@ -56,6 +58,7 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 			rep.Containers = append(rep.Containers, *lines[key])
 		}
 	}
+	u.settleApprovals(targets, lines)
 	u.saveStatus(targets, len(req.Containers) == 0 && len(req.Images) == 0)
 	if plan.DryRun {
 		return nil
@@ -135,5 +138,11 @@ func (u *Updater) planOptions(req Request, rep *Report, targets []*Container) pl
 		}
 	}
 	o.Pinned = u.pinned()
+	switch {
+	case u.approvalStore() != nil:
+		o.Approvals = u.approvals()
+	case o.DryRun:
+		o.Approvals = map[string]*Approval{} // watcher check reads no state file: what waits, waits
+	}
 	return o
 }

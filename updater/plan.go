@@ -113,6 +113,7 @@ func (p *Plan) Empty() bool { return p.Steps() == 0 && len(p.Held) == 0 }
 //	last:
 //	  handover watcher (digest …)
 //	hold mon: monitor mode: digest …
+//	wait api: a minor update waits for approval (tag 1.4.2 -> 1.5.0); approve: …
 //	skip vpn: DependentNotManaged: client joins vpn's network namespace …
 //	leave app2: stopped; a container its user stopped stays stopped
 func (p *Plan) String() string {
@@ -157,6 +158,8 @@ func holdVerb(o Outcome) string {
 		return "hold"
 	case OutcomeSkipped:
 		return "skip"
+	case OutcomePendingApproval:
+		return "wait"
 	case "":
 		return "leave"
 	}

@@ -102,6 +102,8 @@ type Updater struct {
 	idle    sync.Cond       // signalled when a triggered run sequence ends
 
 	loadOnce sync.Once // the last known states are read from History once (status.go)
+	book     approvalBook
+	sched    *Scheduler // the daemon's schedules, for Status; nil before NewScheduler
 
 	mu        sync.Mutex
 	running   *run
@@ -350,6 +352,8 @@ func (u *Updater) Execute(ctx context.Context, id string, req Request) *Report {
 	}
 	u.loadStatus()
 	rep := &Report{ID: id, Trigger: req.Trigger, DryRun: req.DryRun || u.life == nil, StartedAt: time.Now().UTC()}
+	started := *rep
+	u.live(func(o LiveObserver) { o.RunStarted(&started) })
 	for _, s := range u.cycle(ctx, req, rep) {
 		if u.handOver(ctx, rep, s) {
 			return rep // finished and stored before the store was handed over
@@ -454,12 +458,23 @@ func (u *Updater) Runs(limit int) ([]Report, error) {
 }
 
 // Containers returns every watched container with the latest state a run found for it.
+// A state is decorated with what the state file says now (approvals, the last update's time).
 func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
 	obs, err := u.list(ctx)
 	if err != nil {
 		return nil, err
 	}
 	u.loadStatus()
+	out := u.known(obs)
+	approvals, records := u.approvals(), u.allRecords()
+	for i := range out {
+		u.decorate(&out[i], approvals, records)
+	}
+	return out, nil
+}
+
+// known is the last known state of every watched container of obs.
+func (u *Updater) known(obs *Observed) []ContainerStatus {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var out []ContainerStatus
@@ -479,7 +494,7 @@ func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
 		st.LastError = known.LastError
 		out = append(out, st)
 	}
-	return out, nil
+	return out
 }
 
 // Ready reports whether the Docker engine answers.

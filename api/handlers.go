@@ -196,26 +196,7 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
 
 // parseRollback reads ?container=NAME (exactly one) and ?wait.
 func parseRollback(r *http.Request) (string, bool, error) {
-	if err := unreadBody(r); err != nil {
-		return "", false, err
-	}
-	q, err := parseQuery(r.URL.RawQuery, "container", "wait")
-	if err != nil {
-		return "", false, err
-	}
-	wait, err := boolParam(q, "wait")
-	if err != nil {
-		return "", false, err
-	}
-	n, ok, err := single(q, "container")
-	switch {
-	case err != nil:
-		return "", false, err
-	case !ok:
-		return "", false, badf("container is required: POST /v1/rollback?container=NAME")
-	}
-	name, err := checkContainerName(n)
-	return name, wait, err
+	return parseContainerAction(r, "rollback")
 }
 
 // handleContainers is GET /v1/containers.
@@ -333,4 +314,146 @@ func (s *Server) serviceError(w http.ResponseWriter, r *http.Request, msg string
 // shuttingDown answers a request that the daemon's shutdown interrupted.
 func (s *Server) shuttingDown(w http.ResponseWriter) {
 	writeError(w, http.StatusServiceUnavailable, ReasonShuttingDown, "daemon is shutting down")
+}
+
+// Approver is the part of the daemon POST /v1/approve and /v1/reject need (the updater
+// implements it). Both fail with *updater.NotWatchedError or *updater.NoApprovalError before
+// anything is recorded.
+type Approver interface {
+	Approve(ctx context.Context, name string) (updater.Approval, string, <-chan struct{}, error)
+	Reject(ctx context.Context, name string) (updater.Approval, error)
+}
+
+var _ Approver = (*updater.Updater)(nil)
+
+// approvalResponse is the answer of POST /v1/reject.
+type approvalResponse struct {
+	Container string           `json:"container"`
+	Approval  updater.Approval `json:"approval"`
+}
+
+// handleApprove is POST /v1/approve?container=NAME[&wait=true]: the update NAME waits for is
+// approved (its exact digest) and a run of NAME applies it.
+func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
+	name, wait, err := parseContainerAction(r, "approve")
+	if err != nil {
+		s.badRequest(w, r, err)
+		return
+	}
+	ap, ok := s.approver(w)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.detach(serviceTimeout)
+	defer cancel()
+	a, id, done, err := ap.Approve(ctx, name)
+	if err != nil {
+		s.approvalError(w, r, err)
+		return
+	}
+	s.log.Info("http: update approved", "run_id", id, "remote", remoteIP(r), "container", name, "digest", a.Digest, "wait", wait)
+	s.answerRun(w, r, id, done, wait)
+}
+
+// handleReject is POST /v1/reject?container=NAME: the update NAME waits for is not applied;
+// runs hold it until the registry has a newer digest, which waits for approval again.
+func (s *Server) handleReject(w http.ResponseWriter, r *http.Request) {
+	name, wait, err := parseContainerAction(r, "reject")
+	if err == nil && wait {
+		err = badf("wait is not a parameter of /v1/reject: a rejection starts no run")
+	}
+	if err != nil {
+		s.badRequest(w, r, err)
+		return
+	}
+	ap, ok := s.approver(w)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.detach(serviceTimeout)
+	defer cancel()
+	a, err := ap.Reject(ctx, name)
+	if err != nil {
+		s.approvalError(w, r, err)
+		return
+	}
+	s.log.Info("http: update rejected", "remote", remoteIP(r), "container", name, "digest", a.Digest)
+	writeJSON(w, http.StatusOK, approvalResponse{Container: name, Approval: a})
+}
+
+func (s *Server) approver(w http.ResponseWriter) (Approver, bool) {
+	ap, ok := s.svc.(Approver)
+	if !ok {
+		writeError(w, http.StatusNotFound, ReasonNotFound, "this daemon keeps no approvals")
+	}
+	return ap, ok
+}
+
+// approvalError answers a failed approve or reject.
+func (s *Server) approvalError(w http.ResponseWriter, r *http.Request, err error) {
+	var nw *updater.NotWatchedError
+	var na *updater.NoApprovalError
+	switch {
+	case errors.As(err, &nw):
+		writeError(w, http.StatusNotFound, ReasonNotWatched, nw.Error())
+	case errors.As(err, &na):
+		writeError(w, http.StatusConflict, ReasonNoPendingApproval, na.Error())
+	case errors.Is(err, updater.ErrHandedOver):
+		s.shuttingDown(w)
+	default:
+		s.serviceError(w, r, "could not record the decision", err)
+	}
+}
+
+// parseContainerAction reads ?container=NAME (exactly one) and ?wait of POST /v1/{action}.
+func parseContainerAction(r *http.Request, action string) (string, bool, error) {
+	if err := unreadBody(r); err != nil {
+		return "", false, err
+	}
+	q, err := parseQuery(r.URL.RawQuery, "container", "wait")
+	if err != nil {
+		return "", false, err
+	}
+	wait, err := boolParam(q, "wait")
+	if err != nil {
+		return "", false, err
+	}
+	n, ok, err := single(q, "container")
+	switch {
+	case err != nil:
+		return "", false, err
+	case !ok:
+		return "", false, badf("container is required: POST /v1/%s?container=NAME", action)
+	}
+	name, err := checkContainerName(n)
+	return name, wait, err
+}
+
+// StatusReporter is the part of the daemon GET /v1/status asks (the updater implements it).
+type StatusReporter interface {
+	Status() updater.Status
+}
+
+var _ StatusReporter = (*updater.Updater)(nil)
+
+// statusAnswer is GET /v1/status: what the daemon does now and next, and what a client may do.
+type statusAnswer struct {
+	Version string `json:"version,omitempty"`
+	updater.Status
+	// TokenConfigured: http.token is set, so the actions (update, rollback, approve) are enabled.
+	TokenConfigured bool `json:"token_configured"`
+	PublicRead      bool `json:"public_read"`
+}
+
+// handleStatus is GET /v1/status.
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+		s.badRequest(w, r, err)
+		return
+	}
+	ans := statusAnswer{Version: s.opts.Version, TokenConfigured: s.token.set, PublicRead: s.publicRead}
+	if sr, ok := s.svc.(StatusReporter); ok {
+		ans.Status = sr.Status()
+	}
+	writeJSON(w, http.StatusOK, ans)
 }

@@ -52,6 +52,12 @@
     return n;
   }
 
+  // cell is a table cell with its column's name (phones show it beside the value) and one
+  // wrapper around what it holds, so a phone's card lays it out as one value.
+  function cell(label, props, ...kids) {
+    return el('td', Object.assign({ 'data-label': label }, props || {}), el('div', null, ...kids));
+  }
+
   // ---- the API ----
 
   class APIError extends Error {
@@ -453,20 +459,20 @@
 
   function row(c) {
     const s = shown(c);
-    const nameCell = el('td', { 'data-label': 'Name' }, el('span', { class: 'name' }, c.name));
-    if (c.kind && c.kind !== 'container') nameCell.append(el('span', { class: 'tag' }, c.kind));
-    if (c.replicas !== undefined && c.replicas !== null) nameCell.append(el('div', { class: 'muted' }, replicas(c.replicas)));
-    const running = el('td', { 'data-label': 'Running' }, el('code', null, tagOf(c.image)));
-    if (c.local_digest) running.append(' ', el('code', { class: 'muted', title: c.local_digest }, shortDigest(c.local_digest)));
+    const nameCell = cell('Name', null, el('span', { class: 'name' }, c.name),
+      c.kind && c.kind !== 'container' ? el('span', { class: 'tag' }, c.kind) : null,
+      c.replicas !== undefined && c.replicas !== null ? el('div', { class: 'muted' }, replicas(c.replicas)) : null);
+    const running = cell('Running', null, el('code', null, tagOf(c.image)),
+      c.local_digest ? [' ', el('code', { class: 'muted', title: c.local_digest }, shortDigest(c.local_digest))] : null);
     return el('tr', { 'data-name': c.name, 'data-host': c.host || '', 'data-state': s },
       nameCell,
-      el('td', { 'data-label': 'Image' }, el('code', null, repoOf(c.image || ''))),
+      cell('Image', null, el('code', null, repoOf(c.image || ''))),
       running,
-      el('td', { 'data-label': 'Available' }, available(c)),
-      el('td', { 'data-label': 'Policy' }, c.policy || 'digest', c.mode === 'monitor' ? el('span', { class: 'tag' }, 'monitor') : null),
+      cell('Available', null, available(c)),
+      cell('Policy', null, c.policy || 'digest', c.mode === 'monitor' ? el('span', { class: 'tag' }, 'monitor') : null),
       stateCell(c, s),
-      el('td', { 'data-label': 'Last update' }, timeEl(c.updated_at)),
-      el('td', { 'data-label': 'Actions', class: 'actions' }, actions(c, s)));
+      cell('Last update', null, timeEl(c.updated_at)),
+      cell('Actions', { class: 'actions' }, actions(c, s)));
   }
 
   function replicas(r) {
@@ -493,19 +499,19 @@
   }
 
   function stateCell(c, s) {
-    const td = el('td', { 'data-label': 'State' }, badge(s));
+    const kids = [badge(s)];
     const f = c.last_error;
     if (f) {
       const meaning = f.reason === 'ContainerExited' || f.reason === 'RunContainerError' ? exitMeaning(f.message) : '';
-      td.append(el('p', { class: 'detail failure' },
+      kids.push(el('p', { class: 'detail failure' },
         el('strong', null, f.stage + ' · ' + f.reason), ': ', f.message || '', meaning ? ' (' + meaning + ')' : ''));
     } else if (c.message) {
-      td.append(el('p', { class: 'detail muted' }, c.message));
+      kids.push(el('p', { class: 'detail muted' }, c.message));
     }
     if (c.approval && c.approval.lapsed) {
-      td.append(el('p', { class: 'detail muted' }, 'an earlier decision on ' + shortDigest(c.approval.lapsed) + ' lapsed: the registry moved on'));
+      kids.push(el('p', { class: 'detail muted' }, 'an earlier decision on ' + shortDigest(c.approval.lapsed) + ' lapsed: the registry moved on'));
     }
-    return td;
+    return cell('State', null, kids);
   }
 
   function actions(c, s) {
@@ -573,11 +579,11 @@
     for (const r of state.runs) {
       const o = runOutcome(r);
       body.append(el('tr', { 'data-run': r.id },
-        el('td', { 'data-label': 'Started' }, timeEl(r.started_at)),
-        el('td', { 'data-label': 'Trigger' }, r.trigger + (r.dry_run ? ' (dry run)' : '')),
-        el('td', { 'data-label': 'Duration' }, runDuration(r)),
-        el('td', { 'data-label': 'Outcomes', class: r.error || o.counts.failed || o.counts.rolled_back ? 'run-error' : null }, o.text),
-        el('td', { 'data-label': 'Details' }, el('button', {
+        cell('Started', null, timeEl(r.started_at)),
+        cell('Trigger', null, r.trigger + (r.dry_run ? ' (dry run)' : '')),
+        cell('Duration', null, runDuration(r)),
+        cell('Outcomes', { class: r.error || o.counts.failed || o.counts.rolled_back ? 'run-error' : null }, o.text),
+        cell('Details', null, el('button', {
           type: 'button', class: 'quiet', 'data-focus': 'run:' + r.id, 'aria-label': 'Details of the run started ' + ago(r.started_at),
           on: { click: () => showRun(r.id) },
         }, 'Details'))));
@@ -617,13 +623,13 @@
     const digest = shortDigest(l.old_digest) + (l.new_digest && l.new_digest !== l.old_digest ? ' → ' + shortDigest(l.new_digest) : '');
     const detail = l.failure ? l.failure.stage + ' · ' + l.failure.reason + ': ' + l.failure.message : (l.message || '');
     return el('tr', { 'data-line': l.name },
-      el('td', { 'data-label': 'Container' }, el('span', { class: 'name' }, (l.host ? l.host + '/' : '') + l.name)),
-      el('td', { 'data-label': 'Image' }, el('code', null, l.image + (l.new_image ? ' → ' + l.new_image : ''))),
-      el('td', { 'data-label': 'Digest' }, el('code', null, digest || '–')),
-      el('td', { 'data-label': 'Outcome' }, badge(l.outcome)),
-      el('td', { 'data-label': 'Took' }, l.duration_ns ? duration(l.duration_ns) : '–'),
-      el('td', { 'data-label': 'Downtime' }, l.downtime_ns ? duration(l.downtime_ns) : '–'),
-      el('td', { 'data-label': 'Detail', class: l.failure ? 'detail failure' : 'detail' }, detail));
+      cell('Container', null, el('span', { class: 'name' }, (l.host ? l.host + '/' : '') + l.name)),
+      cell('Image', null, el('code', null, l.image + (l.new_image ? ' → ' + l.new_image : ''))),
+      cell('Digest', null, el('code', null, digest || '–')),
+      cell('Outcome', null, badge(l.outcome)),
+      cell('Took', null, l.duration_ns ? duration(l.duration_ns) : '–'),
+      cell('Downtime', null, l.downtime_ns ? duration(l.downtime_ns) : '–'),
+      cell('Detail', { class: l.failure ? 'detail failure' : 'detail' }, detail));
   }
 
   // ---- wiring ----

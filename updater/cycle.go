@@ -36,18 +36,17 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 	}
 	notePlan(plan, lines)
 	u.notePending(cands, po)
-	for _, t := range targets {
-		u.setStatus(t, statusOf(t, lines[t.Name]))
-	}
-
-	switch {
-	case plan.DryRun:
+	if plan.DryRun {
 		reportDryRun(plan, lines)
-	case plan.Steps() > len(plan.Last):
+	}
+	stepped := plan.applied()
+	u.showStatus(targets, lines, stepped, false)
+	if !plan.DryRun && plan.Steps() > len(plan.Last) {
 		u.log.Info("applying plan", "steps", plan.Steps(), "groups", len(plan.Groups), "plan", plan.String())
 		if done := u.apply(ctx, plan, lines); len(done) > 0 {
 			u.afterUpdates(ctx, done, req.rollback != "")
 		}
+		u.showStatus(targets, lines, stepped, true)
 	}
 	for _, t := range targets {
 		rep.Containers = append(rep.Containers, *lines[t.Name])
@@ -64,6 +63,31 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 		return nil
 	}
 	return plan.Last
+}
+
+// showStatus records the targets' states for GET /v1/containers and the live feed. Before apply
+// (applied false) a target the plan has a step for is updating, the rest are what their line
+// says; after it, a target whose step did not run (the watcher stopping, nothing to follow) gets
+// its line's state too (apply recorded the others as it went).
+func (u *Updater) showStatus(targets []*Container, lines map[string]*ContainerReport, stepped map[string]bool, applied bool) {
+	for _, t := range targets {
+		key := t.Target().String()
+		switch {
+		case !stepped[key] && !applied:
+			u.setStatus(t, statusOf(t, lines[key]))
+		case stepped[key] && !applied:
+			u.setStatus(t, t.status(StateUpdating))
+		case stepped[key] && u.knownState(t) == StateUpdating:
+			u.setStatus(t, statusOf(t, lines[key]))
+		}
+	}
+}
+
+// knownState is the state last recorded for c.
+func (u *Updater) knownState(c *Container) State {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.status[c.Name].State
 }
 
 // plan builds the run's plan. Ordering needs links and ipc/pid modes, which only inspect shows:

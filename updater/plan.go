@@ -102,6 +102,21 @@ func (p *Plan) Steps() int {
 	return n
 }
 
+// applied returns the targets the plan's groups act on (not Last, whose handover records its own
+// state), by target; none in a dry run.
+func (p *Plan) applied() map[string]bool {
+	out := map[string]bool{}
+	if p.DryRun {
+		return out
+	}
+	for _, g := range p.Groups {
+		for _, s := range g {
+			out[s.Target.String()] = true
+		}
+	}
+	return out
+}
+
 // Empty reports whether the plan neither does nor holds anything.
 func (p *Plan) Empty() bool { return p.Steps() == 0 && len(p.Held) == 0 }
 

@@ -206,3 +206,9 @@ func apiCall(t *testing.T, addr, token, method, path string) (int, map[string]an
 	_ = json.Unmarshal(b, &v)
 	return resp.StatusCode, v
 }
+
+// jsonText is v as compact JSON, for matching and messages.
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

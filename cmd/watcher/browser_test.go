@@ -109,11 +109,16 @@ func rowHas(name, state string, texts ...string) string {
 	return js + ")(" + row(name) + ")"
 }
 
-// screenshot saves the whole page as PNG: a test artifact (go test -artifacts keeps it), and
-// under $WATCHER_SCREENSHOTS too when set (make screenshots writes docs/images that way).
-func screenshot(t *testing.T, ctx context.Context, name string) {
+// screenshot saves the page as PNG (full: all of it, else what the screen shows): a test
+// artifact (go test -artifacts keeps it), and under $WATCHER_SCREENSHOTS too when set (make
+// screenshots writes docs/images that way).
+func screenshot(t *testing.T, ctx context.Context, name string, full bool) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	shot := chromedp.CaptureScreenshot()
+	if full {
+		shot = chromedp.FullScreenshot(100)
+	}
+	png, err := chromedp.Run(ctx, shot)
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}

@@ -105,9 +105,9 @@ func TestDashboardActs(t *testing.T) {
 	waitFor(t, ctx, "the runs in the history", `document.querySelectorAll('#runs tr').length >= 3`)
 
 	colorScheme(t, ctx, "light")
-	screenshot(t, ctx, "dashboard-light.png")
+	screenshot(t, ctx, "dashboard-light.png", true)
 	colorScheme(t, ctx, "dark")
-	screenshot(t, ctx, "dashboard-dark.png")
+	screenshot(t, ctx, "dashboard-dark.png", true)
 	if bg := eval[string](t, ctx, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(17, 19, 22)" {
 		t.Errorf("dark scheme background %s", bg)
 	}
@@ -119,7 +119,7 @@ func TestDashboardActs(t *testing.T) {
 	if wide := eval[bool](t, ctx, `document.documentElement.scrollWidth > window.innerWidth + 1`); wide {
 		t.Errorf("the page is %d px wide on a 390 px screen", eval[int](t, ctx, `document.documentElement.scrollWidth`))
 	}
-	screenshot(t, ctx, "dashboard-phone.png")
+	screenshot(t, ctx, "dashboard-phone.png", false)
 
 	// The token was typed once: a reload is signed in.
 	do(t, ctx, "reload", chromedp.Reload())
@@ -164,7 +164,7 @@ func TestDashboardReadOnly(t *testing.T) {
 	if n := eval[int](t, ctx, `[...document.querySelectorAll('[data-act]')].filter(b => b.offsetParent !== null).length`); n != 0 {
 		t.Errorf("%d action buttons show in the read-only view", n)
 	}
-	screenshot(t, ctx, "dashboard-readonly.png")
+	screenshot(t, ctx, "dashboard-readonly.png", true)
 
 	// A dropped stream: the daemon stops and starts again; the page reconnects by itself and
 	// shows the next run's changes without a reload.
@@ -186,5 +186,5 @@ func TestDashboardReadOnly(t *testing.T) {
 	waitFor(t, ctx, "the run in the history", `document.querySelector('#runs tr td').textContent !== '' && document.querySelector('#runs tr').textContent.includes('1 updated')`)
 	do(t, ctx, "open the run", chromedp.Click(chromedp.CSS(`#runs tr button`)))
 	waitFor(t, ctx, "the run's detail", fmt.Sprintf(`document.getElementById('run-dialog').open && (l => l !== null && l.textContent.includes('updated') && !l.querySelector('[data-label="Downtime"]').textContent.includes('–'))(document.querySelector('#run-body tr[data-line=%q]'))`, web))
-	screenshot(t, ctx, "dashboard-run.png")
+	screenshot(t, ctx, "dashboard-run.png", true)
 }

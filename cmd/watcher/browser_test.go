@@ -134,6 +134,25 @@ func screenshot(t *testing.T, ctx context.Context, name string, full bool) {
 	t.Logf("screenshot %s: %d bytes in %s", name, len(png), strings.Join(dirs, ", "))
 }
 
+// lowContrast lists the visible texts whose colour has less than 4.5:1 contrast (WCAG AA) with
+// the background behind them.
+const lowContrast = `(() => {
+  const rgb = (s) => s.match(/[\d.]+/g).map(Number);
+  const lum = (c) => { const [r, g, b] = c.slice(0, 3).map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+  const behind = (el) => { for (let e = el; e; e = e.parentElement) { const v = rgb(getComputedStyle(e).backgroundColor); if (v.length < 4 || v[3] > 0) return v; } return [255, 255, 255]; };
+  const low = [];
+  let checked = 0;
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.offsetParent === null || ![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    checked++;
+    const r = ratio(rgb(getComputedStyle(el).color), behind(el));
+    if (r < 4.5) low.push(el.tagName + ' "' + el.textContent.trim().slice(0, 30) + '" ' + r.toFixed(2));
+  }
+  if (checked < 30) low.push('only ' + checked + ' texts found to check');
+  return low;
+})()`
+
 // colorScheme makes the page see prefers-color-scheme: scheme ("" = the browser's own).
 func colorScheme(t *testing.T, ctx context.Context, scheme string) {
 	t.Helper()

@@ -104,10 +104,22 @@ func TestDashboardActs(t *testing.T) {
 	}
 	waitFor(t, ctx, "the runs in the history", `document.querySelectorAll('#runs tr').length >= 3`)
 
-	colorScheme(t, ctx, "light")
-	screenshot(t, ctx, "dashboard-light.png", true)
-	colorScheme(t, ctx, "dark")
-	screenshot(t, ctx, "dashboard-dark.png", true)
+	// Filters: by name, by state.
+	do(t, ctx, "search", chromedp.SendKeys(chromedp.ID("search"), "xss"))
+	waitFor(t, ctx, "only xss", `document.querySelectorAll('#groups tr[data-name]').length === 1 && `+row(xss)+` !== null`)
+	do(t, ctx, "clear the search", chromedp.Evaluate[chromedp.Void](`document.getElementById('search').value = ''; document.getElementById('search').dispatchEvent(new Event('input'))`))
+	do(t, ctx, "filter by state", chromedp.SetValue(chromedp.ID("state-filter"), "up_to_date"), chromedp.Evaluate[chromedp.Void](`document.getElementById('state-filter').dispatchEvent(new Event('input'))`))
+	waitFor(t, ctx, "the up-to-date ones", `document.querySelectorAll('#groups tr[data-name]').length === 2 && `+row(xss)+` === null`)
+	do(t, ctx, "all states", chromedp.SetValue(chromedp.ID("state-filter"), ""), chromedp.Evaluate[chromedp.Void](`document.getElementById('state-filter').dispatchEvent(new Event('input'))`))
+	waitFor(t, ctx, "every row", `document.querySelectorAll('#groups tr[data-name]').length === 3`)
+
+	for _, scheme := range []string{"light", "dark"} {
+		colorScheme(t, ctx, scheme)
+		screenshot(t, ctx, "dashboard-"+scheme+".png", true)
+		if low := eval[[]string](t, ctx, lowContrast); len(low) > 0 {
+			t.Errorf("%s: texts under 4.5:1 contrast: %q", scheme, low)
+		}
+	}
 	if bg := eval[string](t, ctx, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(17, 19, 22)" {
 		t.Errorf("dark scheme background %s", bg)
 	}

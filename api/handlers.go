@@ -176,18 +176,7 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	id, done, err := rb.Rollback(ctx, name)
 	if err != nil {
-		var nw *updater.NotWatchedError
-		var nr *updater.NoRollbackError
-		switch {
-		case errors.As(err, &nw):
-			writeError(w, http.StatusNotFound, ReasonNotWatched, nw.Error())
-		case errors.As(err, &nr):
-			writeError(w, http.StatusConflict, ReasonNoPreviousUpdate, nr.Error())
-		case errors.Is(err, updater.ErrHandedOver):
-			s.shuttingDown(w)
-		default:
-			s.serviceError(w, r, "could not start the rollback", err)
-		}
+		s.actionError(w, r, err, "could not start the rollback")
 		return
 	}
 	s.log.Info("http: rollback asked for", "run_id", id, "remote", remoteIP(r), "container", name, "wait", wait)
@@ -335,12 +324,7 @@ type approvalResponse struct {
 // handleApprove is POST /v1/approve?container=NAME[&wait=true]: the update NAME waits for is
 // approved (its exact digest) and a run of NAME applies it.
 func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
-	name, wait, err := parseContainerAction(r, "approve")
-	if err != nil {
-		s.badRequest(w, r, err)
-		return
-	}
-	ap, ok := s.approver(w)
+	ap, name, wait, ok := s.decision(w, r, "approve")
 	if !ok {
 		return
 	}
@@ -348,7 +332,7 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	a, id, done, err := ap.Approve(ctx, name)
 	if err != nil {
-		s.approvalError(w, r, err)
+		s.actionError(w, r, err, "could not record the decision")
 		return
 	}
 	s.log.Info("http: update approved", "run_id", id, "remote", remoteIP(r), "container", name, "digest", a.Digest, "wait", wait)
@@ -358,15 +342,7 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 // handleReject is POST /v1/reject?container=NAME: the update NAME waits for is not applied;
 // runs hold it until the registry has a newer digest, which waits for approval again.
 func (s *Server) handleReject(w http.ResponseWriter, r *http.Request) {
-	name, wait, err := parseContainerAction(r, "reject")
-	if err == nil && wait {
-		err = badf("wait is not a parameter of /v1/reject: a rejection starts no run")
-	}
-	if err != nil {
-		s.badRequest(w, r, err)
-		return
-	}
-	ap, ok := s.approver(w)
+	ap, name, _, ok := s.decision(w, r, "reject")
 	if !ok {
 		return
 	}
@@ -374,34 +350,48 @@ func (s *Server) handleReject(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	a, err := ap.Reject(ctx, name)
 	if err != nil {
-		s.approvalError(w, r, err)
+		s.actionError(w, r, err, "could not record the decision")
 		return
 	}
 	s.log.Info("http: update rejected", "remote", remoteIP(r), "container", name, "digest", a.Digest)
 	writeJSON(w, http.StatusOK, approvalResponse{Container: name, Approval: a})
 }
 
-func (s *Server) approver(w http.ResponseWriter) (Approver, bool) {
-	ap, ok := s.svc.(Approver)
-	if !ok {
+// decision reads POST /v1/{approve|reject}?container=NAME and finds the daemon's approvals; it
+// answers the request itself (ok false) when it cannot go on. A rejection starts no run, so it
+// takes no wait.
+func (s *Server) decision(w http.ResponseWriter, r *http.Request, action string) (ap Approver, name string, wait, ok bool) {
+	name, wait, err := parseContainerAction(r, action)
+	if err == nil && wait && action == "reject" {
+		err = badf("wait is not a parameter of /v1/reject: a rejection starts no run")
+	}
+	if err != nil {
+		s.badRequest(w, r, err)
+		return nil, "", false, false
+	}
+	if ap, ok = s.svc.(Approver); !ok {
 		writeError(w, http.StatusNotFound, ReasonNotFound, "this daemon keeps no approvals")
 	}
-	return ap, ok
+	return ap, name, wait, ok
 }
 
-// approvalError answers a failed approve or reject.
-func (s *Server) approvalError(w http.ResponseWriter, r *http.Request, err error) {
+// actionError answers a failed rollback, approve or reject: what the daemon refused (not
+// watched, nothing to undo or decide), or msg for a failure of its own.
+func (s *Server) actionError(w http.ResponseWriter, r *http.Request, err error, msg string) {
 	var nw *updater.NotWatchedError
+	var nr *updater.NoRollbackError
 	var na *updater.NoApprovalError
 	switch {
 	case errors.As(err, &nw):
 		writeError(w, http.StatusNotFound, ReasonNotWatched, nw.Error())
+	case errors.As(err, &nr):
+		writeError(w, http.StatusConflict, ReasonNoPreviousUpdate, nr.Error())
 	case errors.As(err, &na):
 		writeError(w, http.StatusConflict, ReasonNoPendingApproval, na.Error())
 	case errors.Is(err, updater.ErrHandedOver):
 		s.shuttingDown(w)
 	default:
-		s.serviceError(w, r, "could not record the decision", err)
+		s.serviceError(w, r, msg, err)
 	}
 }
 

@@ -29,6 +29,8 @@
     retryBase: 2000,
     retry: 2000,
     loaded: false,
+    pending: null, // container events that came while the list was being read, else null
+    noReads: false, // the daemon lets nobody read (no token configured, no public_read)
   };
   const $ = (id) => document.getElementById(id);
 
@@ -163,7 +165,7 @@
 
   function showSession() {
     const signedIn = Boolean(state.token);
-    $('token-form').hidden = signedIn;
+    $('token-form').hidden = signedIn || state.noReads;
     $('sign-out').hidden = !signedIn;
     let mode;
     if (!state.status) mode = 'Enter the API token (http.token) to see the containers.';
@@ -183,6 +185,7 @@
       if (state.token) notice('The token was not accepted (' + err.message + '). It was forgotten; enter it again.', 'error');
       forgetToken();
     } else if (err.status === 403) {
+      state.noReads = true;
       notice('This daemon shows nothing: ' + err.message + '.', 'error');
     } else if (err.status === 429) {
       notice('Too many failed sign-ins from this address; try again in ' + (err.retryAfter || 'a few') + ' seconds.', 'error');
@@ -312,8 +315,11 @@
     let payload;
     try { payload = JSON.parse(data.join('\n')); } catch (e) { return; }
     if (name === 'container') {
-      state.containers.set(key(payload), payload);
-      renderContainers();
+      if (state.pending) state.pending.push(payload);
+      else {
+        state.containers.set(key(payload), payload);
+        renderContainers();
+      }
     } else if (name === 'run_started' || name === 'run_finished') {
       onRun(name, payload);
     }
@@ -334,14 +340,19 @@
     await Promise.all([loadContainers(), loadRuns()]);
     state.loaded = true;
   }
+  // loadContainers reads the list; events that arrive meanwhile are newer than it may be, so
+  // they are applied after it.
   async function loadContainers() {
+    state.pending = [];
     try {
       const body = await api('GET', '/v1/containers');
       state.containers = new Map(body.containers.map((c) => [key(c), c]));
-      renderContainers();
     } catch (e) {
       failed(e, 'The containers could not be read');
     }
+    for (const c of state.pending) state.containers.set(key(c), c);
+    state.pending = null;
+    renderContainers();
   }
   async function loadRuns() {
     try {

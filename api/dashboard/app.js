@@ -536,9 +536,12 @@
       out.push(button('Reject', 'reject', c, 'Reject the update of' + who, () => act('POST', '/v1/reject' + q, 'Rejected the update of' + who), 'quiet'));
     }
     const outside = c.last_error && c.last_error.reason === 'OutsideWindow';
-    out.push(button(outside ? 'Update now' : 'Update', 'update', c,
-      outside ? 'Update' + who + ' now, outside its maintenance window' : 'Check and update' + who,
-      () => act('POST', '/v1/update' + q + (outside ? '&force=true' : ''), 'Asked for a run of' + who)));
+    const monitor = c.mode === 'monitor';
+    let text = 'Update', label = 'Check and update' + who;
+    if (monitor) [text, label] = ['Check', 'Check' + who + ' (monitor mode: updates are reported, never applied)'];
+    else if (outside) [text, label] = ['Update now', 'Update' + who + ' now, outside its maintenance window'];
+    out.push(button(text, 'update', c, label,
+      () => act('POST', '/v1/update' + q + (outside && !monitor ? '&force=true' : ''), 'Asked for a run of' + who)));
     if (c.updated_at && Date.parse(c.updated_at) > 0) {
       out.push(confirmButton('Roll back', 'rollback', c, 'Roll' + who + ' back to the image it ran before its last update',
         () => act('POST', '/v1/rollback' + q, 'Asked to roll' + who + ' back')));

@@ -33,7 +33,7 @@ const firstViewLimit = 100 << 10
 func TestDashboardActs(t *testing.T) {
 	addr := freePort(t)
 	e, env, labels := opsEnv(t, "WATCHER_HTTP_LISTEN="+addr, "WATCHER_HTTP_TOKEN="+dashToken)
-	app, appr, xss := e.Name("app"), e.Name("appr"), e.Name("xss")
+	app, appr, xss, mon := e.Name("app"), e.Name("appr"), e.Name("xss"), e.Name("mon")
 	ref, _ := e.Registry.PushImage(t, "app", "1.4", testenv.ImageSpec{Version: "v1"})
 	refAppr, _ := e.Registry.PushImage(t, "appr", "2.0", testenv.ImageSpec{Version: "v1"})
 	e.Pull(ref)
@@ -41,12 +41,14 @@ func TestDashboardActs(t *testing.T) {
 	e.Run(app, &container.Config{Image: ref, Labels: labels}, nil, nil)
 	e.Run(appr, &container.Config{Image: refAppr, Labels: with(labels, "watcher.approve", "digest")}, nil, nil)
 	e.Run(xss, &container.Config{Image: ref, Labels: with(labels, "watcher.window", xssLabel)}, nil, nil)
+	e.Run(mon, &container.Config{Image: ref, Labels: with(labels, "watcher.mode", "monitor")}, nil, nil)
 	_, d2 := e.Registry.PushImage(t, "app", "1.4", testenv.ImageSpec{Version: "v2"})
 	_, d3 := e.Registry.PushImage(t, "appr", "2.0", testenv.ImageSpec{Version: "v2"})
 	stop := startDaemon(t, env)
 	defer stop()
-	// A run of appr and xss: appr's update waits for approval, xss fails on its label.
-	if code, v := apiCall(t, addr, dashToken, "POST", "/v1/update?container="+appr+"&container="+xss+"&wait=true"); code != 200 {
+	// A run of appr, xss and mon: appr's update waits for approval, xss fails on its label, mon
+	// (monitor mode) has one available.
+	if code, v := apiCall(t, addr, dashToken, "POST", "/v1/update?container="+appr+"&container="+xss+"&container="+mon+"&wait=true"); code != 200 {
 		t.Fatalf("first run = %d %v", code, v)
 	}
 
@@ -64,7 +66,7 @@ func TestDashboardActs(t *testing.T) {
 	}
 	do(t, ctx, "type the token", chromedp.Evaluate[chromedp.Void](`document.getElementById('token').value = ''`), chromedp.SendKeys(chromedp.ID("token"), dashToken+"\n"))
 	waitFor(t, ctx, "the containers", `document.body.dataset.mode === 'act' && `+rowHas(app, "unknown")+` && `+
-		rowHas(appr, "pending_approval", d3.Hex[:12])+` && `+row(xss)+` !== null && document.getElementById('live').dataset.live === 'on'`)
+		rowHas(appr, "pending_approval", d3.Hex[:12])+` && `+rowHas(mon, "update_available", d2.Hex[:12])+` && `+row(xss)+` !== null && document.getElementById('live').dataset.live === 'on'`)
 	where := eval[map[string]string](t, ctx, `({stored: sessionStorage.getItem('watcher.token'), url: location.href, cookie: document.cookie})`)
 	if where["stored"] != dashToken || strings.Contains(where["url"], dashToken) || where["cookie"] != "" {
 		t.Errorf("token kept as %v; want it in sessionStorage only", where)
@@ -93,6 +95,18 @@ func TestDashboardActs(t *testing.T) {
 		t.Errorf("app runs %s after the update, want v2", v)
 	}
 
+	// Every state on the page: screenshots, and the contrast of every text in both schemes.
+	for _, scheme := range []string{"light", "dark"} {
+		colorScheme(t, ctx, scheme)
+		screenshot(t, ctx, "dashboard-"+scheme+".png", true)
+		if low := eval[[]string](t, ctx, lowContrast); len(low) > 0 {
+			t.Errorf("%s: texts under 4.5:1 contrast: %q", scheme, low)
+		}
+		if bg := eval[string](t, ctx, `getComputedStyle(document.body).backgroundColor`); (bg == "rgb(17, 19, 22)") != (scheme == "dark") {
+			t.Errorf("%s scheme: background %s", scheme, bg)
+		}
+	}
+
 	// Approve by keyboard: focus the button, press Enter.
 	do(t, ctx, "approve with the keyboard", chromedp.Focus(chromedp.CSS(`tr[data-name="`+appr+`"] button[data-action="approve"]`)), chromedp.KeyEvent("\r"))
 	waitFor(t, ctx, "appr updated after its approval", rowHas(appr, "up_to_date", d3.Hex[:12]))
@@ -109,20 +123,9 @@ func TestDashboardActs(t *testing.T) {
 	waitFor(t, ctx, "only xss", `document.querySelectorAll('#groups tr[data-name]').length === 1 && `+row(xss)+` !== null`)
 	do(t, ctx, "clear the search", chromedp.Evaluate[chromedp.Void](`document.getElementById('search').value = ''; document.getElementById('search').dispatchEvent(new Event('input'))`))
 	do(t, ctx, "filter by state", chromedp.SetValue(chromedp.ID("state-filter"), "up_to_date"), chromedp.Evaluate[chromedp.Void](`document.getElementById('state-filter').dispatchEvent(new Event('input'))`))
-	waitFor(t, ctx, "the up-to-date ones", `document.querySelectorAll('#groups tr[data-name]').length === 2 && `+row(xss)+` === null`)
+	waitFor(t, ctx, "the up-to-date ones", `document.querySelectorAll('#groups tr[data-name]').length === 2 && `+row(xss)+` === null && `+row(mon)+` === null`)
 	do(t, ctx, "all states", chromedp.SetValue(chromedp.ID("state-filter"), ""), chromedp.Evaluate[chromedp.Void](`document.getElementById('state-filter').dispatchEvent(new Event('input'))`))
-	waitFor(t, ctx, "every row", `document.querySelectorAll('#groups tr[data-name]').length === 3`)
-
-	for _, scheme := range []string{"light", "dark"} {
-		colorScheme(t, ctx, scheme)
-		screenshot(t, ctx, "dashboard-"+scheme+".png", true)
-		if low := eval[[]string](t, ctx, lowContrast); len(low) > 0 {
-			t.Errorf("%s: texts under 4.5:1 contrast: %q", scheme, low)
-		}
-	}
-	if bg := eval[string](t, ctx, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(17, 19, 22)" {
-		t.Errorf("dark scheme background %s", bg)
-	}
+	waitFor(t, ctx, "every row", `document.querySelectorAll('#groups tr[data-name]').length === 4`)
 
 	// A phone: the rows become cards, nothing scrolls sideways.
 	colorScheme(t, ctx, "light")

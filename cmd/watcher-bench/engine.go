@@ -140,7 +140,7 @@ func newBench() (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &bench{cli: cli, api: a, reg: reg, owner: testenv.NewOwner()}, nil
+	return &bench{cli: cli.Client, api: a, reg: reg, owner: testenv.NewOwner()}, nil
 }
 
 func (b *bench) Close() {

@@ -70,7 +70,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "watcher-bench:", err)
 			os.Exit(1)
 		}
-		testenv.CleanupOwner(cli, owner, host)
+		testenv.CleanupOwner(cli.Client, owner, host)
 		return
 	}
 	for _, s := range strings.Split(par, ",") {

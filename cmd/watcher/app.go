@@ -30,7 +30,7 @@ import (
 type app struct {
 	cfg     config.Config
 	log     *slog.Logger
-	docker  *client.Client
+	docker  *engine.Client
 	store   *store.Store
 	metrics *api.Metrics
 	notify  *notify.Notifier

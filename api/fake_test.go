@@ -150,7 +150,7 @@ func (f *fakeService) Runs(limit int) ([]updater.Report, error) {
 	return out, nil
 }
 
-func (f *fakeService) Containers(ctx context.Context) ([]updater.ContainerStatus, error) {
+func (f *fakeService) Containers(ctx context.Context, hosts ...string) ([]updater.ContainerStatus, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err // as the updater, which lists the engine's containers
 	}

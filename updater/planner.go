@@ -18,6 +18,8 @@ import (
 //  2. dependency cycles among what the updates touch hold those updates;
 //  3. opt-out is absolute: an update that would stop a container whose namespaces an opted-out
 //     container joins is held (DependentNotManaged), since that container may not be recreated;
+//     on Podman, an update of a container whose namespaces another joins is held (Unsupported):
+//     Podman refuses to remove it;
 //  4. what the remaining updates stop, transitively: running dependents the watcher manages
 //     (watched, or watcher.follow=true) are restarted or, when they join a replaced container's
 //     namespaces, recreated; every other dependent is left alone with a reason;
@@ -35,6 +37,7 @@ type Candidate struct {
 type planOptions struct {
 	DryRun      bool // nothing is applied; the plan says what would be
 	CanHandOver bool // the watcher's own container can be updated by a handover (the daemon)
+	Podman      bool // the host is Podman's Docker-compatible API (see holdUnsupported)
 }
 
 // buildPlan turns the available updates into the plan a run applies.
@@ -57,11 +60,51 @@ func buildPlan(obs *Observed, cands []Candidate, o planOptions) *Plan {
 	}
 	p := newPlanner(obs, plan)
 	p.holdCycles(updates)
+	if o.Podman {
+		p.holdUnsupported(updates)
+	}
 	p.holdBreakingOptOuts(updates)
 	affected := p.affected(updates)
 	order := topoOrder(affected, p.deps)
 	p.group(order, p.steps(order, updates, affected))
+	p.qualify()
 	return plan
+}
+
+// qualify names the steps' DependsOn and Follows as their targets (edge-1/db when hosts are
+// configured), as report lines and apply know them; the planner itself works on one host's
+// container names.
+func (p *planner) qualify() {
+	name := func(ns []string) []string {
+		for i, n := range ns {
+			if c := p.obs.byName[n]; c != nil {
+				ns[i] = c.Target().String()
+			}
+		}
+		return ns
+	}
+	for _, g := range p.plan.Groups {
+		for _, s := range g {
+			s.DependsOn, s.Follows = name(s.DependsOn), name(s.Follows)
+		}
+	}
+}
+
+// holdUnsupported holds, on Podman, every update of a container whose namespaces (network, ipc,
+// pid) another container joins: Podman's Docker-compatible API refuses to remove a container
+// another joins ("has dependent containers"), so the replaced container could not be removed
+// once the update is done. Nothing is touched; the line names the call.
+func (p *planner) holdUnsupported(updates map[string]Candidate) {
+	for _, n := range sortedKeys(updates) {
+		for _, d := range p.rdeps[n] {
+			if ns := joinsNamespaceOf(p.obs.byName[d], p.obs, n); ns != "" {
+				p.hold(n, failure.Unsupported, fmt.Sprintf("%s joins the %s namespace of %s, and Podman's Docker-compatible API refuses DELETE /containers/{id} "+
+					"(ContainerRemove) of a container another joins: the replaced container could not be removed", d, ns, n))
+				delete(updates, n)
+				break
+			}
+		}
+	}
 }
 
 // needsOrder reports whether some candidate becomes an update with dependents to order, which

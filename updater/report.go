@@ -33,6 +33,7 @@ type Failure struct {
 
 // ContainerReport is one container's line in a run report.
 type ContainerReport struct {
+	Host      string        `json:"host,omitempty"` // the engine's name when hosts are configured
 	Name      string        `json:"name"`
 	ID        string        `json:"id"`               // the container ID at the start of the run
 	NewID     string        `json:"new_id,omitempty"` // the replacement's ID after an update
@@ -74,7 +75,28 @@ type Report struct {
 	Watched *int `json:"watched,omitempty"`
 	// Plan is what the run decided to do, hold and leave (nil when there was nothing to decide).
 	Plan  *Plan  `json:"plan,omitempty"`
-	Error string `json:"error,omitempty"` // the run as a whole failed (engine unreachable)
+	Error string `json:"error,omitempty"` // the run as a whole failed (no engine reachable)
+	// Hosts are the engines the run looked at, when hosts are configured: which answered.
+	Hosts []HostReport `json:"hosts,omitempty"`
+}
+
+// HostReport is one engine's part in a run.
+type HostReport struct {
+	Name      string `json:"name"`
+	Reachable bool   `json:"reachable"`
+	Watched   int    `json:"watched"`         // containers watched there, as the run saw them
+	Error     string `json:"error,omitempty"` // why it could not be observed
+}
+
+// Unreachable returns the names of the hosts the run could not reach.
+func (r *Report) Unreachable() []string {
+	var out []string
+	for _, h := range r.Hosts {
+		if !h.Reachable {
+			out = append(out, h.Name)
+		}
+	}
+	return out
 }
 
 // Count returns how many containers ended with outcome o.
@@ -88,10 +110,10 @@ func (r *Report) Count(o Outcome) int {
 	return n
 }
 
-// Failed reports whether any container could not be checked or updated, or the run itself failed:
-// `watcher once` exits 1 then. A rollback is a failed update too.
+// Failed reports whether any container could not be checked or updated, a host could not be
+// reached, or the run itself failed: `watcher once` exits 1 then. A rollback is a failed update too.
 func (r *Report) Failed() bool {
-	return r.Error != "" || r.Count(OutcomeFailed) > 0 || r.Count(OutcomeRolledBack) > 0
+	return r.Error != "" || r.Count(OutcomeFailed) > 0 || r.Count(OutcomeRolledBack) > 0 || len(r.Unreachable()) > 0
 }
 
 // Changed reports whether the run changed or failed something worth telling people about.
@@ -101,7 +123,8 @@ func (r *Report) Changed() bool {
 
 // Request says what a run should look at. The zero Request is "every watched container".
 type Request struct {
-	Containers []string // names (without the leading slash); empty = all
+	Hosts      []string // host names; empty = every host
+	Containers []string // names (without the leading slash), on any of the hosts; empty = all
 	Images     []string // image references as containers name them; empty = all
 	Trigger    Trigger
 	DryRun     bool // plan only: report update_available instead of updating
@@ -120,6 +143,7 @@ const (
 
 // ContainerStatus is the latest known state of one watched container.
 type ContainerStatus struct {
+	Host         string    `json:"host,omitempty"` // the engine's name when hosts are configured
 	Name         string    `json:"name"`
 	ID           string    `json:"id"`
 	Image        string    `json:"image"`

@@ -67,16 +67,16 @@ type Options struct {
 	// NoRollback keeps a new container that runs but failed its health gate (update.rollback:
 	// false); lifecycle still rolls back one that exited or never ran. Default false: roll back.
 	NoRollback bool
-	Cleanup    bool         // remove images updates superseded when nothing uses them; default false
-	Parallel   int          // containers in the disruptive part of an update at once, per host; default 4
-	SelfID     string       // the watcher's own container ID ("" = not in a container)
-	SelfHost   string       // the host SelfID is on ("" = the only one)
+	Cleanup    bool   // remove images updates superseded when nothing uses them; default false
+	Parallel   int    // containers in the disruptive part of an update at once, per host; default 4
+	SelfID     string // the watcher's own container ID ("" = not in a container)
+	SelfHost   string // the host SelfID is on ("" = the only one)
 	// HostTimeout bounds how long a run waits for one host's engine to list and describe its
 	// containers (and a ping): a slow engine never holds up the others longer. Default 30s.
 	HostTimeout time.Duration
-	KeepRuns   int          // history rows kept; default 500
-	Logger     *slog.Logger // default slog.Default()
-	Observers  []Observer
+	KeepRuns    int          // history rows kept; default 500
+	Logger      *slog.Logger // default slog.Default()
+	Observers   []Observer
 	// Release, when set, lets the watcher update its own container (self.go): it is called
 	// during the handover, after this run's report is stored, and must give up the HTTP
 	// listener and the store for the successor (see lifecycle.Handover). Without it (once,
@@ -93,11 +93,11 @@ type Updater struct {
 	checkOnly bool    // no host has a Replacer: every run is a dry run (watcher check)
 	checker   Checker
 	history   History
-	opts    Options
-	selfID  string
-	log     *slog.Logger
-	baseCtx context.Context // runs started by Trigger use it; cancelled = stop starting steps
-	idle    sync.Cond       // signalled when a triggered run sequence ends
+	opts      Options
+	selfID    string
+	log       *slog.Logger
+	baseCtx   context.Context // runs started by Trigger use it; cancelled = stop starting steps
+	idle      sync.Cond       // signalled when a triggered run sequence ends
 
 	loadOnce sync.Once // the last known states are read from History once (status.go)
 

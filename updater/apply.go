@@ -285,8 +285,9 @@ func (h *host) cleanup(ctx context.Context, superseded []string) {
 // step that failed there failed because of it, and its transaction is left unfinished in the
 // journal (lifecycle could not roll back on an engine that does not answer). Those lines are
 // reported as the host's failure, with what the step saw, and the host is recovered as soon as
-// it answers again.
-func (u *Updater) noteLostHosts(ctx context.Context, views []hostView, lines map[string]*ContainerReport) {
+// it answers again. It returns why each lost host is lost, by name.
+func (u *Updater) noteLostHosts(ctx context.Context, views []hostView, lines map[string]*ContainerReport) map[string]error {
+	lost := map[string]error{}
 	for _, v := range views {
 		var failed []*ContainerReport
 		for _, l := range lines {
@@ -297,15 +298,18 @@ func (u *Updater) noteLostHosts(ctx context.Context, views []hostView, lines map
 		if len(failed) == 0 || ctx.Err() != nil {
 			continue
 		}
-		if err := v.h.ping(ctx, u.opts.HostTimeout); err == nil || !u.Named() {
+		err := v.h.ping(ctx, u.opts.HostTimeout)
+		if err == nil || !u.Named() {
 			continue // the one engine's failures read as they always did; it is recovered all the same
 		}
+		lost[v.h.Name] = err
 		for _, l := range failed {
 			l.Failure = &Failure{Stage: failure.StageHost, Reason: failure.EngineUnreachable,
 				Message: fmt.Sprintf("the engine stopped answering during the update (%s/%s: %s); the unfinished update is finished when the engine answers again",
 					l.Failure.Stage, l.Failure.Reason, l.Failure.Message)}
 		}
 	}
+	return lost
 }
 
 func errString(e *lifecycle.Error) string {

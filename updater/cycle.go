@@ -65,7 +65,10 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 	case plan.Steps() > len(plan.Last):
 		u.log.Info("applying plan", "steps", plan.Steps(), "groups", len(plan.Groups), "plan", plan.String())
 		superseded := u.apply(ctx, plan, lines)
-		u.noteLostHosts(ctx, seen, lines)
+		for name, err := range u.noteLostHosts(ctx, seen, lines) {
+			i := slices.IndexFunc(rep.Hosts, func(h HostReport) bool { return h.Name == name })
+			rep.Hosts[i].Reachable, rep.Hosts[i].Error = false, "stopped answering during the run: "+err.Error()
+		}
 		if u.opts.Cleanup {
 			for _, v := range seen {
 				if ids := superseded[v.h]; len(ids) > 0 {

@@ -420,6 +420,10 @@ type nsMode struct{ kind, ref string }
 func namespaceModes(c *Container) []nsMode {
 	modes := []nsMode{{"network", c.NetworkMode}}
 	if c.inspect != nil && c.inspect.HostConfig != nil {
+		if c.NetworkMode == "" {
+			// Podman's container list leaves the network mode out; its inspect has it.
+			modes[0].ref = string(c.inspect.HostConfig.NetworkMode)
+		}
 		modes = append(modes, nsMode{"ipc", string(c.inspect.HostConfig.IpcMode)}, nsMode{"pid", string(c.inspect.HostConfig.PidMode)})
 	}
 	var out []nsMode

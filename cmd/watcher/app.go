@@ -410,9 +410,13 @@ func printReport(out io.Writer, rep *updater.Report, asJSON, hostColumn bool) er
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "run %s: %d containers, %d updated, %d up to date, %d failed, %d rolled back, %s\n", rep.ID, len(rep.Containers),
+	unreachable := ""
+	if n := len(rep.Unreachable()); n > 0 {
+		unreachable = fmt.Sprintf(", %d of %d hosts unreachable", n, len(rep.Hosts))
+	}
+	fmt.Fprintf(out, "run %s: %d containers, %d updated, %d up to date, %d failed, %d rolled back%s, %s\n", rep.ID, len(rep.Containers),
 		rep.Count(updater.OutcomeUpdated), rep.Count(updater.OutcomeUpToDate), rep.Count(updater.OutcomeFailed), rep.Count(updater.OutcomeRolledBack),
-		rep.FinishedAt.Sub(rep.StartedAt).Round(time.Millisecond))
+		unreachable, rep.FinishedAt.Sub(rep.StartedAt).Round(time.Millisecond))
 	return nil
 }
 

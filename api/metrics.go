@@ -220,7 +220,8 @@ func (m *Metrics) NotifyResult(err error) {
 var reasonLabel = regexp.MustCompile(`^[A-Z][A-Za-z]{0,39}$`)
 
 // checkResult is what the registry check found for c: "" when c was not checked.
-// A container that got past the check (updated, rolled back, failed in a later stage) had an update.
+// A container that got past the check (updated, rolled back, failed in a later stage) had an update;
+// one on a host that could not be reached counts under that reason.
 func checkResult(c updater.ContainerReport) string {
 	switch c.Outcome {
 	case updater.OutcomeUpToDate:
@@ -228,7 +229,7 @@ func checkResult(c updater.ContainerReport) string {
 	case updater.OutcomeUpdateAvailable, updater.OutcomeUpdated, updater.OutcomeRolledBack:
 		return ResultUpdateAvailable
 	case updater.OutcomeFailed:
-		if c.Failure != nil && c.Failure.Stage != failure.StageCheck && c.Failure.Stage != "" {
+		if c.Failure != nil && c.Failure.Stage != failure.StageCheck && c.Failure.Stage != failure.StageHost && c.Failure.Stage != "" {
 			return ResultUpdateAvailable
 		}
 		if c.Failure != nil && reasonLabel.MatchString(string(c.Failure.Reason)) {
@@ -247,7 +248,9 @@ func updateResult(c updater.ContainerReport) string {
 	case updater.OutcomeRolledBack:
 		return ResultRolledBack
 	case updater.OutcomeFailed:
-		if c.Failure == nil || c.Failure.Stage == failure.StageCheck || c.Failure.Stage == "" {
+		// A host that could not be reached (or stopped answering mid-update, which recovery
+		// finishes) counts under its check result, EngineUnreachable.
+		if c.Failure == nil || c.Failure.Stage == failure.StageCheck || c.Failure.Stage == failure.StageHost || c.Failure.Stage == "" {
 			return ""
 		}
 		if c.Failure.Stage == failure.StageRollback || c.Failure.Reason == failure.RollbackFailed {

@@ -26,6 +26,14 @@ import (
 	"github.com/watcher-dev/watcher/updater"
 )
 
+// twoEngines is the test's engine (e) and a second one on TCP with TLS (remote, re for making
+// containers there), and the labels that make a container watched by this test's watcher.
+func twoEngines(t *testing.T) (e *testenv.Env, remote *testenv.ExtraEngine, re *testenv.Env, labels map[string]string) {
+	e = testenv.New(t)
+	remote = testenv.NewEngine(t, testenv.EngineOptions{TCP: true})
+	return e, remote, e.On(remote), map[string]string{"watcher.enable": "true", "watcher.scope": e.Owner}
+}
+
 // hostEntry is one hosts entry of a test's config.
 func hostEntry(name, host, scope string, tls *testcerts.Files) string {
 	s := fmt.Sprintf("  - name: %s\n    host: %s\n", name, host)
@@ -72,10 +80,7 @@ func lineOf(rep updater.Report, host, name string) *updater.ContainerReport {
 // Both engines are checked with one registry request per image, both are updated in one run,
 // the dead host is reported and makes once exit 1; with no host reachable once exits 3.
 func TestHostsOnce(t *testing.T) {
-	e := testenv.New(t)
-	remote := testenv.NewEngine(t, testenv.EngineOptions{TCP: true})
-	re := e.On(remote)
-	labels := map[string]string{"watcher.enable": "true", "watcher.scope": e.Owner}
+	e, remote, re, labels := twoEngines(t)
 	app, _ := e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
 	api, _ := e.Registry.PushImage(t, "api", "latest", testenv.ImageSpec{Version: "v1"})
 	e.Pull(app)
@@ -183,14 +188,14 @@ func unreachable(l *updater.ContainerReport) bool {
 		l.Failure.Stage == failure.StageHost && l.Failure.Reason == failure.EngineUnreachable
 }
 
-// daemon runs `watcher run --config cfg` in-process until the test ends, and waits until it is
-// healthy.
-func daemon(t *testing.T, cfg string) (stderr *testenv.SyncBuffer) {
+// daemon runs `watcher run args...` with env in-process until the test ends (then it must exit 0
+// within a minute, as on SIGTERM), and waits until it is healthy.
+func daemon(t *testing.T, env []string, args ...string) (stderr *testenv.SyncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan int, 1)
 	stderr = &testenv.SyncBuffer{}
-	go func() { exited <- run(ctx, []string{"run", "--config", cfg}, nil, io.Discard, stderr) }()
+	go func() { exited <- run(ctx, append([]string{"run"}, args...), env, io.Discard, stderr) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -203,7 +208,7 @@ func daemon(t *testing.T, cfg string) (stderr *testenv.SyncBuffer) {
 		}
 	})
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if code, _, _ := runCmd(t, nil, "healthcheck", "--config", cfg); code == 0 {
+		if code, _, _ := runCmd(t, env, append([]string{"healthcheck"}, args...)...); code == 0 {
 			return stderr
 		}
 		if time.Now().After(deadline) {
@@ -234,10 +239,7 @@ func call(t *testing.T, method, url, token string, v any) int {
 // daemon recovers the unfinished transaction on its own, without a run: the old container runs
 // under its name again, nothing of the update is left behind.
 func TestHostKilledMidRun(t *testing.T) {
-	e := testenv.New(t)
-	remote := testenv.NewEngine(t, testenv.EngineOptions{TCP: true})
-	re := e.On(remote)
-	labels := map[string]string{"watcher.enable": "true", "watcher.scope": e.Owner}
+	e, remote, re, labels := twoEngines(t)
 	ref, _ := e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
 	e.Pull(ref)
 	re.Pull(ref)
@@ -251,7 +253,7 @@ func TestHostKilledMidRun(t *testing.T) {
 	base := "http://" + addr
 	cfg := hostsConfig(t, "schedule: \"\"\nhttp:\n  listen: \""+addr+"\"\n  token: "+token+"\n",
 		hostEntry("local", os.Getenv("DOCKER_HOST"), e.Owner, nil), hostEntry("edge", remote.Host, e.Owner, remote.TLS))
-	stderr := daemon(t, cfg)
+	stderr := daemon(t, nil, "--config", cfg)
 	e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
 
 	reports := make(chan updater.Report, 1)

@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moby/moby/api/types/container"
 
@@ -155,7 +153,8 @@ func freePort(t *testing.T) string {
 }
 
 // TestDaemon runs the real daemon in-process: it answers the health check, takes an HTTP trigger,
-// updates a container, and stops cleanly when its context ends (what SIGTERM does).
+// updates a container, and stops cleanly when its context ends (what SIGTERM does; daemon checks
+// that when the test ends).
 func TestDaemon(t *testing.T) {
 	e := testenv.New(t)
 	addr := freePort(t)
@@ -166,29 +165,7 @@ func TestDaemon(t *testing.T) {
 	oldID := e.Run(e.Name("app"), &container.Config{Image: ref, Labels: map[string]string{"watcher.enable": "true", "watcher.scope": e.Owner}}, nil, nil)
 	e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
 
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	var stderr bytes.Buffer
-	go func() { exited <- run(ctx, []string{"run"}, env, io.Discard, &stderr) }()
-	defer func() {
-		cancel()
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			t.Error("daemon did not stop within 30s of its context ending")
-		}
-	}()
-
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if code, _, _ := runCmd(t, env, "healthcheck"); code == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon never became healthy; stderr:\n%s", stderr.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	daemon(t, env)
 
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/update?wait=true", nil)
 	req.Header.Set("Authorization", "Bearer s3cret-token-0123456789")
@@ -207,15 +184,4 @@ func TestDaemon(t *testing.T) {
 	if now := e.Inspect(e.Name("app")); now.ID == oldID || !now.State.Running {
 		t.Errorf("app after the triggered run: id %s (was %s), running %v", now.ID, oldID, now.State.Running)
 	}
-
-	cancel()
-	select {
-	case code := <-exited:
-		if code != 0 {
-			t.Errorf("daemon exit code %d after its context ended, want 0; stderr:\n%s", code, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon did not stop")
-	}
-	exited <- 0 // for the deferred wait
 }

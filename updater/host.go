@@ -50,9 +50,11 @@ type host struct {
 	slots chan struct{} // update.parallel for this engine
 	log   *slog.Logger
 
-	mu        sync.Mutex
-	status    HostStatus
-	recovered bool // Recover ran since the engine last answered (or there is nothing to recover)
+	mu     sync.Mutex
+	status HostStatus
+	// lost: the engine stopped answering (or did not answer at start) and it has transactions,
+	// possibly unfinished, to recover when it is back. The start's own recovery is Recover's.
+	lost bool
 
 	recovering sync.Mutex // one Recover of this host at a time
 }
@@ -67,7 +69,7 @@ func newHost(h Host, o Options) *host {
 		log = log.With("host", h.Name)
 	}
 	return &host{Host: h, sel: sel, slots: make(chan struct{}, o.Parallel), log: log,
-		status: HostStatus{Name: h.Name, Reachable: true}, recovered: h.Life == nil}
+		status: HostStatus{Name: h.Name, Reachable: true}}
 }
 
 // podman reports whether the engine is Podman's Docker-compatible API.
@@ -108,7 +110,7 @@ func (h *host) mark(err error) {
 	h.status.Error = ""
 	if err != nil {
 		h.status.Error = err.Error()
-		h.recovered = h.Life == nil
+		h.lost = h.Life != nil
 	}
 }
 
@@ -118,25 +120,28 @@ func (h *host) state() HostStatus {
 	return h.status
 }
 
+// needsRecovery reports whether the engine was lost and its transactions wait for recovery.
 func (h *host) needsRecovery() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return !h.recovered
+	return h.lost
 }
 
-// recover finishes the host's unfinished transactions, once per time the engine came back
-// (or at start). It reports whether it ran.
-func (h *host) recover(ctx context.Context) ([]lifecycle.Result, bool) {
+// recover finishes the host's unfinished transactions: at start (always), and once per time
+// the engine came back after it was lost (the others).
+func (h *host) recover(ctx context.Context, atStart bool) []lifecycle.Result {
 	h.recovering.Lock()
 	defer h.recovering.Unlock()
-	if !h.needsRecovery() {
-		return nil, false
+	if h.Life == nil || (!atStart && !h.needsRecovery()) {
+		return nil
 	}
 	res := h.Life.Recover(ctx)
-	h.mu.Lock()
-	h.recovered = ctx.Err() == nil
-	h.mu.Unlock()
-	return res, true
+	if ctx.Err() == nil {
+		h.mu.Lock()
+		h.lost = false
+		h.mu.Unlock()
+	}
+	return res
 }
 
 // UnknownHostError is returned for a request that names hosts the updater does not have.
@@ -220,7 +225,7 @@ func (u *Updater) WatchHosts(ctx context.Context, interval time.Duration) {
 			}
 		}
 		if len(back) > 0 {
-			u.recoverHosts(ctx, back)
+			u.recoverHosts(ctx, back, false)
 		}
 	}
 }

@@ -21,8 +21,8 @@ type hostView struct {
 }
 
 // listHosts lists the containers of hosts (observe: with their images, for a run), all at once.
-// A host that must be recovered first (it was unreachable, and a transaction may have been in
-// flight) is recovered before a run observes it.
+// A host whose engine was lost (a transaction may have been in flight) is recovered before a
+// run observes it again; the start's recovery is the daemon's (Recover), before any run.
 func (u *Updater) listHosts(ctx context.Context, hs []*host, observe bool) []hostView {
 	out := make([]hostView, len(hs))
 	var wg sync.WaitGroup
@@ -34,7 +34,7 @@ func (u *Updater) listHosts(ctx context.Context, hs []*host, observe bool) []hos
 					out[i].err = err
 					return
 				}
-				u.recoverHosts(ctx, []*host{h})
+				u.recoverHosts(ctx, []*host{h}, false)
 			}
 			hctx, cancel := context.WithTimeout(ctx, u.opts.HostTimeout)
 			defer cancel()

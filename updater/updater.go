@@ -180,14 +180,15 @@ func (u *Updater) Recover(ctx context.Context) []lifecycle.Result {
 			up = append(up, u.hosts[i])
 		}
 	}
-	return u.recoverHosts(ctx, up)
+	return u.recoverHosts(ctx, up, true)
 }
 
-// recoverHosts recovers hosts and stores what they finished as one recovery run. The host the
+// recoverHosts recovers hosts (atStart: every one; later: those whose engine was lost and is
+// back) and stores what they finished as one recovery run. The host the
 // watcher's own container is on goes first and alone: when its successor runs (a self-update
 // in flight), this process must give the journal up at once, with nothing else writing it.
 // The others then recover at once, each on its own engine.
-func (u *Updater) recoverHosts(ctx context.Context, hs []*host) []lifecycle.Result {
+func (u *Updater) recoverHosts(ctx context.Context, hs []*host, atStart bool) []lifecycle.Result {
 	start := time.Now().UTC()
 	rep := &Report{ID: newRunID(start), Trigger: TriggerRecovery, StartedAt: start}
 	var out []lifecycle.Result
@@ -209,7 +210,7 @@ func (u *Updater) recoverHosts(ctx context.Context, hs []*host) []lifecycle.Resu
 	if i := slices.IndexFunc(rest, func(h *host) bool { return u.selfID != "" && h.Name == u.opts.SelfHost }); i >= 0 {
 		self := rest[i]
 		rest = slices.Delete(rest, i, i+1)
-		res, _ := self.recover(ctx)
+		res := self.recover(ctx, atStart)
 		add(self, res)
 		if slices.ContainsFunc(res, func(r lifecycle.Result) bool { return r.Outcome == lifecycle.OutcomeHandedOver && r.OldID == u.selfID }) {
 			u.finishRecovery(rep)
@@ -219,7 +220,7 @@ func (u *Updater) recoverHosts(ctx context.Context, hs []*host) []lifecycle.Resu
 	results := make([][]lifecycle.Result, len(rest))
 	var wg sync.WaitGroup
 	for i, h := range rest {
-		wg.Go(func() { results[i], _ = h.recover(ctx) })
+		wg.Go(func() { results[i] = h.recover(ctx, atStart) })
 	}
 	wg.Wait()
 	for i, h := range rest {

@@ -309,7 +309,7 @@ func (a *app) startSchedule(ctx context.Context) (*cron.Cron, error) {
 	}
 	sched := cron.New()
 	sched.Schedule(schedule, cron.FuncJob(func() {
-		if err := a.upd.Ready(ctx); err != nil {
+		if err := a.ping(ctx); err != nil {
 			a.log.Error("scheduled run skipped: docker engine unreachable", "err", err)
 			return
 		}

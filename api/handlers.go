@@ -101,7 +101,13 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("http: run triggered", "run_id", id, "remote", remoteIP(r),
-		"hosts", req.Hosts, "containers", req.Containers, "images", req.Images, "wait", wait)
+		"hosts", req.Hosts, "containers", req.Containers, "images", req.Images, "force", req.Force, "wait", wait)
+	s.answerRun(w, r, id, done, wait)
+}
+
+// answerRun answers a request that started (or joined) run id: 202 with the id, or with wait
+// the run's report when it ends.
+func (s *Server) answerRun(w http.ResponseWriter, r *http.Request, id string, done <-chan struct{}, wait bool) {
 	w.Header().Set("Location", "/v1/runs/"+url.PathEscape(id))
 	if !wait {
 		writeJSON(w, http.StatusAccepted, triggerResponse{RunID: id})
@@ -140,16 +146,10 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 // parseUpdate turns the trigger's request into an updater.Request, refusing junk.
 func (s *Server) parseUpdate(r *http.Request) (updater.Request, bool, error) {
 	req := updater.Request{Trigger: TriggerHTTP}
-	// The body carries nothing and is never read (waiting for it would let a client that never
-	// sends it hold the answer): a small one (curl -d '{}') is ignored, its size is checked by
-	// its Content-Length, and one without a length is refused.
-	switch {
-	case r.ContentLength > maxBodyBytes:
-		return req, false, badf("request body larger than %d bytes", maxBodyBytes)
-	case r.ContentLength < 0:
-		return req, false, badf("request body of unknown length (chunked); send none")
+	if err := unreadBody(r); err != nil {
+		return req, false, err
 	}
-	q, err := parseQuery(r.URL.RawQuery, s.queryNames("container", "image", "wait")...)
+	q, err := parseQuery(r.URL.RawQuery, s.queryNames("container", "image", "wait", "force")...)
 	if err != nil {
 		return req, false, err
 	}
@@ -158,6 +158,9 @@ func (s *Server) parseUpdate(r *http.Request) (updater.Request, bool, error) {
 	}
 	wait, err := boolParam(q, "wait")
 	if err != nil {
+		return req, false, err
+	}
+	if req.Force, err = boolParam(q, "force"); err != nil {
 		return req, false, err
 	}
 	for _, n := range q["container"] {
@@ -182,6 +185,99 @@ func (s *Server) parseUpdate(r *http.Request) (updater.Request, bool, error) {
 		return req, false, badf("give container or image, not both")
 	}
 	return req, wait, nil
+}
+
+// unreadBody refuses the body of a request that carries nothing in it. The body is never read
+// (waiting for it would let a client that never sends it hold the answer): a small one (curl -d
+// '{}') is ignored, its size is checked by its Content-Length, and one without a length is refused.
+func unreadBody(r *http.Request) error {
+	switch {
+	case r.ContentLength > maxBodyBytes:
+		return badf("request body larger than %d bytes", maxBodyBytes)
+	case r.ContentLength < 0:
+		return badf("request body of unknown length (chunked); send none")
+	}
+	return nil
+}
+
+// Rollbacker is the part of the daemon POST /v1/rollback needs (the updater implements it): a run
+// that puts a container (on host, "" = whichever has it) back on the image it ran before its last
+// committed update. It fails with *updater.UnknownHostError, *updater.NotWatchedError or
+// *updater.NoRollbackError before anything is queued.
+type Rollbacker interface {
+	Rollback(ctx context.Context, host, name string) (runID string, done <-chan struct{}, err error)
+}
+
+var _ Rollbacker = (*updater.Updater)(nil)
+
+// handleRollback is POST /v1/rollback?container=NAME[&host=H][&wait=true].
+func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
+	host, name, wait, err := s.parseRollback(r)
+	if err != nil {
+		s.badRequest(w, r, err)
+		return
+	}
+	rb, ok := s.svc.(Rollbacker)
+	if !ok {
+		writeError(w, http.StatusNotFound, ReasonNotFound, "this daemon cannot roll containers back")
+		return
+	}
+	ctx, cancel := s.detach(serviceTimeout)
+	defer cancel()
+	id, done, err := rb.Rollback(ctx, host, name)
+	if err != nil {
+		var nw *updater.NotWatchedError
+		var nr *updater.NoRollbackError
+		var uh *updater.UnknownHostError
+		switch {
+		case errors.As(err, &nw):
+			writeError(w, http.StatusNotFound, ReasonNotWatched, nw.Error())
+		case errors.As(err, &uh):
+			writeError(w, http.StatusNotFound, ReasonUnknownHost, uh.Error())
+		case errors.As(err, &nr):
+			writeError(w, http.StatusConflict, ReasonNoPreviousUpdate, nr.Error())
+		case errors.Is(err, updater.ErrHandedOver):
+			s.shuttingDown(w)
+		default:
+			s.serviceError(w, r, "could not start the rollback", err)
+		}
+		return
+	}
+	s.log.Info("http: rollback asked for", "run_id", id, "remote", remoteIP(r), "host", host, "container", name, "wait", wait)
+	s.answerRun(w, r, id, done, wait)
+}
+
+// parseRollback reads ?container=NAME (exactly one), ?host=H (at most one, with hosts) and ?wait.
+func (s *Server) parseRollback(r *http.Request) (host, name string, wait bool, err error) {
+	if err := unreadBody(r); err != nil {
+		return "", "", false, err
+	}
+	q, err := parseQuery(r.URL.RawQuery, s.queryNames("container", "wait")...)
+	if err != nil {
+		return "", "", false, err
+	}
+	if wait, err = boolParam(q, "wait"); err != nil {
+		return "", "", false, err
+	}
+	if _, _, err := single(q, "host"); err != nil {
+		return "", "", false, err
+	}
+	hosts, err := hostParams(q)
+	if err != nil {
+		return "", "", false, err
+	}
+	if len(hosts) == 1 {
+		host = hosts[0]
+	}
+	n, ok, err := single(q, "container")
+	switch {
+	case err != nil:
+		return "", "", false, err
+	case !ok:
+		return "", "", false, badf("container is required: POST /v1/rollback?container=NAME")
+	}
+	name, err = checkContainerName(n)
+	return host, name, wait, err
 }
 
 // handleContainers is GET /v1/containers[?host=NAME…].
@@ -321,7 +417,7 @@ func (s *Server) badRequest(w http.ResponseWriter, r *http.Request, err error) {
 	if bi, ok := errors.AsType[*badInput](err); ok {
 		msg = bi.msg
 	}
-	s.log.Debug("http: bad request", "method", r.Method, "path", r.URL.Path, "remote", remoteIP(r), "why", msg)
+	s.log.Debug("http: bad request", "method", r.Method, "path", logPath(r.URL.Path), "remote", remoteIP(r), "why", msg)
 	writeError(w, http.StatusBadRequest, ReasonBadRequest, msg)
 }
 
@@ -331,7 +427,7 @@ func (s *Server) serviceError(w http.ResponseWriter, r *http.Request, msg string
 		s.shuttingDown(w)
 		return
 	}
-	s.log.Error("http: "+msg, "path", r.URL.Path, "err", err)
+	s.log.Error("http: "+msg, "path", logPath(r.URL.Path), "err", err)
 	writeError(w, http.StatusInternalServerError, ReasonInternal, msg)
 }
 

@@ -20,6 +20,9 @@ func (s *Server) routes() http.Handler {
 		mux.Handle(path, methodNotAllowed(allow))
 	}
 	route(http.MethodPost, "/v1/update", accessWrite, s.handleUpdate)
+	route(http.MethodPost, "/v1/rollback", accessWrite, s.handleRollback)
+	route(http.MethodPost, "/v1/webhooks/{kind}", accessWebhook, s.handleWebhook)
+	route(http.MethodPost, "/v1/webhooks/{kind}/{secret}", accessWebhook, s.handleWebhook)
 	route(http.MethodGet, "/v1/containers", accessRead, s.handleContainers)
 	route(http.MethodGet, "/v1/runs", accessRead, s.handleRuns)
 	route(http.MethodGet, "/v1/runs/{id}", accessRead, s.handleRun)
@@ -37,6 +40,10 @@ func (s *Server) routes() http.Handler {
 // nobody without the token can use up the budget of a caller with it.
 func (s *Server) guard(a access, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a == accessWebhook {
+			h(w, r) // authenticated by the webhook secret, which may need the body (GitHub's HMAC)
+			return
+		}
 		if !s.authorize(w, r, a) {
 			return
 		}
@@ -70,23 +77,23 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 			// connection is kept), so a body that never arrives does not hold up the answer.
 			h.Set("Connection", "close")
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(r.URL.Path))
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.log.Error("http: handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+				s.log.Error("http: handler panicked", "method", r.Method, "path", logPath(r.URL.Path), "panic", v)
 				if !sw.wrote {
 					writeError(sw, http.StatusInternalServerError, ReasonInternal, "internal error")
 				}
 			} else if !sw.wrote {
 				// net/http would send an empty 200: every answer is JSON, and this one is a bug.
-				s.log.Error("http: handler wrote no answer", "method", r.Method, "path", r.URL.Path)
+				s.log.Error("http: handler wrote no answer", "method", r.Method, "path", logPath(r.URL.Path))
 				writeError(sw, http.StatusInternalServerError, ReasonInternal, "internal error")
 			}
-			s.log.Debug("http: request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			s.log.Debug("http: request", "method", r.Method, "path", logPath(r.URL.Path), "status", sw.status,
 				"remote", remoteIP(r), "duration", time.Since(start))
 		}()
 		if !misrouted(sw, r) {

@@ -116,9 +116,13 @@ func (m *Manager) lock(ctx context.Context, id string) (unlock func(), err error
 
 // Spec says which container to replace and how.
 type Spec struct {
-	ContainerID  string // the container to replace: an ID, never a name alone
-	Image        string // reference to run, repo:tag (a new tag under semver policies)
-	PullRef      string // what to pull: repo@sha256:... from the registry check; "" = Image
+	ContainerID string // the container to replace: an ID, never a name alone
+	Image       string // reference to run, repo:tag (a new tag under semver policies)
+	PullRef     string // what to pull: repo@sha256:... from the registry check; "" = Image
+	// ImageID, when the engine still has that image, is run without a pull (tagged as Image): a
+	// rollback to an image update.keep_images kept. Otherwise PullRef is pulled; without a
+	// PullRef the transaction fails before anything is touched (Image's tag may have moved).
+	ImageID      string
 	RegistryAuth string // X-Registry-Auth for the pull, "" = anonymous; never journaled
 	// Recreate skips the pull and recreates the container on its current image (for dependents
 	// of a replaced container). Image may be "" (= the container's own reference).

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"testing"
+	"time"
 
 	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/updater"
@@ -35,5 +36,28 @@ run r (schedule), 0s`
 	}
 	if got := title(rep); got != "watcher: FAILED — 1 host unreachable, 1 failed, 1 updated" {
 		t.Errorf("title = %q", got)
+	}
+}
+
+// A host that could not be reached is news even when no container of it is known (a host that
+// was never reached), and the same container name on two hosts is two containers.
+func TestSelectLinesHosts(t *testing.T) {
+	n, err := newNotifier(Options{}, nil, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &updater.Report{ID: "r", Hosts: []updater.HostReport{{Name: "edge", Reachable: true}, {Name: "new", Error: "refused"}}}
+	if got, _ := n.selectLines(rep); got == nil {
+		t.Error("a run with an unreachable host and no line sends nothing")
+	}
+	waiting := func(host string) updater.ContainerReport {
+		return updater.ContainerReport{Host: host, Name: "web", Outcome: updater.OutcomeUpdateAvailable, NewDigest: "sha256:1"}
+	}
+	rep = &updater.Report{ID: "r2", Containers: []updater.ContainerReport{waiting("a"), waiting("b")}}
+	if got, _ := n.selectLines(rep); got == nil || len(got.Containers) != 2 {
+		t.Errorf("the same waiting update on hosts a and b: %+v, want both told", got)
+	}
+	if got, _ := n.selectLines(rep); got != nil {
+		t.Errorf("told again: %+v", got.Containers)
 	}
 }

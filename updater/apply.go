@@ -53,11 +53,18 @@ func reportDryRun(plan *Plan, lines map[string]*ContainerReport) {
 type applier struct {
 	u *Updater
 
-	mu         sync.Mutex
-	lines      map[string]*ContainerReport // by target
-	replaced   map[string]string           // old container ID -> new, for what this run replaced
-	disturbed  map[string]bool             // targets whose container was stopped (see Step.Follows)
-	superseded map[*host][]string          // image IDs updates left unused, per engine
+	mu        sync.Mutex
+	lines     map[string]*ContainerReport // by target
+	replaced  map[string]string           // old container ID -> new, for what this run replaced
+	disturbed map[string]bool             // targets whose container was stopped (see Step.Follows)
+	committed []committed                 // the updates that committed
+}
+
+// committed is an update step that committed, with its transaction's result.
+type committed struct {
+	step *Step
+	res  lifecycle.Result
+	line *ContainerReport
 }
 
 // apply runs the plan's groups: concurrently, each group's steps in order. update.parallel bounds
@@ -65,10 +72,10 @@ type applier struct {
 // start): a step holds a slot of its host until its new container has started (lifecycle's
 // Spec.Started), then gives it up while it verifies, so verify windows of many containers overlap
 // instead of queueing behind each other. A failed step never stops the others, and the hosts'
-// slots are their own: a slow engine holds up nothing on another. It returns the images the
-// updates superseded, per host.
-func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*ContainerReport) (superseded map[*host][]string) {
-	a := &applier{u: u, lines: lines, replaced: map[string]string{}, disturbed: map[string]bool{}, superseded: map[*host][]string{}}
+// slots are their own: a slow engine holds up nothing on another. It returns the updates that
+// committed.
+func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*ContainerReport) []committed {
+	a := &applier{u: u, lines: lines, replaced: map[string]string{}, disturbed: map[string]bool{}}
 	var wg sync.WaitGroup
 	for _, group := range plan.Groups {
 		wg.Go(func() {
@@ -78,7 +85,7 @@ func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*Conta
 		})
 	}
 	wg.Wait()
-	return a.superseded
+	return a.committed
 }
 
 // step executes one step and records its outcome on its target's line.
@@ -159,8 +166,8 @@ func (a *applier) replace(ctx context.Context, s *Step, line *ContainerReport, r
 	if res.NewID != "" && res.NewID != s.c.ID {
 		a.replaced[s.c.ID] = res.NewID
 	}
-	if res.Outcome == lifecycle.OutcomeUpdated && s.Op == OpUpdate && res.OldImageID != "" && res.OldImageID != res.NewImageID {
-		a.superseded[a.u.hostOf(s.c)] = append(a.superseded[a.u.hostOf(s.c)], res.OldImageID)
+	if res.Outcome == lifecycle.OutcomeUpdated && s.Op == OpUpdate {
+		a.committed = append(a.committed, committed{step: s, res: res, line: line})
 	}
 	a.disturbed[s.Target.String()] = res.Stopped
 	a.mu.Unlock()
@@ -212,6 +219,7 @@ func (u *Updater) spec(s *Step, replaced map[string]string) lifecycle.Spec {
 		Verify:        t.Settings.Verify,
 		HealthTimeout: t.Settings.HealthTimeout,
 		Rollback:      !u.opts.NoRollback,
+		ImageID:       s.ImageID,
 	}
 	if s.Op == OpRecreate {
 		sp.Recreate = true
@@ -257,9 +265,10 @@ func record(line *ContainerReport, s *Step, res lifecycle.Result) {
 	}
 }
 
-// cleanup removes images superseded by this run's updates on h when no container (running or
-// not) still uses them. It never forces: an image some container needs stays.
-func (h *host) cleanup(ctx context.Context, superseded []string) {
+// cleanup removes images superseded by updates on h when no container (running or not) still
+// uses them and no container keeps them for a rollback (kept). It never forces: an image some
+// container needs stays.
+func (h *host) cleanup(ctx context.Context, superseded []string, kept map[string]bool) {
 	list, err := h.Engine.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
 		h.log.Warn("cleanup skipped: could not list containers", "err", err)
@@ -270,7 +279,7 @@ func (h *host) cleanup(ctx context.Context, superseded []string) {
 		used[c.ImageID] = true
 	}
 	for _, id := range union(superseded, nil) {
-		if used[id] {
+		if used[id] || kept[id] {
 			continue
 		}
 		if _, err := h.Engine.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !isNotFound(err) {

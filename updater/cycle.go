@@ -48,9 +48,15 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 	}
 	watched := len(all)
 	rep.Watched = &watched
-	targets := selectTargets(all, req)
-	lines, cands := u.check(ctx, targets)
-	plan := u.planHosts(ctx, seen, cands, rep.DryRun, lines)
+	targets := selectTargets(all, req, u.opts.Schedule)
+	var lines map[string]*ContainerReport
+	var cands []Candidate
+	if req.rollback != "" {
+		lines, cands = u.checkRollback(targets)
+	} else {
+		lines, cands = u.check(ctx, targets)
+	}
+	plan := u.planHosts(ctx, seen, cands, u.planOptions(req, rep, targets), lines)
 	if !plan.Empty() {
 		rep.Plan = plan
 	}
@@ -64,17 +70,13 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 		reportDryRun(plan, lines)
 	case plan.Steps() > len(plan.Last):
 		u.log.Info("applying plan", "steps", plan.Steps(), "groups", len(plan.Groups), "plan", plan.String())
-		superseded := u.apply(ctx, plan, lines)
+		done := u.apply(ctx, plan, lines)
 		for name, err := range u.noteLostHosts(ctx, seen, lines) {
 			i := slices.IndexFunc(rep.Hosts, func(h HostReport) bool { return h.Name == name })
 			rep.Hosts[i].Reachable, rep.Hosts[i].Error = false, "stopped answering during the run: "+err.Error()
 		}
-		if u.opts.Cleanup {
-			for _, v := range seen {
-				if ids := superseded[v.h]; len(ids) > 0 {
-					v.h.cleanup(ctx, ids)
-				}
-			}
+		if len(done) > 0 {
+			u.afterUpdates(ctx, done, req.rollback != "")
 		}
 	}
 	for _, t := range targets {
@@ -86,7 +88,7 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 			rep.Containers = append(rep.Containers, *lines[key])
 		}
 	}
-	u.saveStatus(targets, len(req.Containers) == 0 && len(req.Images) == 0 && len(req.Hosts) == 0, down)
+	u.saveStatus(targets, req.all() && len(req.Hosts) == 0, down)
 	if plan.DryRun {
 		return nil
 	}
@@ -118,8 +120,8 @@ func engineError(named bool, down []hostView) string {
 
 // planHosts plans each host on its own (dependencies never cross engines) and joins the plans:
 // the groups of every host run at once, each host's steps within its own update.parallel.
-func (u *Updater) planHosts(ctx context.Context, views []hostView, cands []Candidate, dryRun bool, lines map[string]*ContainerReport) *Plan {
-	plan := &Plan{DryRun: dryRun}
+func (u *Updater) planHosts(ctx context.Context, views []hostView, cands []Candidate, base planOptions, lines map[string]*ContainerReport) *Plan {
+	plan := &Plan{DryRun: base.DryRun}
 	for _, v := range views {
 		var mine []Candidate
 		for _, c := range cands {
@@ -130,7 +132,8 @@ func (u *Updater) planHosts(ctx context.Context, views []hostView, cands []Candi
 		if len(mine) == 0 {
 			continue
 		}
-		o := planOptions{DryRun: dryRun, CanHandOver: u.canHandOver(v.h), Podman: v.h.podman()}
+		o := base
+		o.CanHandOver, o.Podman = u.canHandOver(v.h), v.h.podman()
 		p := u.plan(ctx, v.h, v.obs, mine, o, lines)
 		plan.Groups = append(plan.Groups, p.Groups...)
 		plan.Last = append(plan.Last, p.Last...)
@@ -167,13 +170,14 @@ func (u *Updater) plan(ctx context.Context, h *host, obs *Observed, cands []Cand
 	return buildPlan(obs, cands, o)
 }
 
-func selectTargets(ts []*Container, req Request) []*Container {
-	if len(req.Containers) == 0 && len(req.Images) == 0 {
+// selectTargets returns the watched containers req looks at; global is the daemon's schedule.
+func selectTargets(ts []*Container, req Request, global string) []*Container {
+	if req.all() {
 		return ts
 	}
 	var out []*Container
 	for _, t := range ts {
-		if slices.Contains(req.Containers, t.Name) || matchesImage(t.Image, req.Images) {
+		if req.selects(t, global) {
 			out = append(out, t)
 		}
 	}
@@ -195,9 +199,24 @@ func matchesImage(image string, filters []string) bool {
 		if fr.Context().Name() != ref.Context().Name() {
 			continue
 		}
-		if !strings.Contains(strings.TrimPrefix(f, fr.Context().RegistryStr()), ":") || fr.Identifier() == ref.Identifier() {
+		if !hasTag(f) || fr.Identifier() == ref.Identifier() {
 			return true
 		}
 	}
 	return false
+}
+
+// planOptions are the circumstances of this run's plan: the clock, what the request forces, and
+// the digests manual rollbacks undid.
+// Whether the watcher's own container can be handed over, and whether an engine is Podman, are
+// each host's (planHosts).
+func (u *Updater) planOptions(req Request, rep *Report, targets []*Container) planOptions {
+	o := planOptions{DryRun: rep.DryRun, Now: u.opts.Now(), Forced: map[string]bool{}, Rollback: req.rollback != ""}
+	for _, t := range targets {
+		if req.forces(t, u.opts.Schedule) {
+			o.Forced[t.key()] = true
+		}
+	}
+	o.Pinned = u.pinned()
+	return o
 }

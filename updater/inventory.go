@@ -58,52 +58,52 @@ func (u *Updater) listHosts(ctx context.Context, hs []*host, observe bool) []hos
 // checkWatched returns an *UnknownHostError naming requested hosts that do not exist, or a
 // *NotWatchedError naming the requested containers that are not watched and the requested images
 // that no watched container runs. On a host that cannot be reached, the containers the last runs
-// found there count: the run reports them unreachable.
-func (u *Updater) checkWatched(ctx context.Context, req Request) error {
+// found there count: the run reports them unreachable. Pushed references no watched container
+// runs are dropped from the request: a registry tells of every push, and only when none of them
+// concerns a watched container is that an error.
+func (u *Updater) checkWatched(ctx context.Context, req Request) (Request, error) {
 	hs, err := u.pickHosts(req.Hosts)
-	if err != nil || (len(req.Containers) == 0 && len(req.Images) == 0) {
-		return err
+	if err != nil || (len(req.Containers) == 0 && len(req.Images) == 0 && len(req.Pushed) == 0) {
+		return req, err
 	}
 	views := u.listHosts(ctx, hs, false)
 	if !u.Named() && views[0].err != nil {
-		return views[0].err
+		return req, views[0].err
 	}
-	var names, images []string
+	var watched []*Container
 	for _, v := range views {
 		if v.err != nil {
 			for _, st := range u.knownOn(v.h) {
-				names, images = append(names, st.Name), append(images, st.Image)
+				watched = append(watched, &Container{Host: st.Host, Name: st.Name, Image: st.Image, Settings: Settings{Policy: st.Policy}})
 			}
 			continue
 		}
-		for _, t := range v.obs.Watched {
-			names, images = append(names, t.Name), append(images, t.Image)
+		watched = append(watched, v.obs.Watched...)
+	}
+	if len(req.Pushed) > 0 {
+		pushed := req.Pushed
+		req.Pushed = slices.DeleteFunc(slices.Clone(pushed), func(p string) bool {
+			return !slices.ContainsFunc(watched, func(t *Container) bool { return matchesPushed(t, []string{p}) })
+		})
+		if len(req.Pushed) == 0 && len(req.Containers) == 0 && len(req.Images) == 0 {
+			return req, &NotWatchedError{Names: pushed}
 		}
 	}
 	var missing []string
 	for _, n := range req.Containers {
-		if !slices.Contains(names, n) {
+		if !slices.ContainsFunc(watched, func(t *Container) bool { return t.Name == n }) {
 			missing = append(missing, n)
 		}
 	}
 	for _, img := range req.Images {
-		if !anyImage(images, img) {
+		if !slices.ContainsFunc(watched, func(t *Container) bool { return matchesImage(t.Image, []string{img}) }) {
 			missing = append(missing, img)
 		}
 	}
 	if len(missing) > 0 {
-		return &NotWatchedError{Names: missing}
+		return req, &NotWatchedError{Names: missing}
 	}
-	return nil
-}
-
-func anyImage(images []string, filter string) bool {
-	for _, img := range images {
-		if matchesImage(img, []string{filter}) {
-			return true
-		}
-	}
-	return false
+	return req, nil
 }
 
 // Containers returns every watched container, on the hosts named (every host when none is),

@@ -64,6 +64,9 @@ type Step struct {
 	Follows   []string `json:"follows,omitempty"`
 	NewDigest string   `json:"new_digest,omitempty"` // OpUpdate, OpHandOver: the digest to pull
 	NewImage  string   `json:"new_image,omitempty"`  // OpUpdate, OpHandOver: the reference to run ("" = the same)
+	// ImageID is a rollback's previous image: run as it is while the engine still has it (kept by
+	// update.keep_images), else pulled by NewDigest.
+	ImageID string `json:"image_id,omitempty"`
 
 	c *Container // what the check observed; apply builds the lifecycle spec from its settings
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/watcher-dev/watcher/failure"
 )
@@ -31,6 +32,7 @@ type Candidate struct {
 	NewDigest string
 	NewImage  string // "" = same reference
 	Cause     string
+	ImageID   string // a rollback's previous image, run without a pull while the engine has it
 }
 
 // planOptions are the run's circumstances a plan depends on.
@@ -38,6 +40,17 @@ type planOptions struct {
 	DryRun      bool // nothing is applied; the plan says what would be
 	CanHandOver bool // the watcher's own container can be updated by a handover (the daemon)
 	Podman      bool // the host is Podman's Docker-compatible API (see holdUnsupported)
+	// Now is when the plan is applied: maintenance windows are read at it.
+	Now time.Time
+	// Forced lists the containers whose windows and rollback pins the request lifts (?force=true),
+	// by Container.key ("web", or "edge-1/web").
+	Forced map[string]bool
+	// Pinned maps containers (by key) to the digest a manual rollback undid: not applied again
+	// unforced.
+	Pinned map[string]string
+	// Rollback: the one candidate is a manual rollback, which a person asked for: mode, windows
+	// and pins do not hold it.
+	Rollback bool
 }
 
 // buildPlan turns the available updates into the plan a run applies.
@@ -120,22 +133,43 @@ func needsOrder(cands []Candidate, o planOptions) bool {
 // gets and why), handed over last (the watcher itself), or an update to order with the rest.
 // Another watcher instance is held because it updates itself: two instances replacing each other
 // would stop each other mid-transaction.
+//
+// A person's request lifts what only stands between it and the update: a manual rollback is held
+// by none of mode, windows and pins; ?force=true lifts windows and pins.
 func holdOf(c Candidate, o planOptions) (*Hold, Op) {
 	t := c.Container
 	hold := func(outcome Outcome, why string) (*Hold, Op) {
 		return &Hold{Target: t.Target(), Outcome: outcome, Why: why}, ""
 	}
+	lifted := o.Rollback || o.Forced[t.key()]
 	switch {
-	case t.Settings.Mode == ModeMonitor:
+	case t.Self && o.Rollback:
+		return &Hold{Target: t.Target(), Outcome: OutcomeSkipped, Reason: failure.Unsupported,
+			Why: "the watcher cannot roll its own container back; run the previous image with docker instead"}, ""
+	case t.Settings.Mode == ModeMonitor && !o.Rollback:
 		return hold(OutcomeUpdateAvailable, "monitor mode: "+c.Cause)
 	case t.Self && !o.CanHandOver:
 		return hold(OutcomeUpdateAvailable, "this is the watcher's own container; only the daemon (watcher run) updates itself")
-	case t.Self:
-		return nil, OpHandOver
-	case t.Labels[WatcherImageLabel] == WatcherImageTitle:
+	case !t.Self && t.Labels[WatcherImageLabel] == WatcherImageTitle:
 		return hold(OutcomeSkipped, "another watcher instance ("+c.Cause+"); it updates itself")
+	case !lifted && o.Pinned[t.key()] != "" && o.Pinned[t.key()] == c.NewDigest:
+		return hold(OutcomeSkipped, "a manual rollback undid "+shortDigest(c.NewDigest)+"; it is not applied again (a newer digest is; or force it: POST /v1/update?container="+t.Name+hostParam(t)+"&force=true)")
+	}
+	if h := windowHold(c, o.Now); h != nil && !lifted {
+		return h, ""
+	}
+	if t.Self {
+		return nil, OpHandOver
 	}
 	return nil, OpUpdate
+}
+
+// hostParam is the ?host= part of a request naming c: none without hosts.
+func hostParam(c *Container) string {
+	if c.Host == "" {
+		return ""
+	}
+	return "&host=" + c.Host
 }
 
 // planner holds the dependency graph of one engine's containers while a plan is built.
@@ -301,7 +335,7 @@ func (p *planner) steps(order []string, updates map[string]Candidate, affected m
 		}
 		s := &Step{Target: c.Target(), DependsOn: after, c: c}
 		if u, ok := updates[n]; ok {
-			s.Op, s.Cause, s.NewDigest, s.NewImage = OpUpdate, u.Cause, u.NewDigest, u.NewImage
+			s.Op, s.Cause, s.NewDigest, s.NewImage, s.ImageID = OpUpdate, u.Cause, u.NewDigest, u.NewImage, u.ImageID
 			replaced[n] = true
 		} else if parent := sharesNamespaceWith(c, p.obs, replaced); parent != "" {
 			s.Op, s.Cause, s.Follows = OpRecreate, "joins the namespaces of "+parent+", which is replaced", after

@@ -42,10 +42,14 @@ func stateOf(line *ContainerReport) State {
 	switch line.Outcome {
 	case OutcomeUpToDate, OutcomeUpdated, OutcomeRestarted:
 		return StateUpToDate
-	case OutcomeUpdateAvailable:
+	case OutcomeUpdateAvailable, OutcomePendingApproval:
 		return StateUpdateAvailable
 	case OutcomeFailed, OutcomeRolledBack:
 		return StateFailed
+	case OutcomeSkipped:
+		if line.NewDigest != "" && line.NewDigest != line.OldDigest {
+			return StateUpdateAvailable // held (outside a window, ...): the update waits
+		}
 	}
 	return StateUnknown
 }

@@ -82,6 +82,15 @@ type Options struct {
 	// listener and the store for the successor (see lifecycle.Handover). Without it (once,
 	// check) the watcher reports its own update as available and leaves it.
 	Release func(ctx context.Context, successorID string) error
+
+	// Schedule is the daemon's cron spec (the schedule key): the containers without a
+	// watcher.schedule label are checked on it (see Scheduler). "" = none.
+	Schedule string
+	// KeepImages is how many superseded images each container keeps for a rollback
+	// (update.keep_images); cleanup removes older ones. Default 0: none kept.
+	KeepImages int
+	// Now is the clock maintenance windows are read on; default time.Now (tests inject one).
+	Now func() time.Time
 }
 
 // DefaultHostTimeout is Options.HostTimeout's default.
@@ -101,12 +110,13 @@ type Updater struct {
 
 	loadOnce sync.Once // the last known states are read from History once (status.go)
 
-	mu      sync.Mutex
-	running *run
-	queued  *run
-	recent  map[string]*run // runs still in memory, by id (the last few)
-	order   []string
-	status  map[string]ContainerStatus // by Container.key: "web", or "edge-1/web"
+	mu        sync.Mutex
+	running   *run
+	queued    *run
+	rollbacks []*run          // manual rollbacks waiting for the running run; never merged
+	recent    map[string]*run // runs still in memory, by id (the last few)
+	order     []string
+	status    map[string]ContainerStatus // by Container.key: "web", or "edge-1/web"
 	// handedOver: the store and listener went to a successor; no run starts any more.
 	handedOver bool
 }
@@ -139,6 +149,9 @@ func NewHosts(hosts []Host, c Checker, h History, o Options) *Updater {
 	}
 	if o.HostTimeout <= 0 {
 		o.HostTimeout = DefaultHostTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	u := &Updater{checker: c, history: h, opts: o, selfID: o.SelfID, log: o.Logger, checkOnly: true,
 		baseCtx: context.Background(), recent: map[string]*run{}, status: map[string]ContainerStatus{}}
@@ -263,8 +276,9 @@ func recoveredLine(r lifecycle.Result) ContainerReport {
 // one queued follow-up run (merged with what is already queued) and gets that run's id, so two
 // triggers never touch one container twice and a flood of triggers yields at most two runs.
 func (u *Updater) Trigger(ctx context.Context, req Request) (string, <-chan struct{}, error) {
-	if len(req.Containers) > 0 || len(req.Images) > 0 || len(req.Hosts) > 0 {
-		if err := u.checkWatched(ctx, req); err != nil {
+	if len(req.Containers) > 0 || len(req.Images) > 0 || len(req.Pushed) > 0 || len(req.Hosts) > 0 {
+		var err error
+		if req, err = u.checkWatched(ctx, req); err != nil {
 			return "", nil, err
 		}
 	}
@@ -300,14 +314,7 @@ func (u *Updater) loop(r *run) {
 		u.mu.Lock()
 		r.report = rep
 		close(r.done)
-		r = u.queued
-		u.queued = nil
-		if r != nil && u.handedOver {
-			now := time.Now().UTC()
-			r.report = &Report{ID: r.id, Trigger: r.req.Trigger, StartedAt: now, FinishedAt: now, Error: ErrHandedOver.Error()}
-			close(r.done)
-			r = nil
-		}
+		r = u.next()
 		u.running = r
 		if r == nil {
 			u.idle.Broadcast()
@@ -316,24 +323,45 @@ func (u *Updater) loop(r *run) {
 	}
 }
 
+// next takes the run to start after the one that ended: a waiting rollback first, then the
+// queued run. After a handover none starts: each answers with ErrHandedOver. u.mu is held.
+func (u *Updater) next() *run {
+	for {
+		var r *run
+		if len(u.rollbacks) > 0 {
+			r, u.rollbacks = u.rollbacks[0], u.rollbacks[1:]
+		} else {
+			r, u.queued = u.queued, nil
+		}
+		if r == nil || !u.handedOver {
+			return r
+		}
+		now := time.Now().UTC()
+		r.report = &Report{ID: r.id, Trigger: r.req.Trigger, StartedAt: now, FinishedAt: now, Error: ErrHandedOver.Error()}
+		close(r.done)
+	}
+}
+
 // mergeRequests makes one request that covers both: an unfiltered one (everything) absorbs the
 // other, on the hosts both name (every host when either names none). It may cover more than
-// either asked for, never less.
+// either asked for, never less. What was forced stays forced for the containers its request
+// selected, and no others.
 func mergeRequests(a, b Request) Request {
-	out := Request{Trigger: a.Trigger}
+	out := Request{Trigger: a.Trigger, forced: append(forcedParts(a), forcedParts(b)...)}
 	if len(a.Hosts) > 0 && len(b.Hosts) > 0 {
 		out.Hosts = union(a.Hosts, b.Hosts)
 	}
-	all := func(r Request) bool { return len(r.Containers) == 0 && len(r.Images) == 0 }
-	if all(a) || all(b) {
+	if a.all() || b.all() {
 		return out
 	}
 	if !slices.Equal(a.Hosts, b.Hosts) {
 		// web on host a and everything on host b is no smaller than everything on both.
-		return Request{Trigger: a.Trigger, Hosts: out.Hosts}
+		return out
 	}
 	out.Containers = union(a.Containers, b.Containers)
 	out.Images = union(a.Images, b.Images)
+	out.Pushed = union(a.Pushed, b.Pushed)
+	out.Schedules = union(a.Schedules, b.Schedules)
 	return out
 }
 

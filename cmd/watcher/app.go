@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/robfig/cron/v3"
 
 	"github.com/watcher-dev/watcher/api"
 	"github.com/watcher-dev/watcher/config"
@@ -90,19 +90,18 @@ func (a *app) connect(ctx context.Context, cmd string, environ []string) error {
 	}
 	a.docker = a.engines[0].cli
 	var err error
-	if cmd == "run" || cmd == "once" {
+	if cmd == "run" || cmd == "once" || cmd == "rollback" {
 		wait := time.Duration(0)
 		if cmd == "run" {
 			wait = storeWait // a predecessor handing over may still hold it (handover.go)
 		}
 		if a.store, err = openStore(ctx, filepath.Join(a.cfg.StateDir, "watcher.db"), wait, a.log); err != nil {
-			return fail(exitUsage, "state_dir: %v", err)
+			return storeError(cmd, a.cfg, err)
 		}
 	}
 	a.metrics = api.NewHostMetrics(a.hostNames())
-	if cmd == "run" && len(a.cfg.Notify.URLs) > 0 {
-		a.notify, err = notify.New(notify.Options{URLs: a.cfg.Notify.URLs, Template: a.cfg.Notify.Template, Logger: a.log, OnResult: a.metrics.NotifyResult})
-		if err != nil {
+	if (cmd == "run" || cmd == "once" || cmd == "rollback") && len(a.cfg.Notify.URLs) > 0 {
+		if a.notify, err = a.newNotifier(); err != nil {
 			return fail(exitUsage, "%v", err)
 		}
 	}
@@ -113,6 +112,30 @@ func (a *app) connect(ctx context.Context, cmd string, environ []string) error {
 		a.handoff = newHandoff()
 	}
 	return nil
+}
+
+// newNotifier sends run reports to notify.urls: the outcomes notify.on names, and each waiting
+// update once (remembered in the state file).
+func (a *app) newNotifier() (*notify.Notifier, error) {
+	var on []updater.Outcome
+	for _, o := range a.cfg.Notify.On {
+		on = append(on, updater.Outcome(o))
+	}
+	o := notify.Options{URLs: a.cfg.Notify.URLs, Template: a.cfg.Notify.Template, Logger: a.log, OnResult: a.metrics.NotifyResult, On: on}
+	if a.store != nil {
+		o.Notices = a.store
+	}
+	return notify.New(o)
+}
+
+// storeError is the exit for a state file that cannot be opened. The daemon holds it while it
+// runs: a rollback is then asked of the daemon instead.
+func storeError(cmd string, cfg config.Config, err error) error {
+	if cmd == "rollback" && errors.Is(err, store.ErrLocked) {
+		return fail(exitUsage, "state_dir: %v; while the daemon runs, ask it: curl -X POST -H 'Authorization: Bearer <http.token>' http://%s/v1/rollback?container=NAME",
+			err, strings.Replace(cfg.HTTP.Listen, ":", "localhost:", 1))
+	}
+	return fail(exitUsage, "state_dir: %v", err)
 }
 
 func (a *app) newChecker() *registry.Checker {
@@ -150,7 +173,7 @@ func (a *app) updaterOptions() updater.Options {
 	return updater.Options{
 		Selection:      updater.Selection{LabelEnable: cfg.Watch.LabelEnable, Scope: cfg.Watch.Scope},
 		IncludeStopped: cfg.Watch.IncludeStopped,
-		Defaults:       updater.Defaults{Mode: cfg.Update.Mode},
+		Defaults:       updater.Defaults{Mode: cfg.Update.Mode, Window: cfg.Windows(), Zone: cfg.Zone()},
 		NoRollback:     !cfg.Update.Rollback,
 		Cleanup:        cfg.Update.Cleanup,
 		Parallel:       cfg.Update.Parallel,
@@ -159,6 +182,8 @@ func (a *app) updaterOptions() updater.Options {
 		Logger:         a.log,
 		Observers:      observers,
 		Release:        release,
+		Schedule:       cfg.Schedule,
+		KeepImages:     cfg.Update.KeepImages,
 	}
 }
 
@@ -185,6 +210,43 @@ func (a *app) once(ctx context.Context, out io.Writer, asJSON bool) error {
 		return err
 	}
 	return runExit(rep, asJSON)
+}
+
+// rollback puts container name back on the image it ran before its last committed update, as a
+// run of its own (after finishing any transaction a crash left behind), and prints its report.
+// Exit codes as once: 1 also when there is nothing to roll back.
+func (a *app) rollback(ctx context.Context, out io.Writer, host, name string, asJSON bool) error {
+	if err := a.checkHost(host); err != nil {
+		return err
+	}
+	if err := a.ping(ctx); err != nil {
+		return a.engineError(err)
+	}
+	a.upd.SetContext(ctx)
+	a.upd.Recover(ctx)
+	id, done, err := a.upd.Rollback(ctx, host, name)
+	var nw *updater.NotWatchedError
+	var nr *updater.NoRollbackError
+	switch {
+	case errors.As(err, &nw):
+		return fail(exitFailed, "%s is not a container this watcher watches (nothing was changed)", name)
+	case errors.As(err, &nr):
+		return fail(exitFailed, "%v (nothing was changed)", nr)
+	case err != nil:
+		return a.engineError(err)
+	}
+	<-done
+	rep, err := a.upd.Run(id)
+	if err != nil {
+		return fail(exitFailed, "rollback %s: %v", id, err)
+	}
+	if err := a.printReport(out, rep, asJSON); err != nil {
+		return err
+	}
+	if rep.Failed() || rep.Count(updater.OutcomeUpdated) == 0 {
+		return fail(exitFailed, "")
+	}
+	return nil
 }
 
 // check is a dry run: it asks the registries and prints what would update and the plan a run
@@ -233,9 +295,7 @@ func (a *app) daemon(ctx context.Context) error {
 		return a.handedOver(ctx, successor)
 	}
 	a.log.Info("stopping: no new update step starts; the one in flight finishes or is left for recovery")
-	if sched != nil {
-		<-sched.Stop().Done()
-	}
+	sched.Stop()
 	a.upd.Wait()
 	return err
 }
@@ -244,7 +304,7 @@ func (a *app) daemon(ctx context.Context) error {
 // listener to close (the handover uses it too).
 func (a *app) serveAPI(ctx context.Context) (httpErr <-chan error, stop func()) {
 	srv := api.New(a.upd, api.Options{
-		Listen: a.cfg.HTTP.Listen, Token: a.cfg.HTTP.Token, PublicRead: a.cfg.HTTP.PublicRead,
+		Listen: a.cfg.HTTP.Listen, Token: a.cfg.HTTP.Token, PublicRead: a.cfg.HTTP.PublicRead, WebhookSecret: a.cfg.HTTP.WebhookSecret,
 		TLSCert: a.cfg.HTTP.TLSCert, TLSKey: a.cfg.HTTP.TLSKey, RateLimit: a.cfg.HTTP.RateLimit,
 		Logger: a.log, Metrics: a.metrics,
 	})
@@ -296,32 +356,25 @@ func (a *app) recoverFirst(ctx context.Context) (stepBack bool, err error) {
 	return false, nil
 }
 
-// startSchedule starts the cron schedule (nil without one: runs only when triggered over HTTP).
-func (a *app) startSchedule(ctx context.Context) (*cron.Cron, error) {
-	spec := a.cfg.Schedule
-	if spec == "" {
-		a.log.Info("no schedule: runs only when triggered over HTTP")
-		return nil, nil
+// startSchedule starts the schedules: the schedule key's and each watched container's
+// watcher.schedule label's, one cron entry per distinct schedule (updater.Scheduler).
+func (a *app) startSchedule(ctx context.Context) (*updater.Scheduler, error) {
+	if a.cfg.Schedule == "" {
+		a.log.Info("no schedule: containers without a watcher.schedule label run only when triggered over HTTP")
 	}
-	schedule, err := a.cfg.CronSchedule()
-	if err != nil {
+	if _, err := a.cfg.CronSchedule(); err != nil {
 		return nil, fail(exitUsage, "schedule: %v", err)
 	}
-	sched := cron.New()
-	sched.Schedule(schedule, cron.FuncJob(func() {
+	sched := a.upd.NewScheduler(updater.SchedulerOptions{Before: func(ctx context.Context) error {
 		if err := a.ping(ctx); err != nil {
-			a.log.Error("scheduled run skipped: docker engine unreachable", "err", err)
-			return
+			return fmt.Errorf("docker engine unreachable: %w", err)
 		}
-		if _, _, err := a.upd.Trigger(ctx, updater.Request{Trigger: updater.TriggerSchedule}); err != nil {
-			a.log.Error("scheduled run not started", "err", err)
-		}
-	}))
-	sched.Start()
+		return nil
+	}})
+	sched.Start(ctx)
 	if h := a.handoff; h != nil {
-		h.stopSchedule = func() { <-sched.Stop().Done() }
+		h.stopSchedule = sched.Stop
 	}
-	a.log.Info("schedule active", "schedule", spec, "next", schedule.Next(time.Now()).Format(time.RFC3339))
 	return sched, nil
 }
 

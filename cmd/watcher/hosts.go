@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -142,6 +143,19 @@ func (a *app) newLifecycle(e engineConn) updater.Replacer {
 			return api.CheckHealth(ctx, cfg.HTTP.Listen, cfg.HTTP.TLSCert != "")
 		},
 	})
+}
+
+// checkHost validates rollback's --host against the configured hosts: without hosts there is the
+// one engine of DOCKER_HOST and --host must be left out.
+func (a *app) checkHost(host string) error {
+	names := a.hostNames()
+	switch {
+	case host == "" || slices.Contains(names, host):
+		return nil
+	case len(names) == 0:
+		return fail(exitUsage, "--host %q: no hosts are configured; the one engine of DOCKER_HOST is used, leave --host out", host)
+	}
+	return fail(exitUsage, "--host %q: not one of the configured hosts (%s)", host, strings.Join(names, ", "))
 }
 
 // runExit is the exit of once and check after a run: 3 when no host answered (nothing was

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -52,19 +51,19 @@ func hostsConfig(t *testing.T, extra string, entries ...string) string {
 	return writeFile(t, "hosts:\n"+strings.Join(entries, "")+"state_dir: "+t.TempDir()+"\nupdate:\n  verify: 1s\nlog:\n  level: warn\n"+extra)
 }
 
-// appVersion is the APP_VERSION a container runs (the test image bakes it in).
-func appVersion(t *testing.T, cli *client.Client, name string) string {
-	t.Helper()
+// runningVersion is the APP_VERSION (the test image bakes it in) of container name when it runs,
+// else "not running" (or missing, while an update renames it).
+func runningVersion(cli *client.Client, name string) string {
 	res, err := cli.ContainerInspect(context.Background(), name, client.ContainerInspectOptions{})
-	if err != nil {
-		t.Fatalf("inspect %s: %v", name, err)
+	if err != nil || !res.Container.State.Running {
+		return "not running"
 	}
 	for _, kv := range res.Container.Config.Env {
-		if v, ok := strings.CutPrefix(kv, "APP_VERSION="); ok && res.Container.State.Running {
+		if v, ok := strings.CutPrefix(kv, "APP_VERSION="); ok {
 			return v
 		}
 	}
-	return "not running"
+	return ""
 }
 
 func lineOf(rep updater.Report, host, name string) *updater.ContainerReport {
@@ -133,7 +132,7 @@ func TestHostsOnce(t *testing.T) {
 	if n := e.Registry.Count("HEAD", "/v2/app/manifests/latest"); n != 1 {
 		t.Errorf("%d HEADs for app:latest, run on two hosts; want 1", n)
 	}
-	if v1, v2 := appVersion(t, e.Docker, web), appVersion(t, remote.Docker, web); v1 != "v2" || v2 != "v2" {
+	if v1, v2 := runningVersion(e.Docker, web), runningVersion(remote.Docker, web); v1 != "v2" || v2 != "v2" {
 		t.Errorf("web runs %s locally and %s on edge, want v2 on both", v1, v2)
 	}
 
@@ -188,35 +187,6 @@ func unreachable(l *updater.ContainerReport) bool {
 		l.Failure.Stage == failure.StageHost && l.Failure.Reason == failure.EngineUnreachable
 }
 
-// daemon runs `watcher run args...` with env in-process until the test ends (then it must exit 0
-// within a minute, as on SIGTERM), and waits until it is healthy.
-func daemon(t *testing.T, env []string, args ...string) (stderr *testenv.SyncBuffer) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	stderr = &testenv.SyncBuffer{}
-	go func() { exited <- run(ctx, append([]string{"run"}, args...), env, io.Discard, stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-exited:
-			if code != 0 {
-				t.Errorf("daemon exit code %d, want 0; stderr:\n%s", code, stderr.String())
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("daemon did not stop within 60s of its context ending")
-		}
-	})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if code, _, _ := runCmd(t, env, append([]string{"healthcheck"}, args...)...); code == 0 {
-			return stderr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon never became healthy; stderr:\n%s", stderr.String())
-		}
-	}
-}
-
 // call makes an HTTP request to the daemon with the token and decodes the JSON answer into v.
 func call(t *testing.T, method, url, token string, v any) int {
 	t.Helper()
@@ -253,7 +223,7 @@ func TestHostKilledMidRun(t *testing.T) {
 	base := "http://" + addr
 	cfg := hostsConfig(t, "schedule: \"\"\nhttp:\n  listen: \""+addr+"\"\n  token: "+token+"\n",
 		hostEntry("local", os.Getenv("DOCKER_HOST"), e.Owner, nil), hostEntry("edge", remote.Host, e.Owner, remote.TLS))
-	stderr := daemon(t, nil, "--config", cfg)
+	defer startDaemon(t, []string{"WATCHER_CONFIG=" + cfg})()
 	e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
 
 	reports := make(chan updater.Report, 1)
@@ -264,9 +234,9 @@ func TestHostKilledMidRun(t *testing.T) {
 	}()
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the update on edge never reached verify; stderr:\n%s", stderr.String())
+			t.Fatal("the update on edge never reached verify")
 		}
-		if setAside(re) != "" && appVersion(t, remote.Docker, slow) == "v2" {
+		if setAside(re) != "" && runningVersion(remote.Docker, slow) == "v2" {
 			break
 		}
 	}
@@ -275,7 +245,7 @@ func TestHostKilledMidRun(t *testing.T) {
 	select {
 	case rep = <-reports:
 	case <-time.After(2 * time.Minute):
-		t.Fatalf("the run did not end after edge's engine was killed; stderr:\n%s", stderr.String())
+		t.Fatal("the run did not end after edge's engine was killed")
 	}
 	if l := lineOf(rep, "local", fast); l == nil || l.Outcome != updater.OutcomeUpdated {
 		t.Errorf("local/%s = %+v, want updated: the other host's update completes", fast, l)
@@ -300,7 +270,7 @@ func TestHostKilledMidRun(t *testing.T) {
 	var recovered *updater.ContainerReport
 	for deadline := time.Now().Add(90 * time.Second); recovered == nil; time.Sleep(500 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("edge's unfinished update was not recovered after its engine came back; stderr:\n%s", stderr.String())
+			t.Fatal("edge's unfinished update was not recovered after its engine came back")
 		}
 		var runs struct{ Runs []updater.Report }
 		call(t, http.MethodGet, base+"/v1/runs?limit=5", token, &runs)
@@ -314,7 +284,7 @@ func TestHostKilledMidRun(t *testing.T) {
 	if recovered.Outcome != updater.OutcomeRolledBack {
 		t.Errorf("recovery of edge/%s = %+v, want rolled_back", slow, recovered)
 	}
-	if ins := re.Inspect(slow); !ins.State.Running || ins.ID != oldSlow || appVersion(t, remote.Docker, slow) != "v1" {
+	if ins := re.Inspect(slow); !ins.State.Running || ins.ID != oldSlow || runningVersion(remote.Docker, slow) != "v1" {
 		t.Errorf("edge/%s after recovery: %s running %v; want the old container %s back, running v1", slow, ins.ID[:12], ins.State.Running, oldSlow[:12])
 	}
 	if n := setAside(re); n != "" {
@@ -360,8 +330,8 @@ func TestPodmanHost(t *testing.T) {
 		t.Fatalf("once --json: %v\n%s%s", err, out, stderr)
 	}
 	for _, n := range []string{web, client, db} {
-		if l := lineOf(rep, "pod", n); l == nil || l.Outcome != updater.OutcomeUpdated || appVersion(t, podman.Docker, n) != "v2" {
-			t.Errorf("pod/%s = %+v, runs %s; want updated to v2", n, l, appVersion(t, podman.Docker, n))
+		if l := lineOf(rep, "pod", n); l == nil || l.Outcome != updater.OutcomeUpdated || runningVersion(podman.Docker, n) != "v2" {
+			t.Errorf("pod/%s = %+v, runs %s; want updated to v2", n, l, runningVersion(podman.Docker, n))
 		}
 	}
 	l := lineOf(rep, "pod", vpn)

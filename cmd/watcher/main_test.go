@@ -153,8 +153,7 @@ func freePort(t *testing.T) string {
 }
 
 // TestDaemon runs the real daemon in-process: it answers the health check, takes an HTTP trigger,
-// updates a container, and stops cleanly when its context ends (what SIGTERM does; daemon checks
-// that when the test ends).
+// updates a container, and stops cleanly when its context ends (what SIGTERM does).
 func TestDaemon(t *testing.T) {
 	e := testenv.New(t)
 	addr := freePort(t)
@@ -165,7 +164,8 @@ func TestDaemon(t *testing.T) {
 	oldID := e.Run(e.Name("app"), &container.Config{Image: ref, Labels: map[string]string{"watcher.enable": "true", "watcher.scope": e.Owner}}, nil, nil)
 	e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
 
-	daemon(t, env)
+	stop := startDaemon(t, env)
+	defer stop()
 
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/update?wait=true", nil)
 	req.Header.Set("Authorization", "Bearer s3cret-token-0123456789")
@@ -184,4 +184,6 @@ func TestDaemon(t *testing.T) {
 	if now := e.Inspect(e.Name("app")); now.ID == oldID || !now.State.Running {
 		t.Errorf("app after the triggered run: id %s (was %s), running %v", now.ID, oldID, now.State.Running)
 	}
+
+	stop() // exits 0 when its context ends (what SIGTERM does)
 }

@@ -247,3 +247,23 @@ func TestMergeRequestsWithHosts(t *testing.T) {
 		}
 	}
 }
+
+// A manual rollback names its container's host when several hosts have one of that name.
+func TestRollbackNamesTheHost(t *testing.T) {
+	u := NewHosts([]Host{{Name: "a", Engine: oneApp("web")}, {Name: "b", Engine: oneApp("web")}, {Name: "c", Engine: oneApp("db")}},
+		&fakeChecker{}, nil, Options{Logger: discardLogger()})
+	ctx := context.Background()
+	var nr *NoRollbackError
+	if _, _, err := u.Rollback(ctx, "", "web"); !errors.As(err, &nr) || !strings.Contains(nr.Why, "hosts a, b; name the host") {
+		t.Errorf("Rollback(web) on two hosts = %v, want a NoRollbackError asking for the host", err)
+	}
+	if _, _, err := u.Rollback(ctx, "zzz", "web"); !errors.As(err, new(*UnknownHostError)) {
+		t.Errorf("Rollback(zzz/web) = %v, want *UnknownHostError", err)
+	}
+	// Found (on b, or on c alone): what stops it is that nothing keeps update records here.
+	for _, hn := range [][2]string{{"b", "web"}, {"", "db"}} {
+		if _, _, err := u.Rollback(ctx, hn[0], hn[1]); !errors.As(err, &nr) || !strings.Contains(nr.Why, "no state file") {
+			t.Errorf("Rollback(%s/%s) = %v, want the container found (no state file keeps records)", hn[0], hn[1], err)
+		}
+	}
+}

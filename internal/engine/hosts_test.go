@@ -112,3 +112,35 @@ func TestPodmanDetected(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionPerEngine: each host's client speaks its own engine's API version.
+func TestVersionPerEngine(t *testing.T) {
+	var clients []*Client
+	paths := make([]chan string, 2)
+	for i, ver := range []string{"1.41", "1.45"} {
+		paths[i] = make(chan string, 10)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Api-Version", ver)
+			if r.URL.Path != "/_ping" {
+				paths[i] <- r.URL.Path
+			}
+			_, _ = w.Write([]byte("[]"))
+		}))
+		defer srv.Close()
+		cli, err := ConnectTo(Target{Host: "tcp://" + strings.TrimPrefix(srv.URL, "http://")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, cli)
+	}
+	for round := 0; round < 2; round++ {
+		for i, cli := range clients {
+			if _, err := cli.ContainerList(context.Background(), client.ContainerListOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if p := <-paths[i]; round == 1 && p != "/v"+[]string{"1.41", "1.45"}[i]+"/containers/json" {
+				t.Errorf("engine %d was asked %s, want its own version", i, p)
+			}
+		}
+	}
+}

@@ -22,20 +22,7 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 		rep.Error = err.Error()
 		return nil
 	}
-	views := u.listHosts(ctx, hs, true)
-	var seen, down []hostView
-	var all []*Container
-	for _, v := range views {
-		if u.Named() {
-			rep.Hosts = append(rep.Hosts, hostReport(v))
-		}
-		if v.err != nil {
-			down = append(down, v)
-			continue
-		}
-		seen = append(seen, v)
-		all = append(all, v.obs.Watched...)
-	}
+	seen, down, all := u.observeHosts(ctx, hs, rep)
 	defer func() {
 		for _, v := range down {
 			rep.Containers = append(rep.Containers, u.unreachableLines(v, req)...)
@@ -93,6 +80,23 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 		return nil
 	}
 	return plan.Last
+}
+
+// observeHosts observes hs (listHosts) and sorts them into those seen and those down, with the
+// watched containers of those seen; with hosts configured, rep lists each.
+func (u *Updater) observeHosts(ctx context.Context, hs []*host, rep *Report) (seen, down []hostView, watched []*Container) {
+	for _, v := range u.listHosts(ctx, hs, true) {
+		if u.Named() {
+			rep.Hosts = append(rep.Hosts, hostReport(v))
+		}
+		if v.err != nil {
+			down = append(down, v)
+			continue
+		}
+		seen = append(seen, v)
+		watched = append(watched, v.obs.Watched...)
+	}
+	return seen, down, watched
 }
 
 // hostReport is v's part in a run report.

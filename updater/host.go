@@ -101,6 +101,8 @@ func (h *host) mark(err error) {
 		h.status.Since = time.Now().UTC()
 	}
 	switch {
+	case changed && !reachable && h.Name == "":
+		h.log.Error("docker engine unreachable", "err", err)
 	case changed && !reachable:
 		h.log.Error("docker engine unreachable; its containers are reported, the other hosts go on", "err", err)
 	case changed:

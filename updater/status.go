@@ -21,7 +21,7 @@ type LastKnown interface {
 
 // status is c's state as /v1/containers shows it, with what the observation alone says.
 func (c *Container) status(state State) ContainerStatus {
-	return ContainerStatus{Name: c.Name, ID: c.ID, Image: c.Image, Policy: c.Settings.Policy, Mode: c.Settings.Mode, State: state}
+	return ContainerStatus{Host: c.Host, Name: c.Name, ID: c.ID, Image: c.Image, Policy: c.Settings.Policy, Mode: c.Settings.Mode, State: state}
 }
 
 // statusOf is the state c is in after what its report line says. Only an update moves the
@@ -60,24 +60,33 @@ func (u *Updater) setStatus(c *Container, st ContainerStatus) {
 		return
 	}
 	u.mu.Lock()
-	u.status[st.Name] = st
+	u.status[c.key()] = st
 	u.mu.Unlock()
 }
 
 // saveStatus writes the states of this run's targets to the state file; a run over every watched
-// container (all) also forgets containers that are gone.
-func (u *Updater) saveStatus(targets []*Container, all bool) {
+// container (all) also forgets containers that are gone — except on the hosts it could not reach
+// (down), whose containers are kept as they were last seen.
+func (u *Updater) saveStatus(targets []*Container, all bool, down []hostView) {
 	lk, ok := u.history.(LastKnown)
 	if !ok {
 		return
 	}
 	states := make(map[string][]byte, len(targets))
+	put := func(key string, st ContainerStatus) {
+		if b, err := json.Marshal(st); err == nil {
+			states[key] = b
+		}
+	}
+	for _, v := range down {
+		for _, st := range u.knownOn(v.h) {
+			put(Target{Host: st.Host, Name: st.Name}.String(), st)
+		}
+	}
 	u.mu.Lock()
 	for _, t := range targets {
-		if st, ok := u.status[t.Name]; ok {
-			if b, err := json.Marshal(st); err == nil {
-				states[t.Name] = b
-			}
+		if st, ok := u.status[t.key()]; ok {
+			put(t.key(), st)
 		}
 	}
 	u.mu.Unlock()

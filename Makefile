@@ -46,7 +46,8 @@ lint:
 
 # Benchmarks print their numbers; docs/benchmarks.md keeps the latest table. watcher-bench prints
 # the summary table (issue 7); BENCH_ARGS passes flags to it, e.g. BENCH_ARGS='-big 0' skips the
-# 1000-container check, BENCH_ARGS='-profile /tmp/prof' writes pprof profiles.
+# 1000-container check, BENCH_ARGS='-hosts 0' the check over 3 extra engines, BENCH_ARGS='-profile /tmp/prof'
+# writes pprof profiles.
 BENCH_ARGS ?=
 bench: engine-start
 	DOCKER_HOST=$(TEST_DOCKER_HOST) WATCHER_REQUIRE_ENGINE=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...

@@ -112,7 +112,7 @@ type approvingFake struct {
 	rejected []string
 }
 
-func (f *approvingFake) Approve(ctx context.Context, name string) (updater.Approval, string, <-chan struct{}, error) {
+func (f *approvingFake) Approve(ctx context.Context, host, name string) (updater.Approval, string, <-chan struct{}, error) {
 	a, err := f.decide(name, updater.ApprovalApproved)
 	if err != nil {
 		return a, "", nil, err
@@ -121,7 +121,7 @@ func (f *approvingFake) Approve(ctx context.Context, name string) (updater.Appro
 	return a, id, done, err
 }
 
-func (f *approvingFake) Reject(ctx context.Context, name string) (updater.Approval, error) {
+func (f *approvingFake) Reject(ctx context.Context, host, name string) (updater.Approval, error) {
 	a, err := f.decide(name, updater.ApprovalRejected)
 	if err == nil {
 		f.rejected = append(f.rejected, name)

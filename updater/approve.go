@@ -100,8 +100,8 @@ func versionStep(cur, v version) string {
 	return PolicyPatch
 }
 
-// approvalKey is the key of c's approval in the state file.
-func approvalKey(c *Container) string { return c.Target().String() }
+// approvalKey is the key of c's approval in the state file: its target, "host/name" with hosts.
+func approvalKey(c *Container) string { return c.key() }
 
 // approvalBook reads and writes the approvals; one mutex orders the plan's pending entries and
 // people's decisions, so a decision is never overwritten by a run that planned before it.
@@ -160,7 +160,11 @@ func approvalHold(c Candidate, approvals map[string]*Approval) *Hold {
 	if approvals == nil {
 		return hold(OutcomeSkipped, fmt.Sprintf("a %s update waits for approval, but no state file keeps approvals (%s)", c.Kind, c.Cause))
 	}
-	ask := "approve: POST /v1/approve?container=" + t.Name + "; reject: POST /v1/reject?container=" + t.Name
+	q := "?container=" + t.Name
+	if t.Host != "" {
+		q += "&host=" + t.Host
+	}
+	ask := "approve: POST /v1/approve" + q + "; reject: POST /v1/reject" + q
 	a := approvals[approvalKey(t)]
 	switch {
 	case a != nil && a.Digest == c.NewDigest && a.State == ApprovalApproved:
@@ -223,53 +227,56 @@ func (u *Updater) settleApprovals(targets []*Container, lines map[string]*Contai
 	}
 }
 
-// Approve approves the update container name waits for (its exact digest) and asks for a run of
-// it, which applies the update unless the registry moved on meanwhile (then the approval lapses
-// and the new digest waits). A *NotWatchedError or *NoApprovalError says why nothing was done.
-func (u *Updater) Approve(ctx context.Context, name string) (Approval, string, <-chan struct{}, error) {
-	a, err := u.decide(ctx, name, ApprovalApproved)
+// Approve approves the update container name (on host, "" = whichever host has it) waits for,
+// its exact digest, and asks for a run of it, which applies the update unless the registry moved
+// on meanwhile (then the approval lapses and the new digest waits). An *UnknownHostError,
+// *NotWatchedError or *NoApprovalError says why nothing was done.
+func (u *Updater) Approve(ctx context.Context, host, name string) (Approval, string, <-chan struct{}, error) {
+	c, a, err := u.decide(ctx, host, name, ApprovalApproved)
 	if err != nil {
 		return a, "", nil, err
 	}
-	id, done, err := u.Trigger(ctx, Request{Trigger: TriggerApprove, Containers: []string{name}})
+	req := Request{Trigger: TriggerApprove, Containers: []string{name}}
+	if c.Host != "" {
+		req.Hosts = []string{c.Host}
+	}
+	id, done, err := u.Trigger(ctx, req)
 	return a, id, done, err
 }
 
-// Reject rejects the update container name waits for: runs hold it until a newer digest appears.
-func (u *Updater) Reject(ctx context.Context, name string) (Approval, error) {
-	return u.decide(ctx, name, ApprovalRejected)
+// Reject rejects the update container name (on host) waits for: runs hold it until a newer
+// digest appears.
+func (u *Updater) Reject(ctx context.Context, host, name string) (Approval, error) {
+	_, a, err := u.decide(ctx, host, name, ApprovalRejected)
+	return a, err
 }
 
 // decide records a person's decision about the update container name waits for. A rejected
 // update may still be approved (a change of mind), an approved one rejected until it is applied.
-func (u *Updater) decide(ctx context.Context, name, state string) (Approval, error) {
-	obs, err := u.list(ctx)
+func (u *Updater) decide(ctx context.Context, host, name, state string) (*Container, Approval, error) {
+	c, err := u.findContainer(ctx, host, name)
 	if err != nil {
-		return Approval{}, err
-	}
-	c := obs.byName[name]
-	if c == nil || !c.Watched {
-		return Approval{}, &NotWatchedError{Names: []string{name}}
+		return nil, Approval{}, err
 	}
 	if u.approvalStore() == nil {
-		return Approval{}, &NoApprovalError{Name: name, Why: "no state file keeps approvals"}
+		return nil, Approval{}, &NoApprovalError{Name: name, Why: "no state file keeps approvals"}
 	}
 	u.book.mu.Lock()
 	key := approvalKey(c)
 	a := u.approvals()[key]
 	if a == nil {
 		u.book.mu.Unlock()
-		return Approval{}, &NoApprovalError{Name: name, Why: "no update waits for approval (the next run that finds one records it)"}
+		return nil, Approval{}, &NoApprovalError{Name: key, Why: "no update waits for approval (the next run that finds one records it)"}
 	}
 	a.State, a.DecidedAt = state, u.opts.Now().UTC()
 	err = u.putApproval(key, a)
 	u.book.mu.Unlock()
 	if err != nil {
-		return Approval{}, fmt.Errorf("recording the decision: %w", err)
+		return nil, Approval{}, fmt.Errorf("recording the decision: %w", err)
 	}
 	u.log.Info("update "+state, "container", key, "digest", a.Digest, "image", a.NewImage, "kind", a.Kind)
 	u.noteDecision(c, a)
-	return *a, nil
+	return c, *a, nil
 }
 
 // noteDecision shows a decision in the container's known state at once (and tells the live
@@ -277,7 +284,7 @@ func (u *Updater) decide(ctx context.Context, name, state string) (Approval, err
 func (u *Updater) noteDecision(c *Container, a *Approval) {
 	u.loadStatus()
 	u.mu.Lock()
-	st, ok := u.status[c.Name]
+	st, ok := u.status[c.key()]
 	u.mu.Unlock()
 	if !ok || st.ID != c.ID {
 		return

@@ -51,7 +51,7 @@ func (r *rig) status(name string) updater.ContainerStatus {
 // approve approves name's update and waits for the run that applies it.
 func (r *rig) approve(name string) *updater.Report {
 	r.t.Helper()
-	a, id, done, err := r.upd.Approve(context.Background(), r.Name(name))
+	a, id, done, err := r.upd.Approve(context.Background(), "", r.Name(name))
 	if err != nil || a.State != updater.ApprovalApproved {
 		r.t.Fatalf("Approve(%s) = %+v, %v", name, a, err)
 	}
@@ -142,7 +142,7 @@ func TestApprovalsOnRealEngine(t *testing.T) {
 	}
 
 	// A rejection holds that digest; a newer one waits for approval again.
-	if a, err := r.upd.Reject(context.Background(), r.Name("app")); err != nil || a.State != updater.ApprovalRejected || a.Digest != d4.String() {
+	if a, err := r.upd.Reject(context.Background(), "", r.Name("app")); err != nil || a.State != updater.ApprovalRejected || a.Digest != d4.String() {
 		t.Fatalf("Reject = %+v, %v", a, err)
 	}
 	if st := r.status("app"); st.Approval == nil || st.Approval.State != updater.ApprovalRejected {
@@ -163,11 +163,11 @@ func TestApprovalsOnRealEngine(t *testing.T) {
 	}
 
 	var na *updater.NoApprovalError
-	if _, err := r.upd.Reject(context.Background(), r.Name("free")); !errors.As(err, &na) {
+	if _, err := r.upd.Reject(context.Background(), "", r.Name("free")); !errors.As(err, &na) {
 		t.Errorf("Reject(free) = %v, want a NoApprovalError", err)
 	}
 	var nw *updater.NotWatchedError
-	if _, _, _, err := r.upd.Approve(context.Background(), r.Name("ghost")); !errors.As(err, &nw) {
+	if _, _, _, err := r.upd.Approve(context.Background(), "", r.Name("ghost")); !errors.As(err, &nw) {
 		t.Errorf("Approve(ghost) = %v, want a NotWatchedError", err)
 	}
 }

@@ -289,7 +289,7 @@ func (u *Updater) checkTagPolicies(ctx context.Context, ts []*Container, lines m
 	tc, _ := u.checker.(TagChecker)
 	var work []*tagWork
 	for _, t := range ts {
-		line := lines[t.Name]
+		line := lines[t.key()]
 		line.OldDigest = localDigest(t)
 		if tc == nil {
 			line.Outcome, line.Message = OutcomeSkipped, "policy "+t.Settings.Policy+" needs the registry's tag list, which this checker cannot give"
@@ -338,7 +338,7 @@ func (u *Updater) checkTagPolicies(ctx context.Context, ts []*Container, lines m
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(cands, func(a, b Candidate) int { return strings.Compare(a.Container.Name, b.Container.Name) })
+	slices.SortFunc(cands, func(a, b Candidate) int { return strings.Compare(a.Container.key(), b.Container.key()) })
 	return cands
 }
 

@@ -127,22 +127,24 @@ func (s *Scheduler) Next() map[string]time.Time {
 }
 
 // sync makes the cron entries those of the schedules in use: the daemon's, and every valid
-// watcher.schedule label of a watched container. When the engine cannot be listed the entries
-// stay as they are.
+// watcher.schedule label of a watched container, on every host. While a host cannot be listed the
+// entries stay as they are.
 func (s *Scheduler) sync(ctx context.Context) {
 	want := map[string]bool{}
 	if g := s.u.opts.Schedule; g != "" {
 		want[g] = true
 	}
-	if obs, err := s.u.list(ctx); err != nil {
-		s.u.log.Warn("could not read the containers' schedules; keeping the ones registered", "err", err)
-		s.mu.Lock()
-		for spec := range s.entries {
-			want[spec] = true
+	for _, v := range s.u.listHosts(ctx, s.u.hosts, false) {
+		if v.err != nil {
+			s.u.log.Warn("could not read the containers' schedules; keeping the ones registered", "host", v.h.Name, "err", v.err)
+			s.mu.Lock()
+			for spec := range s.entries {
+				want[spec] = true
+			}
+			s.mu.Unlock()
+			continue
 		}
-		s.mu.Unlock()
-	} else {
-		for _, c := range obs.Watched {
+		for _, c := range v.obs.Watched {
 			if c.SettingsErr == nil && c.Settings.Schedule != "" {
 				want[c.Settings.Schedule] = true
 			}

@@ -21,7 +21,7 @@ type LastKnown interface {
 
 // status is c's state as /v1/containers shows it, with what the observation alone says.
 func (c *Container) status(state State) ContainerStatus {
-	return ContainerStatus{Name: c.Name, ID: c.ID, Image: c.Image, Policy: c.Settings.Policy, Mode: c.Settings.Mode, State: state}
+	return ContainerStatus{Host: c.Host, Name: c.Name, ID: c.ID, Image: c.Image, Policy: c.Settings.Policy, Mode: c.Settings.Mode, State: state}
 }
 
 // statusOf is the state c is in after what its report line says. Only an update moves the
@@ -67,8 +67,8 @@ func (u *Updater) setStatus(c *Container, st ContainerStatus) {
 	}
 	u.decorate(&st, u.approvals(), u.allRecords())
 	u.mu.Lock()
-	old, had := u.status[st.Name]
-	u.status[st.Name] = st
+	old, had := u.status[c.key()]
+	u.status[c.key()] = st
 	u.mu.Unlock()
 	if !had || !sameStatus(old, st) {
 		u.live(func(o LiveObserver) { o.ContainerChanged(st) })
@@ -79,11 +79,12 @@ func (u *Updater) setStatus(c *Container, st ContainerStatus) {
 // decided by) a person, and when the watcher last updated it.
 func (u *Updater) decorate(st *ContainerStatus, approvals map[string]*Approval, records map[string]*updateRecord) {
 	st.Approval = nil
-	a := approvals[Target{Kind: KindContainer, Name: st.Name}.String()]
+	key := Target{Kind: KindContainer, Host: st.Host, Name: st.Name}.String()
+	a := approvals[key]
 	if a != nil && st.State != StateUpToDate && (st.RemoteDigest == "" || st.RemoteDigest == a.Digest) {
 		st.Approval = a
 	}
-	if r := records[st.Name]; r != nil && st.UpdatedAt.IsZero() {
+	if r := records[key]; r != nil && st.UpdatedAt.IsZero() {
 		st.UpdatedAt = r.At
 	}
 }
@@ -117,19 +118,28 @@ func (u *Updater) live(f func(LiveObserver)) {
 }
 
 // saveStatus writes the states of this run's targets to the state file; a run over every watched
-// container (all) also forgets containers that are gone.
-func (u *Updater) saveStatus(targets []*Container, all bool) {
+// container (all) also forgets containers that are gone — except on the hosts it could not reach
+// (down), whose containers are kept as they were last seen.
+func (u *Updater) saveStatus(targets []*Container, all bool, down []hostView) {
 	lk, ok := u.history.(LastKnown)
 	if !ok {
 		return
 	}
 	states := make(map[string][]byte, len(targets))
+	put := func(key string, st ContainerStatus) {
+		if b, err := json.Marshal(st); err == nil {
+			states[key] = b
+		}
+	}
+	for _, v := range down {
+		for _, st := range u.knownOn(v.h) {
+			put(Target{Host: st.Host, Name: st.Name}.String(), st)
+		}
+	}
 	u.mu.Lock()
 	for _, t := range targets {
-		if st, ok := u.status[t.Name]; ok {
-			if b, err := json.Marshal(st); err == nil {
-				states[t.Name] = b
-			}
+		if st, ok := u.status[t.key()]; ok {
+			put(t.key(), st)
 		}
 	}
 	u.mu.Unlock()

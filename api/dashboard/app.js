@@ -527,8 +527,9 @@
 
   function actions(c, s) {
     const out = [];
-    const q = '?container=' + encodeURIComponent(c.name);
-    const who = ' ' + c.name;
+    // With several hosts, a name is only unique on its host.
+    const q = '?container=' + encodeURIComponent(c.name) + (c.host ? '&host=' + encodeURIComponent(c.host) : '');
+    const who = ' ' + (c.host ? c.host + '/' : '') + c.name;
     if (s === 'pending_approval' || s === 'rejected') {
       out.push(button('Approve', 'approve', c, 'Approve the update of' + who, () => act('POST', '/v1/approve' + q, 'Approved the update of' + who)));
     }
@@ -655,9 +656,11 @@
     for (const id of ['search', 'state-filter', 'host-filter']) $(id).addEventListener('input', renderContainers);
     $('check-now').addEventListener('click', () => act('POST', '/v1/update', 'Asked for a run of every watched container'));
     $('update-all').addEventListener('click', () => {
-      const names = [...state.containers.values()].filter((c) => shown(c) === 'update_available').map((c) => c.name);
-      if (!names.length) { notice('No container has an update available.', 'info'); return; }
-      act('POST', '/v1/update?' + names.map((n) => 'container=' + encodeURIComponent(n)).join('&'), 'Asked to update ' + names.length + ' container(s)');
+      const avail = [...state.containers.values()].filter((c) => shown(c) === 'update_available');
+      if (!avail.length) { notice('No container has an update available.', 'info'); return; }
+      const hosts = [...new Set(avail.map((c) => c.host).filter((h) => h))];
+      const params = avail.map((c) => 'container=' + encodeURIComponent(c.name)).concat(hosts.map((h) => 'host=' + encodeURIComponent(h)));
+      act('POST', '/v1/update?' + params.join('&'), 'Asked to update ' + avail.length + ' container(s)');
     });
     $('more-runs').addEventListener('click', () => { state.runLimit += 20; loadRuns(); });
     $('run-close').addEventListener('click', () => $('run-dialog').close());

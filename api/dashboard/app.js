@@ -458,7 +458,7 @@
     for (const h of [...groups.keys()].sort()) {
       const label = h || 'this engine';
       const table = el('table', { class: 'cards' },
-        el('caption', { class: several ? null : 'sr-only' }, 'Host ' + label),
+        el('caption', { class: 'sr-only' }, 'Containers on ' + label),
         el('thead', null, el('tr', null, ['Name', 'Image', 'Running', 'Available', 'Policy', 'State', 'Last update', 'Actions']
           .map((t) => el('th', { scope: 'col' }, t)))),
         el('tbody', null, groups.get(h).map(row)));

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -202,4 +203,43 @@ func TestDashboardReadOnly(t *testing.T) {
 	do(t, ctx, "open the run", chromedp.Click(chromedp.CSS(`#runs tr button`)))
 	waitFor(t, ctx, "the run's detail", fmt.Sprintf(`document.getElementById('run-dialog').open && (l => l !== null && l.textContent.includes('updated') && !l.querySelector('[data-label="Downtime"]').textContent.includes('–'))(document.querySelector('#run-body tr[data-line=%q]'))`, web))
 	screenshot(t, ctx, "dashboard-run.png", true)
+}
+
+// TestDashboardHosts: with two hosts the page groups the containers by host (the same name on
+// both), filters by host, and a row's Update acts on its own host only.
+func TestDashboardHosts(t *testing.T) {
+	e, remote, re, labels := twoEngines(t)
+	addr := freePort(t)
+	ref, _ := e.Registry.PushImage(t, "web", "latest", testenv.ImageSpec{Version: "v1"})
+	e.Pull(ref)
+	re.Pull(ref)
+	web := e.Name("web")
+	e.Run(web, &container.Config{Image: ref, Labels: labels}, nil, nil)
+	re.Run(web, &container.Config{Image: ref, Labels: labels}, nil, nil)
+	cfg := hostsConfig(t, "http:\n  listen: "+addr+"\n  token: "+dashToken+"\nschedule: \"\"\n",
+		hostEntry("local", os.Getenv("DOCKER_HOST"), e.Owner, nil), hostEntry("edge", remote.Host, e.Owner, remote.TLS))
+	stop := startDaemon(t, []string{"WATCHER_CONFIG=" + cfg})
+	defer stop()
+	if code, v := apiCall(t, addr, dashToken, "POST", "/v1/update?wait=true"); code != 200 {
+		t.Fatalf("first run = %d %v", code, v)
+	}
+	_, d2 := e.Registry.PushImage(t, "web", "latest", testenv.ImageSpec{Version: "v2"})
+
+	ctx := newBrowser(t)
+	do(t, ctx, "open the dashboard", chromedp.Navigate("http://"+addr+"/"),
+		chromedp.SendKeys(chromedp.ID("token"), dashToken+"\n"))
+	inHost := func(h string) string { return fmt.Sprintf(`document.querySelector('.host[data-host=%q] tr[data-name=%q]')`, h, web) }
+	waitFor(t, ctx, "a group per host", `document.querySelectorAll('#groups .host h3').length === 2 && `+inHost("edge")+` !== null && `+inHost("local")+` !== null && document.getElementById('live').dataset.live === 'on'`)
+	screenshot(t, ctx, "dashboard-hosts.png", true)
+	if opts := eval[[]string](t, ctx, `[...document.getElementById('host-filter').options].map(o => o.value)`); !slices.Equal(opts, []string{"", "edge", "local"}) {
+		t.Errorf("host filter options %q", opts)
+	}
+	do(t, ctx, "filter by host", chromedp.SetValue(chromedp.ID("host-filter"), "edge"), chromedp.Evaluate[chromedp.Void](`document.getElementById('host-filter').dispatchEvent(new Event('input'))`))
+	waitFor(t, ctx, "edge only", `document.querySelectorAll('#groups tr[data-name]').length === 1 && `+inHost("edge")+` !== null`)
+
+	do(t, ctx, "update web on edge", chromedp.Click(chromedp.CSS(`.host[data-host="edge"] tr[data-name="`+web+`"] button[data-action="update"]`)))
+	waitFor(t, ctx, "edge's web updated", fmt.Sprintf(`(r => r !== null && r.dataset.state === 'up_to_date' && r.textContent.includes(%q))(%s)`, d2.Hex[:12], inHost("edge")))
+	if v1, v2 := runningVersion(e.Docker, web), runningVersion(remote.Docker, web); v1 != "v1" || v2 != "v2" {
+		t.Errorf("web runs %s locally and %s on edge; want only edge's updated (v1, v2)", v1, v2)
+	}
 }

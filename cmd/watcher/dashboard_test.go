@@ -228,7 +228,9 @@ func TestDashboardHosts(t *testing.T) {
 	ctx := newBrowser(t)
 	do(t, ctx, "open the dashboard", chromedp.Navigate("http://"+addr+"/"),
 		chromedp.SendKeys(chromedp.ID("token"), dashToken+"\n"))
-	inHost := func(h string) string { return fmt.Sprintf(`document.querySelector('.host[data-host=%q] tr[data-name=%q]')`, h, web) }
+	inHost := func(h string) string {
+		return fmt.Sprintf(`document.querySelector('.host[data-host=%q] tr[data-name=%q]')`, h, web)
+	}
 	waitFor(t, ctx, "a group per host", `document.querySelectorAll('#groups .host h3').length === 2 && `+inHost("edge")+` !== null && `+inHost("local")+` !== null && document.getElementById('live').dataset.live === 'on'`)
 	screenshot(t, ctx, "dashboard-hosts.png", true)
 	if opts := eval[[]string](t, ctx, `[...document.getElementById('host-filter').options].map(o => o.value)`); !slices.Equal(opts, []string{"", "edge", "local"}) {

@@ -59,6 +59,7 @@ var fields = []field{
 	{key: "update.parallel", kind: kInt, ref: func(s *settings) any { return &s.Update.Parallel }},
 	{key: "update.window", kind: kList, ref: func(s *settings) any { return &s.Update.Window }, norm: strings.TrimSpace, sep: ",;\n"},
 	{key: "update.keep_images", kind: kInt, ref: func(s *settings) any { return &s.Update.KeepImages }},
+	{key: "update.approve", kind: kList, ref: func(s *settings) any { return &s.Update.Approve }, norm: strings.ToLower},
 	{key: "registry.concurrency", kind: kInt, ref: func(s *settings) any { return &s.Registry.Concurrency }},
 	{key: "registry.per_host", kind: kInt, ref: func(s *settings) any { return &s.Registry.PerHost }},
 	{key: "registry.timeout", kind: kDuration, ref: func(s *settings) any { return &s.Registry.Timeout }},

@@ -161,6 +161,7 @@ func (a *applier) replace(ctx context.Context, s *Step, line *ContainerReport, r
 	sp.Started = release
 	res := a.u.hostOf(s.c).Life.Replace(ctx, sp)
 	release() // lifecycle calls Started exactly once; this covers a Replacer that does not
+	a.u.hostOf(s.c).inv.touch(s.c.ID, res.NewID)
 	a.mu.Lock()
 	record(line, s, res)
 	if res.NewID != "" && res.NewID != s.c.ID {
@@ -180,6 +181,7 @@ func (a *applier) replace(ctx context.Context, s *Step, line *ContainerReport, r
 func (a *applier) restart(ctx context.Context, s *Step, line *ContainerReport, release func()) {
 	err := a.u.hostOf(s.c).Life.Restart(ctx, s.c.ID, s.c.Settings.StopSignal, s.c.Settings.StopTimeout)
 	release()
+	a.u.hostOf(s.c).inv.touch(s.c.ID)
 	a.mu.Lock()
 	if err != nil {
 		line.Outcome = OutcomeFailed

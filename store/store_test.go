@@ -189,3 +189,21 @@ func TestLockedByAnotherProcess(t *testing.T) {
 		t.Fatalf("Open(locked) took %v, want about 1s", d)
 	}
 }
+
+// PruneRuns with no more than keep reports deletes nothing.
+func TestPruneRunsKeepsFewerThanKeep(t *testing.T) {
+	s := open(t)
+	for i := range 3 {
+		if err := s.PutRun(fmt.Sprintf("run-%03d", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, keep := range []int{5, 3} {
+		if err := s.PruneRuns(keep); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Runs(0); fmt.Sprintf("%s", got) != "[2 1 0]" {
+			t.Fatalf("Runs after PruneRuns(%d) = %s, want [2 1 0]", keep, got)
+		}
+	}
+}

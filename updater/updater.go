@@ -112,6 +112,8 @@ type Updater struct {
 	idle      sync.Cond       // signalled when a triggered run sequence ends
 
 	loadOnce sync.Once // the last known states are read from History once (status.go)
+	savedMu  sync.Mutex
+	saved    savedStates // what saveStatus wrote last
 	book     approvalBook
 	sched    *Scheduler // the daemon's schedules, for Status; nil before NewScheduler
 

@@ -31,6 +31,7 @@ type checkResult struct {
 	floorReg           regCounts
 	floorList          time.Duration // one ContainerList(All) on the engine
 	imageList          time.Duration // one ImageList on the engine
+	follow             *followResult // the daemon's way, in this process
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -55,13 +56,17 @@ func (b *bench) checkScenarios(ctx context.Context, c config, t *table) error {
 	}
 	r.setup = setup
 	t.checks = append(t.checks, r)
+	if r.follow, err = b.measureFollow(ctx, c, scope, c.small, "follow200"); err != nil {
+		return err
+	}
 
 	if c.daemon {
-		d, err := b.daemonMemory(ctx, scope, c.small)
+		d, err := b.daemonScenario(ctx, c, scope, c.small, c.smallImages)
 		if err != nil {
-			return fmt.Errorf("daemon memory: %w", err)
+			return fmt.Errorf("daemon: %w", err)
 		}
-		t.daemon = d
+		d.check = r
+		t.daemons = append(t.daemons, d)
 	}
 
 	return nil
@@ -275,5 +280,13 @@ func (b *bench) bigCheck(ctx context.Context, c config, t *table) error {
 	}
 	r.setup = setup
 	t.checks = append(t.checks, r)
+	if c.daemon {
+		d, err := b.daemonScenario(ctx, c, scope, c.big, c.bigImages)
+		if err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+		d.check = r
+		t.daemons = append(t.daemons, d)
+	}
 	return nil
 }

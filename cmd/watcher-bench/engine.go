@@ -124,6 +124,8 @@ type bench struct {
 
 	checkRefs []string               // the check scenario's images, in container order
 	extra     []*testenv.ExtraEngine // the hosts scenario's engines
+	binary    string                 // ./cmd/watcher built for the daemon scenarios
+	cleanups  []func()
 }
 
 func newBench() (*bench, error) {
@@ -145,6 +147,9 @@ func newBench() (*bench, error) {
 }
 
 func (b *bench) Close() {
+	for _, f := range b.cleanups {
+		f()
+	}
 	for _, x := range b.extra {
 		x.Close() // with everything on it
 	}

@@ -239,11 +239,7 @@ func (a *app) daemon(ctx context.Context) error {
 	a.upd.SetContext(ctx)
 	for _, res := range a.upd.Recover(ctx) {
 		if res.Outcome == lifecycle.OutcomeHandedOver && a.handoff != nil && res.OldID == a.selfID {
-			// A self-update's successor runs: give it the store and listener, and wait.
-			if err := a.release(ctx, res.NewID); err != nil {
-				return fail(exitFailed, "self-update: stepping back for the successor: %v", err)
-			}
-			return a.handedOver(ctx, <-a.handoff.done())
+			return a.stepBack(ctx, res) // a self-update's successor runs (handover.go)
 		}
 	}
 	if a.notify != nil && a.cfg.Notify.Startup {

@@ -80,6 +80,13 @@ func main() {
 		})
 	}
 
+	if os.Getenv("APP_IGNORE_TERM") == "1" {
+		// Nothing but SIGKILL ends it. (A bare channel receive would be a deadlock the Go
+		// runtime ends with exit 2.)
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 	sig := <-sigs
 	fmt.Printf("testapp got %v, exiting\n", sig)
 	os.Exit(0)

@@ -33,7 +33,9 @@ func (f *fixture) volumeFile(image, vol, path string) (string, error) {
 	name := f.Name(fmt.Sprintf("probe%d", probeSeq.Add(1)))
 	id := f.Create(name, &container.Config{Image: image}, &container.HostConfig{
 		Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: "/probe"}}}, nil)
-	defer func() { _, _ = f.Docker.ContainerRemove(context.Background(), id, client.ContainerRemoveOptions{Force: true}) }()
+	defer func() {
+		_, _ = f.Docker.ContainerRemove(context.Background(), id, client.ContainerRemoveOptions{Force: true})
+	}()
 	if _, err := f.Docker.VolumeInspect(context.Background(), vol, client.VolumeInspectOptions{}); err != nil {
 		return "", err
 	}

@@ -123,13 +123,7 @@ var reexec = func() error {
 // back) and returns errReexec: the fresh process rolls the self-update back.
 func (a *app) awaitSuccessor(ctx context.Context, id string) error {
 	a.upd.Wait() // the run that handed over ends once the successor was started
-	a.handoff.mu.Lock()
-	wait := a.handoff.wait
-	a.handoff.mu.Unlock()
-	if wait <= 0 { // not said by lifecycle: the successor's defaults are this configuration's
-		wait = a.cfg.Update.Verify + a.cfg.Update.HealthTimeout
-	}
-	deadline := time.Now().Add(wait + successorGrace)
+	deadline := time.Now().Add(a.successorWait() + successorGrace)
 	log := a.log.With("successor", short(id))
 	log.Info("self-update: waiting for the successor to verify itself and take over")
 	tick := time.NewTicker(time.Second)
@@ -173,6 +167,18 @@ func (a *app) awaitSuccessor(ctx context.Context, id string) error {
 		cancel()
 		return errReexec
 	}
+}
+
+// successorWait is how long the successor verifies itself at most: what lifecycle said when it
+// handed over (or when Recover stepped back), from the journal record the successor reads too;
+// this configuration's verify and health_timeout only when lifecycle said nothing.
+func (a *app) successorWait() time.Duration {
+	a.handoff.mu.Lock()
+	defer a.handoff.mu.Unlock()
+	if a.handoff.wait > 0 {
+		return a.handoff.wait
+	}
+	return a.cfg.Update.Verify + a.cfg.Update.HealthTimeout
 }
 
 // openStore opens the state file, waiting up to wait for another process to let go of it.

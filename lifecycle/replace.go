@@ -577,8 +577,16 @@ func (t *txn) startNew(ctx context.Context) (<-chan int, *Error) {
 		break
 	}
 	msg := ""
-	if ins, ierr := t.inspect(ctx, r.NewID); ierr == nil && ins.State != nil && ins.State.ExitCode != 0 {
-		msg = exitMessage(ins.State.ExitCode)
+	if ins, ierr := t.inspect(ctx, r.NewID); ierr == nil && ins.State != nil {
+		if st := ins.State; st.Running || (!neverStarted(st) && st.Status != container.StateCreated) {
+			// The answer was lost (a cut connection, a proxy's error) but the engine started it:
+			// verify judges it like any other.
+			t.log().Warn("the start request failed, but the new container started; verifying it", "err", err)
+			return exited, nil
+		}
+		if ins.State.ExitCode != 0 {
+			msg = exitMessage(ins.State.ExitCode)
+		}
 	}
 	return nil, newError(r.ContainerID, failure.StageStart, failure.RunContainerError, msg, err)
 }

@@ -209,8 +209,8 @@ func (t *txn) undo(ctx context.Context) error {
 		return nil
 	}
 	for attempt := 1; ; attempt++ {
-		if _, err := t.m.d.ContainerStart(ctx, target, client.ContainerStartOptions{}); err != nil {
-			return fmt.Errorf("starting the old container: %w", err)
+		if _, err := t.m.d.ContainerStart(ctx, target, client.ContainerStartOptions{}); err != nil && !t.running(ctx, target) {
+			return fmt.Errorf("starting the old container: %w", err) // (a lost answer to a start that happened is not a failure)
 		}
 		e := verifyRunning(ctx, t, r.ContainerID, target, restoreVerify, restoreVerify, nil)
 		if e == nil || e.Reason == failure.Unhealthy {

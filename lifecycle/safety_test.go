@@ -451,3 +451,44 @@ func TestIsTemporaryName(t *testing.T) {
 		}
 	}
 }
+
+// TestLostStartAnswer: the engine starts the new container but its answer is lost (the
+// connection cut after the engine acted). The update is judged by the container's state, not by
+// the lost answer: it is verified and committed — for a network_mode container:X dependent
+// following its replaced parent too, which could not go back. (Defect found by the fault
+// campaign, seed 50: the lost answer was a RunContainerError, the dependent's rollback failed on
+// the vanished namespace, on every start.)
+func TestLostStartAnswer(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ref, _ := f.push("app", "latest", testenv.ImageSpec{Version: "v1"})
+	parent, parentName := f.run("parent", ref, nil, nil)
+	dep, depName := f.run("dep", ref, nil, &container.HostConfig{NetworkMode: container.NetworkMode("container:" + parent)})
+	pull := f.release(ref, testenv.ImageSpec{Version: "v2"})
+	p := testenv.NewFaultProxy(t)
+	cli, err := client.New(client.WithHost(p.Host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	m := New(cli, f.store, f.m.o)
+	starts := regexp.MustCompile(`^/containers/[^/]+/start$`)
+
+	p.SetRules(&testenv.FaultRule{Method: "POST", Path: starts, Nth: 1, Kind: testenv.FaultCutAfter})
+	res := m.Replace(ctx(t), Spec{ContainerID: parent, Image: ref, PullRef: pull, Rollback: true})
+	if res.Outcome != OutcomeUpdated {
+		t.Fatalf("parent with its start's answer lost = %s, %v; want updated", res.Outcome, res.Err)
+	}
+	p.SetRules(&testenv.FaultRule{Method: "POST", Path: starts, Nth: 1, Kind: testenv.FaultCutAfter})
+	dres := m.Replace(ctx(t), Spec{ContainerID: dep, Recreate: true, Replaced: map[string]string{parent: res.NewID}, Rollback: true})
+	if dres.Outcome != OutcomeUpdated {
+		t.Fatalf("dependent with its start's answer lost = %s, %v; want updated", dres.Outcome, dres.Err)
+	}
+	if p.Injected()[testenv.FaultCutAfter] != 2 {
+		t.Fatalf("faults injected %v, want two lost start answers", p.Log())
+	}
+	f.checkServing(parentName)
+	if ins := f.checkServing(depName); ins.HostConfig.NetworkMode != container.NetworkMode("container:"+res.NewID) {
+		t.Fatalf("dependent in %s, want the new parent's namespace", ins.HostConfig.NetworkMode)
+	}
+}

@@ -51,7 +51,7 @@ const (
 	chaosChildEnv = "LIFECYCLE_CHAOS_CHILD"
 	labelSeed     = "chaos.seed"    // on every container of a schedule, for its cleanup
 	labelService  = "chaos.service" // "svc" or "dep": which service a container is (copied to replacements)
-	chaosVerify   = 300 * time.Millisecond
+	chaosVerify   = 700 * time.Millisecond // the bad version exits at once: well within it
 	chaosMargin   = 4 * time.Second // Manager.stopMargin: the engine is local and its stops quick
 	chaosSettle   = time.Second     // Manager.settle: the proxy is drained before the last recovery
 	childDeadline = 3 * time.Minute
@@ -247,6 +247,11 @@ func newSchedule(seed uint64) schedule {
 		Bad: rng.IntN(10) < 3, Dependent: rng.IntN(5) == 0}
 	s.Restart = !s.AutoRemove && rng.IntN(5) == 0
 	s.Faults = drawFaults(rng, 4)
+	if rng.IntN(100) < 15 {
+		// A socket proxy in front of the engine whose HTTP timeout is shorter than a stop.
+		s.Faults = append(s.Faults, faultSpec{Path: `^/(containers|images)/`, Kind: testenv.FaultTimeout,
+			Delay: time.Duration(500+rng.IntN(1000)) * time.Millisecond})
+	}
 	steps := 12
 	if s.Dependent {
 		steps = 24
@@ -331,7 +336,7 @@ func pushChaosImages(t *testing.T, env *testenv.Env) chaosImages {
 	_, d1 := env.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1", Volumes: vols})
 	_, d2 := env.Registry.PushImage(t, "app", "good", testenv.ImageSpec{Version: "v2", Volumes: vols})
 	_, d3 := env.Registry.PushImage(t, "app", "bad", testenv.ImageSpec{Version: "v2-bad", Volumes: vols,
-		Env: []string{"APP_EXIT_CODE=3", "APP_EXIT_AFTER=200ms"}})
+		Env: []string{"APP_EXIT_CODE=3"}})
 	at := func(d fmt.Stringer) string { return env.Registry.Host + "/app@" + d.String() }
 	imgs := chaosImages{v1: at(d1), good: at(d2), bad: at(d3), ids: map[string]string{}}
 	for _, r := range []string{imgs.v1, imgs.good, imgs.bad} {

@@ -38,7 +38,8 @@ func newError(id string, stage failure.Stage, reason failure.Reason, msg string,
 	return &Error{ContainerID: id, Stage: stage, Reason: reason, Message: msg, Err: err}
 }
 
-// ExitMeaning explains an exit code the way DESIGN.md's table does.
+// ExitMeaning explains an exit code in a few words (the failure table of docs/api.md shows them
+// in messages): 1 application error, 126 not executable, 127 not found, 128+n signal n.
 func ExitMeaning(code int) string {
 	switch code {
 	case 0:

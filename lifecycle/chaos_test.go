@@ -27,7 +27,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -49,11 +48,11 @@ import (
 
 const (
 	chaosChildEnv = "LIFECYCLE_CHAOS_CHILD"
-	labelSeed     = "chaos.seed"    // on every container of a schedule, for its cleanup
-	labelService  = "chaos.service" // "svc" or "dep": which service a container is (copied to replacements)
+	labelSeed     = "chaos.seed"           // on every container of a schedule, for its cleanup
+	labelService  = "chaos.service"        // "svc" or "dep": which service a container is (copied to replacements)
 	chaosVerify   = 700 * time.Millisecond // the bad version exits at once: well within it
-	chaosMargin   = 4 * time.Second // Manager.stopMargin: the engine is local and its stops quick
-	chaosSettle   = time.Second     // Manager.settle: the proxy is drained before the last recovery
+	chaosMargin   = 4 * time.Second        // Manager.stopMargin: the engine is local and its stops quick
+	chaosSettle   = time.Second            // Manager.settle: the proxy is drained before the last recovery
 	childDeadline = 3 * time.Minute
 )
 
@@ -72,15 +71,8 @@ type chaosJob struct {
 
 // TestChaosChild is the watcher of a chaos schedule, in a child process.
 func TestChaosChild(t *testing.T) {
-	raw := os.Getenv(chaosChildEnv)
-	if raw == "" {
-		t.Skip("only run as the chaos campaign's child process")
-	}
 	var job chaosJob
-	if err := json.Unmarshal([]byte(raw), &job); err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	ctx, stop := childJob(t, chaosChildEnv, &job)
 	defer stop()
 	s, err := store.Open(job.DB)
 	if err != nil {

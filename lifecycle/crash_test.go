@@ -46,16 +46,24 @@ type crashJob struct {
 	Replaced map[string]string
 }
 
-func TestCrashChild(t *testing.T) {
-	raw := os.Getenv(crashChildEnv)
+// childJob reads a child process's job from the environment variable name into job (the test
+// is skipped when it is not set: the child tests run only when a parent starts them) and returns
+// the context SIGTERM ends, as main's does.
+func childJob(t *testing.T, name string, job any) (context.Context, context.CancelFunc) {
+	t.Helper()
+	raw := os.Getenv(name)
 	if raw == "" {
-		t.Skip("only run as the crash tests' child process")
+		t.Skip("only run as a child process of the crash tests or the fault campaign")
 	}
-	var job crashJob
-	if err := json.Unmarshal([]byte(raw), &job); err != nil {
+	if err := json.Unmarshal([]byte(raw), job); err != nil {
 		t.Fatal(err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	return signal.NotifyContext(context.Background(), syscall.SIGTERM)
+}
+
+func TestCrashChild(t *testing.T) {
+	var job crashJob
+	ctx, stop := childJob(t, crashChildEnv, &job)
 	defer stop()
 	var fired sync.Once
 	crash := func(seq int, step string) {

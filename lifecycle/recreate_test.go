@@ -275,3 +275,23 @@ func TestErrorIsOneLine(t *testing.T) {
 		t.Errorf("Error() = %q", s)
 	}
 }
+
+// TestBuildCreateVolumesFrom: an image VOLUME path that volumes_from provides is not mounted again
+// as the old container's anonymous volume; other anonymous volumes still are.
+func TestBuildCreateVolumesFrom(t *testing.T) {
+	old := oldContainer()
+	old.HostConfig.VolumesFrom = []string{"src"}
+	old.Config.Volumes["/cache"] = struct{}{}
+	old.Mounts = append(old.Mounts, container.MountPoint{Type: mount.TypeVolume, Name: "anon456", Destination: "/cache", RW: true})
+	p, err := buildCreate(old, createInput{OldImage: oldImage(), Image: "repo:2", API: "1.44", Label: "tx1", FromOthers: map[string]bool{"/data": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []string
+	for _, m := range p.Host.Mounts {
+		targets = append(targets, m.Target+"="+m.Source)
+	}
+	if !slices.Equal(targets, []string{"/cache=anon456"}) || !slices.Equal(p.Host.VolumesFrom, []string{"src"}) {
+		t.Fatalf("mounts %v, volumes_from %v; want only /cache mounted again and /data left to volumes_from", targets, p.Host.VolumesFrom)
+	}
+}

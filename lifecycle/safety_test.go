@@ -290,6 +290,22 @@ func TestForeignContainerTakesTheName(t *testing.T) {
 	}
 }
 
+// netnsPair is a parent on v1 and a network_mode container:<parent> dependent, with v2 released.
+type netnsPair struct {
+	ref, pull                        string
+	parent, parentName, dep, depName string
+}
+
+func newNetnsPair(f *fixture) netnsPair {
+	f.t.Helper()
+	var n netnsPair
+	n.ref, _ = f.push("app", "latest", testenv.ImageSpec{Version: "v1"})
+	n.parent, n.parentName = f.run("parent", n.ref, nil, nil)
+	n.dep, n.depName = f.run("dep", n.ref, nil, &container.HostConfig{NetworkMode: container.NetworkMode("container:" + n.parent)})
+	n.pull = f.release(n.ref, testenv.ImageSpec{Version: "v2"})
+	return n
+}
+
 // TestNetnsDependentRollsForward: a `network_mode: container:X` dependent is recreated to follow
 // X, replaced and committed just before; the watcher is killed midway. Going back cannot work
 // (the namespace it ran in is gone with the old X), so recovery rolls forward: the new dependent
@@ -301,10 +317,8 @@ func TestNetnsDependentRollsForward(t *testing.T) {
 		t.Run(step, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
-			ref, _ := f.push("app", "latest", testenv.ImageSpec{Version: "v1"})
-			parent, _ := f.run("parent", ref, nil, nil)
-			dep, depName := f.run("dep", ref, nil, &container.HostConfig{NetworkMode: container.NetworkMode("container:" + parent)})
-			pull := f.release(ref, testenv.ImageSpec{Version: "v2"})
+			n := newNetnsPair(f)
+			ref, parent, dep, depName, pull := n.ref, n.parent, n.dep, n.depName, n.pull
 			res := f.m.Replace(ctx(t), Spec{ContainerID: parent, Image: ref, PullRef: pull, Rollback: true})
 			if res.Outcome != OutcomeUpdated {
 				t.Fatalf("parent: %s, %v", res.Outcome, res.Err)
@@ -461,10 +475,8 @@ func TestIsTemporaryName(t *testing.T) {
 func TestLostStartAnswer(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ref, _ := f.push("app", "latest", testenv.ImageSpec{Version: "v1"})
-	parent, parentName := f.run("parent", ref, nil, nil)
-	dep, depName := f.run("dep", ref, nil, &container.HostConfig{NetworkMode: container.NetworkMode("container:" + parent)})
-	pull := f.release(ref, testenv.ImageSpec{Version: "v2"})
+	n := newNetnsPair(f)
+	ref, parent, parentName, dep, depName, pull := n.ref, n.parent, n.parentName, n.dep, n.depName, n.pull
 	p := testenv.NewFaultProxy(t)
 	cli, err := client.New(client.WithHost(p.Host))
 	if err != nil {

@@ -30,7 +30,7 @@ const (
 	FaultStatus      FaultKind = "status"       // answer Status without passing the request
 	FaultCutAfter    FaultKind = "cut-after"    // pass it, let the engine answer, cut the connection instead
 	FaultStatusAfter FaultKind = "status-after" // pass it, let the engine answer, answer Status instead
-	FaultTimeout     FaultKind = "timeout"      // pass it; answer 504 after Delay if the engine has not answered (a socket proxy's timeout)
+	FaultTimeout     FaultKind = "timeout"      // pass it; after Delay without the engine's answer, answer 504 and close the engine's connection (a socket proxy's timeout)
 )
 
 // FaultKinds lists every kind, for tallies.
@@ -93,7 +93,7 @@ type FaultProxy struct {
 	log      []string
 }
 
-// bgLimit bounds a request the proxy passes on after its client was answered (FaultTimeout).
+// bgLimit bounds a request the proxy passes on for an "after" fault or a timeout.
 const bgLimit = 2 * time.Minute
 
 var apiVersionPrefix = regexp.MustCompile(`^/v[0-9.]+`)
@@ -181,8 +181,8 @@ func (p *FaultProxy) Log() []string {
 	return append([]string(nil), p.log...)
 }
 
-// Close stops the proxy: open connections are cut, and requests it passed on after answering
-// their client are waited for (bounded), so the engine has finished what it was sent.
+// Close stops the proxy: open connections are cut, and requests it is passing on are waited for
+// (bounded).
 func (p *FaultProxy) Close() {
 	_ = p.srv.Close()
 	done := make(chan struct{})
@@ -259,7 +259,8 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 // timeout passes req on and answers the engine's response if it is complete within d, else 504
-// while the engine goes on with the request (until bgLimit).
+// and closes the connection to the engine, as a socket proxy's timeout does: the engine goes on
+// only with what does not depend on the connection (a stop does; a wait or a pull does not).
 func (p *FaultProxy) timeout(w http.ResponseWriter, req *http.Request, d time.Duration) {
 	type answer struct {
 		resp *http.Response
@@ -267,11 +268,11 @@ func (p *FaultProxy) timeout(w http.ResponseWriter, req *http.Request, d time.Du
 	}
 	done := make(chan answer, 1)
 	body, _ := io.ReadAll(req.Body)
+	ctx, cancel := context.WithCancel(p.bgCtx)
+	defer cancel()
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
-		ctx, cancel := context.WithTimeout(p.bgCtx, bgLimit)
-		defer cancel()
 		out := req.Clone(ctx)
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		resp := p.forward(out, ctx, bgLimit)

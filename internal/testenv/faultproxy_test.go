@@ -73,8 +73,12 @@ func TestFaultProxy(t *testing.T) {
 	if !e.Inspect(id).State.Running {
 		t.Fatal("the container stopped before its stop timeout")
 	}
-	p.Close() // waits for the stop the engine is carrying out
-	if e.Inspect(id).State.Running {
+	wait := e.Docker.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	select {
+	case <-wait.Result: // the engine finished the stop the proxy timed out
+	case err := <-wait.Error:
+		t.Fatal(err)
+	case <-time.After(30 * time.Second):
 		t.Fatal("the engine did not finish the stop the proxy timed out")
 	}
 	got := p.Injected()

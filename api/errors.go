@@ -19,6 +19,9 @@ const (
 	ReasonNotReady           = "NotReady"           // the Docker engine is not reachable
 	ReasonShuttingDown       = "ShuttingDown"       // the daemon is stopping
 	ReasonInternal           = "Internal"           // our fault; details are in the daemon's log only
+	ReasonNoPreviousUpdate   = "NoPreviousUpdate"   // a rollback of a container with no committed update to undo
+	// ReasonWebhooksDisabled: http.webhook_secret is empty, so the webhooks are disabled.
+	ReasonWebhooksDisabled = "WebhookSecretNotConfigured"
 )
 
 // errorBody is every error response: a sentence for people and a reason for programs.

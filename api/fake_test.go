@@ -59,6 +59,9 @@ func (f *fakeService) holdRuns() (release func()) {
 }
 
 func (f *fakeService) Trigger(ctx context.Context, req updater.Request) (string, <-chan struct{}, error) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, err // as the updater, whose check of the names asks the engine
+	}
 	var missing []string
 	for _, n := range req.Containers {
 		if !f.watched[n] {
@@ -67,6 +70,9 @@ func (f *fakeService) Trigger(ctx context.Context, req updater.Request) (string,
 	}
 	if len(missing) > 0 {
 		return "", nil, &updater.NotWatchedError{Names: missing}
+	}
+	if len(req.Pushed) > 0 && !slices.ContainsFunc(req.Pushed, func(p string) bool { return f.watched[p] }) {
+		return "", nil, &updater.NotWatchedError{Names: req.Pushed} // as the updater: pushes no one runs
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -148,6 +154,9 @@ func (f *fakeService) Runs(limit int) ([]updater.Report, error) {
 }
 
 func (f *fakeService) Containers(ctx context.Context) ([]updater.ContainerStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // as the updater, which lists the engine's containers
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.panicky {
@@ -165,6 +174,9 @@ func (f *fakeService) Containers(ctx context.Context) ([]updater.ContainerStatus
 }
 
 func (f *fakeService) Ready(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err // as the engine's ping
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.readyErr
@@ -201,3 +213,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 var errBoom = errors.New("boom: dial unix /var/run/docker.sock: secret-detail")
+
+// Rollback is the updater's: an unwatched container is NotWatched, one named "fresh" has no
+// update to undo, any other starts a run of its own.
+func (f *fakeService) Rollback(ctx context.Context, name string) (string, <-chan struct{}, error) {
+	switch {
+	case !f.watched[name]:
+		return "", nil, &updater.NotWatchedError{Names: []string{name}}
+	case name == "fresh":
+		return "", nil, &updater.NoRollbackError{Name: name, Why: "the watcher has recorded no committed update of it"}
+	}
+	return f.Trigger(ctx, updater.Request{Trigger: updater.TriggerRollback, Containers: []string{name}})
+}
+
+var _ Rollbacker = (*fakeService)(nil)

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -14,7 +13,7 @@ import (
 )
 
 // TriggerHTTP is the updater.Request.Trigger of runs asked for over HTTP.
-const TriggerHTTP = "http"
+const TriggerHTTP = updater.TriggerHTTP
 
 // triggerResponse is the 202 answer of POST /v1/update.
 type triggerResponse struct {
@@ -40,22 +39,29 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		s.badRequest(w, r, err)
 		return
 	}
-	id, done, err := s.svc.Trigger(r.Context(), req)
+	ctx, cancel := s.detach(serviceTimeout)
+	defer cancel()
+	id, done, err := s.svc.Trigger(ctx, req)
 	if err != nil {
 		var nw *updater.NotWatchedError
 		switch {
 		case errors.As(err, &nw):
 			writeError(w, http.StatusNotFound, ReasonNotWatched, nw.Error())
-		case r.Context().Err() != nil:
-			// The client has gone; nobody reads an answer.
+		case errors.Is(err, updater.ErrHandedOver):
+			s.shuttingDown(w) // a self-update's successor takes the triggers from now on
 		default:
-			s.log.Error("http: trigger failed", "err", err)
-			writeError(w, http.StatusInternalServerError, ReasonInternal, "could not start a run")
+			s.serviceError(w, r, "could not start a run", err)
 		}
 		return
 	}
 	s.log.Info("http: run triggered", "run_id", id, "remote", remoteIP(r),
-		"containers", req.Containers, "images", req.Images, "wait", wait)
+		"containers", req.Containers, "images", req.Images, "force", req.Force, "wait", wait)
+	s.answerRun(w, r, id, done, wait)
+}
+
+// answerRun answers a request that started (or joined) run id: 202 with the id, or with wait
+// the run's report when it ends.
+func (s *Server) answerRun(w http.ResponseWriter, r *http.Request, id string, done <-chan struct{}, wait bool) {
 	w.Header().Set("Location", "/v1/runs/"+url.PathEscape(id))
 	if !wait {
 		writeJSON(w, http.StatusAccepted, triggerResponse{RunID: id})
@@ -71,7 +77,10 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-done:
 	case <-r.Context().Done():
+		// Gone, or only half-closed (it may still read): either way the run goes on, and the
+		// answer is the one without wait.
 		s.log.Debug("http: client stopped waiting", "run_id", id)
+		writeJSON(w, http.StatusAccepted, triggerResponse{RunID: id})
 		return
 	case <-s.stopping:
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "daemon is shutting down; the run may not finish",
@@ -91,23 +100,18 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 // parseUpdate turns the trigger's request into an updater.Request, refusing junk.
 func (s *Server) parseUpdate(r *http.Request) (updater.Request, bool, error) {
 	req := updater.Request{Trigger: TriggerHTTP}
-	if r.ContentLength > maxBodyBytes {
-		return req, false, badf("request body larger than %d bytes", maxBodyBytes)
+	if err := unreadBody(r); err != nil {
+		return req, false, err
 	}
-	// The body carries nothing; read it (up to the cap set in wrap) to refuse an oversized one
-	// that came without Content-Length.
-	if _, err := io.Copy(io.Discard, r.Body); err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return req, false, badf("request body larger than %d bytes", maxBodyBytes)
-		}
-		return req, false, badf("could not read the request body")
-	}
-	q, err := parseQuery(r.URL.RawQuery, "container", "image", "wait")
+	q, err := parseQuery(r.URL.RawQuery, "container", "image", "wait", "force")
 	if err != nil {
 		return req, false, err
 	}
 	wait, err := boolParam(q, "wait")
 	if err != nil {
+		return req, false, err
+	}
+	if req.Force, err = boolParam(q, "force"); err != nil {
 		return req, false, err
 	}
 	for _, n := range q["container"] {
@@ -134,13 +138,95 @@ func (s *Server) parseUpdate(r *http.Request) (updater.Request, bool, error) {
 	return req, wait, nil
 }
 
+// unreadBody refuses the body of a request that carries nothing in it. The body is never read
+// (waiting for it would let a client that never sends it hold the answer): a small one (curl -d
+// '{}') is ignored, its size is checked by its Content-Length, and one without a length is refused.
+func unreadBody(r *http.Request) error {
+	switch {
+	case r.ContentLength > maxBodyBytes:
+		return badf("request body larger than %d bytes", maxBodyBytes)
+	case r.ContentLength < 0:
+		return badf("request body of unknown length (chunked); send none")
+	}
+	return nil
+}
+
+// Rollbacker is the part of the daemon POST /v1/rollback needs (the updater implements it): a run
+// that puts a container back on the image it ran before its last committed update. It fails with
+// *updater.NotWatchedError or *updater.NoRollbackError before anything is queued.
+type Rollbacker interface {
+	Rollback(ctx context.Context, name string) (runID string, done <-chan struct{}, err error)
+}
+
+var _ Rollbacker = (*updater.Updater)(nil)
+
+// handleRollback is POST /v1/rollback?container=NAME[&wait=true].
+func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
+	name, wait, err := parseRollback(r)
+	if err != nil {
+		s.badRequest(w, r, err)
+		return
+	}
+	rb, ok := s.svc.(Rollbacker)
+	if !ok {
+		writeError(w, http.StatusNotFound, ReasonNotFound, "this daemon cannot roll containers back")
+		return
+	}
+	ctx, cancel := s.detach(serviceTimeout)
+	defer cancel()
+	id, done, err := rb.Rollback(ctx, name)
+	if err != nil {
+		var nw *updater.NotWatchedError
+		var nr *updater.NoRollbackError
+		switch {
+		case errors.As(err, &nw):
+			writeError(w, http.StatusNotFound, ReasonNotWatched, nw.Error())
+		case errors.As(err, &nr):
+			writeError(w, http.StatusConflict, ReasonNoPreviousUpdate, nr.Error())
+		case errors.Is(err, updater.ErrHandedOver):
+			s.shuttingDown(w)
+		default:
+			s.serviceError(w, r, "could not start the rollback", err)
+		}
+		return
+	}
+	s.log.Info("http: rollback asked for", "run_id", id, "remote", remoteIP(r), "container", name, "wait", wait)
+	s.answerRun(w, r, id, done, wait)
+}
+
+// parseRollback reads ?container=NAME (exactly one) and ?wait.
+func parseRollback(r *http.Request) (string, bool, error) {
+	if err := unreadBody(r); err != nil {
+		return "", false, err
+	}
+	q, err := parseQuery(r.URL.RawQuery, "container", "wait")
+	if err != nil {
+		return "", false, err
+	}
+	wait, err := boolParam(q, "wait")
+	if err != nil {
+		return "", false, err
+	}
+	n, ok, err := single(q, "container")
+	switch {
+	case err != nil:
+		return "", false, err
+	case !ok:
+		return "", false, badf("container is required: POST /v1/rollback?container=NAME")
+	}
+	name, err := checkContainerName(n)
+	return name, wait, err
+}
+
 // handleContainers is GET /v1/containers.
 func (s *Server) handleContainers(w http.ResponseWriter, r *http.Request) {
 	if _, err := parseQuery(r.URL.RawQuery); err != nil {
 		s.badRequest(w, r, err)
 		return
 	}
-	cs, err := s.svc.Containers(r.Context())
+	ctx, cancel := s.detach(serviceTimeout)
+	defer cancel()
+	cs, err := s.svc.Containers(ctx)
 	if err != nil {
 		s.serviceError(w, r, "could not list containers", err)
 		return
@@ -210,9 +296,13 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 
 // handleReadyz is GET /readyz: the Docker engine answers within readyTimeout.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	ctx, cancel := s.detach(readyTimeout)
 	defer cancel()
 	if err := s.svc.Ready(ctx); err != nil {
+		if s.base.Err() != nil {
+			s.shuttingDown(w)
+			return
+		}
 		s.log.Warn("http: not ready", "err", err)
 		writeError(w, http.StatusServiceUnavailable, ReasonNotReady, "docker engine not reachable")
 		return
@@ -226,15 +316,21 @@ func (s *Server) badRequest(w http.ResponseWriter, r *http.Request, err error) {
 	if bi, ok := errors.AsType[*badInput](err); ok {
 		msg = bi.msg
 	}
-	s.log.Debug("http: bad request", "method", r.Method, "path", r.URL.Path, "remote", remoteIP(r), "why", msg)
+	s.log.Debug("http: bad request", "method", r.Method, "path", logPath(r.URL.Path), "remote", remoteIP(r), "why", msg)
 	writeError(w, http.StatusBadRequest, ReasonBadRequest, msg)
 }
 
-// serviceError answers a failure of the daemon behind a read: the detail goes to the log only.
+// serviceError answers a failure of the daemon: the detail goes to the log only.
 func (s *Server) serviceError(w http.ResponseWriter, r *http.Request, msg string, err error) {
-	if r.Context().Err() != nil {
+	if s.base.Err() != nil {
+		s.shuttingDown(w)
 		return
 	}
-	s.log.Error("http: "+msg, "path", r.URL.Path, "err", err)
+	s.log.Error("http: "+msg, "path", logPath(r.URL.Path), "err", err)
 	writeError(w, http.StatusInternalServerError, ReasonInternal, msg)
+}
+
+// shuttingDown answers a request that the daemon's shutdown interrupted.
+func (s *Server) shuttingDown(w http.ResponseWriter) {
+	writeError(w, http.StatusServiceUnavailable, ReasonShuttingDown, "daemon is shutting down")
 }

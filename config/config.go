@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"maps"
 	"net/url"
 	"slices"
@@ -11,6 +10,9 @@ import (
 	"unicode"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/watcher-dev/watcher/internal/defaults"
+	"github.com/watcher-dev/watcher/internal/schedule"
 )
 
 // DefaultPath is the config file cmd reads when --config is not given, if it exists.
@@ -27,6 +29,10 @@ type Config struct {
 	HTTP     HTTP     // http
 	Notify   Notify   // notify
 	Log      Log      // log
+
+	// Warnings are what Load accepted but the user should fix (a secret file readable by every
+	// user), one line each. The daemon logs them once at start.
+	Warnings []string
 }
 
 // Watch selects the containers to watch.
@@ -45,6 +51,10 @@ type Update struct {
 	Rollback      bool          // rollback, default true
 	Cleanup       bool          // cleanup: remove the superseded image; default true
 	Parallel      int           // parallel: independent containers updated at once; default 4
+	// Window: maintenance windows "[Mon-Fri ]HH:MM-HH:MM" in the schedule's zone; outside all of
+	// them nothing is replaced. Nil = always.
+	Window     []string
+	KeepImages int // keep_images: superseded images kept per container for `watcher rollback`; default 1
 }
 
 // Registry controls registry lookups.
@@ -64,11 +74,14 @@ type RegistryAuth struct {
 // HTTP configures the HTTP API.
 type HTTP struct {
 	Listen     string // listen, default ":8080"
-	Token      string // token (or token_file); "" = mutating endpoints disabled
+	Token      string // token (or token_file): at least MinSecretLen characters; "" = mutating endpoints disabled
 	PublicRead bool   // public_read: GET /v1/* and /metrics without the token
 	TLSCert    string // tls_cert: path of a PEM certificate (needs tls_key)
 	TLSKey     string // tls_key: path of its PEM key
-	RateLimit  int    // rate_limit: POST /v1/update per client per minute; 0 = unlimited; default 30
+	RateLimit  int    // rate_limit: POST /v1/update per authenticated client per minute; 0 = no limit; default 30
+	// WebhookSecret (or webhook_secret_file) authenticates POST /v1/webhooks/{kind}; "" = webhooks
+	// disabled. The same rules as Token.
+	WebhookSecret string
 }
 
 // Notify configures run reports.
@@ -76,6 +89,8 @@ type Notify struct {
 	URLs     []string // urls (or urls_file): shoutrrr URLs; nil when none
 	Template string   // template: Go text/template; "" = built-in default
 	Startup  bool     // startup: send a message when the daemon starts
+	// On: the outcomes sent (update_available, skipped, ...); nil = every outcome but up_to_date.
+	On []string
 }
 
 // Log configures log/slog output.
@@ -91,12 +106,13 @@ func Default() Config {
 		Watch:    Watch{LabelEnable: true},
 		Update: Update{
 			Mode:          "update",
-			StopTimeout:   10 * time.Second,
-			Verify:        10 * time.Second,
-			HealthTimeout: 2 * time.Minute,
+			StopTimeout:   defaults.StopTimeout,
+			Verify:        defaults.Verify,
+			HealthTimeout: defaults.HealthTimeout,
 			Rollback:      true,
 			Cleanup:       true,
-			Parallel:      4,
+			Parallel:      defaults.Parallel,
+			KeepImages:    1,
 		},
 		Registry: Registry{Concurrency: 16, PerHost: 8, Timeout: 15 * time.Second},
 		StateDir: "/var/lib/watcher",
@@ -161,66 +177,28 @@ func oneLine(s string) string {
 	}, s)
 }
 
-// cronParser accepts 5 fields, 6 with seconds first, descriptors (@daily, @every 5m) and a
-// CRON_TZ= or TZ= prefix.
-var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom |
-	cron.Month | cron.Dow | cron.Descriptor)
-
 // CronSchedule parses Schedule. It returns a nil schedule and no error when Schedule is "".
 func (c Config) CronSchedule() (cron.Schedule, error) {
 	if c.Schedule == "" {
 		return nil, nil
 	}
-	return parseCron(c.Schedule)
+	return schedule.Parse(c.Schedule)
 }
 
-// parseCron parses spec with cronParser, refusing what the parser would accept wrongly or
-// panic on.
-func parseCron(spec string) (s cron.Schedule, err error) {
-	bad := func(format string, args ...any) (cron.Schedule, error) {
-		return nil, fmt.Errorf("bad cron expression %q: %s", spec, fmt.Sprintf(format, args...))
-	}
-	rest := spec
-	if strings.HasPrefix(rest, "TZ=") || strings.HasPrefix(rest, "CRON_TZ=") {
-		// The parser splits the zone off at the first space and panics without one.
-		i := strings.IndexByte(rest, ' ')
-		if i < 0 || strings.IndexFunc(rest[:i], unicode.IsSpace) >= 0 {
-			return bad("time zone prefix must be followed by a space and a schedule")
-		}
-		if rest[strings.IndexByte(rest, '=')+1:i] == "" {
-			return bad("empty time zone")
-		}
-		rest = strings.TrimSpace(rest[i:])
-	}
-	if rest == "" {
-		return bad("empty schedule")
-	}
-	if every, ok := strings.CutPrefix(rest, "@every "); ok {
-		d, err := time.ParseDuration(every)
-		if err != nil {
-			return bad("@every wants a duration like 5m or 1h30m")
-		}
-		if d < time.Second {
-			return bad("@every needs at least 1s")
-		}
-	} else if !strings.HasPrefix(rest, "@") {
-		if n := len(strings.Fields(rest)); n != 5 && n != 6 {
-			return bad("expected 5 or 6 fields")
-		}
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			s, err = bad("%v", r)
-		}
-	}()
-	s, err = cronParser.Parse(spec)
+// Zone is the time zone of the schedule (its CRON_TZ= or TZ= prefix, else the local zone):
+// maintenance windows are read in it.
+func (c Config) Zone() *time.Location {
+	loc, err := schedule.Zone(c.Schedule)
 	if err != nil {
-		return bad("%v", err)
+		return time.Local // validated at load: unreachable for a loaded Config
 	}
-	if s.Next(time.Now()).IsZero() {
-		return bad("never fires")
-	}
-	return s, nil
+	return loc
+}
+
+// Windows are update.window, parsed (validated at load); nil when there are none.
+func (c Config) Windows() schedule.Windows {
+	ws, _ := schedule.ParseWindows(c.Update.Window)
+	return ws
 }
 
 // Redacted returns a copy of c with secrets replaced by "REDACTED", for logging: the HTTP token,
@@ -229,6 +207,9 @@ func (c Config) Redacted() Config {
 	const r = "REDACTED"
 	if c.HTTP.Token != "" {
 		c.HTTP.Token = r
+	}
+	if c.HTTP.WebhookSecret != "" {
+		c.HTTP.WebhookSecret = r
 	}
 	if c.Registry.Auth != nil {
 		auth := maps.Clone(c.Registry.Auth)

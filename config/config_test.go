@@ -25,8 +25,8 @@ func writeFile(t testing.TB, dir, name, content string) string {
 // secrets writes the secret files the tests refer to as $DIR/...
 func secrets(t *testing.T) string {
 	dir := t.TempDir()
-	writeFile(t, dir, "token", "s3cret\n")
-	writeFile(t, dir, "token-crlf", "s3cret\r\n")
+	writeFile(t, dir, "token", "s3cret-0123456789abcdef\n")
+	writeFile(t, dir, "token-crlf", "s3cret-0123456789abcdef\r\n")
 	writeFile(t, dir, "empty", "")
 	writeFile(t, dir, "ghcr", "ghcr-pass\n")
 	writeFile(t, dir, "urls", "# notifications\nslack://a@b\n\n  telegram://t@telegram?chats=1  \n")
@@ -83,6 +83,8 @@ update:
   rollback: false
   cleanup: false
   parallel: 2
+  window: ["Mon-Fri 22:00-06:00", " sat 10:00-12:00 "]
+  keep_images: 3
 registry:
   concurrency: 4
   per_host: 2
@@ -92,15 +94,17 @@ registry:
 state_dir: /data
 http:
   listen: 127.0.0.1:9000
-  token: tok
+  token: tok-0123456789abcdef
   public_read: true
   tls_cert: $DIR/cert.pem
   tls_key: $DIR/key.pem
   rate_limit: 0
+  webhook_secret: hook-0123456789abcdef
 notify:
   urls: ["slack://a@b", "discord://t@c"]
   template: "{{ .Summary }}"
   startup: true
+  on: [Failed, update_available]
 log:
   level: warn
   format: json
@@ -108,19 +112,25 @@ log:
 			Schedule: "0 4 * * *",
 			Watch:    Watch{LabelEnable: false, Scope: "prod", IncludeStopped: true},
 			Update: Update{Mode: "monitor", StopTimeout: 30 * time.Second, Verify: time.Minute,
-				HealthTimeout: 5*time.Minute + 30*time.Second, Rollback: false, Cleanup: false, Parallel: 2},
+				HealthTimeout: 5*time.Minute + 30*time.Second, Rollback: false, Cleanup: false, Parallel: 2,
+				Window: []string{"Mon-Fri 22:00-06:00", "sat 10:00-12:00"}, KeepImages: 3},
 			Registry: Registry{Concurrency: 4, PerHost: 2, Timeout: time.Minute,
 				Auth: map[string]RegistryAuth{"ghcr.io": {Username: "me", Password: "pw"}}},
 			StateDir: "/data",
-			HTTP: HTTP{Listen: "127.0.0.1:9000", Token: "tok", PublicRead: true,
-				TLSCert: "$DIR/cert.pem", TLSKey: "$DIR/key.pem", RateLimit: 0},
-			Notify: Notify{URLs: []string{"slack://a@b", "discord://t@c"}, Template: "{{ .Summary }}", Startup: true},
-			Log:    Log{Level: "warn", Format: "json"},
+			HTTP: HTTP{Listen: "127.0.0.1:9000", Token: "tok-0123456789abcdef", PublicRead: true,
+				TLSCert: "$DIR/cert.pem", TLSKey: "$DIR/key.pem", RateLimit: 0, WebhookSecret: "hook-0123456789abcdef"},
+			Notify: Notify{URLs: []string{"slack://a@b", "discord://t@c"}, Template: "{{ .Summary }}", Startup: true,
+				On: []string{"failed", "update_available"}},
+			Log: Log{Level: "warn", Format: "json"},
 		}},
 		{name: "env beats file", yml: "update:\n  verify: 1m\n  parallel: 2\nschedule: '@daily'\n",
-			env: []string{"WATCHER_UPDATE_VERIFY=5s", "WATCHER_STATE_DIR=/s", "WATCHER_HTTP_TOKEN=t", "WATCHER_REGISTRY_PER_HOST=3"},
+			env: []string{"WATCHER_UPDATE_VERIFY=5s", "WATCHER_STATE_DIR=/s", "WATCHER_HTTP_TOKEN=env-token-0123456789", "WATCHER_REGISTRY_PER_HOST=3"},
 			want: with(func(c *Config) {
-				c.Schedule, c.Update.Verify, c.Update.Parallel, c.StateDir, c.HTTP.Token, c.Registry.PerHost = "@daily", 5*time.Second, 2, "/s", "t", 3
+				c.Schedule, c.Update.Verify, c.Update.Parallel, c.StateDir, c.HTTP.Token, c.Registry.PerHost = "@daily", 5*time.Second, 2, "/s", "env-token-0123456789", 3
+			})},
+		{name: "windows in env", yml: "-", env: []string{"WATCHER_UPDATE_WINDOW=Mon-Fri 22:00-06:00, Sat 10:00-12:00;Sun 00:00-24:00"},
+			want: with(func(c *Config) {
+				c.Update.Window = []string{"Mon-Fri 22:00-06:00", "Sat 10:00-12:00", "Sun 00:00-24:00"}
 			})},
 		{name: "empty env var turns schedule off", yml: "schedule: '@daily'\n", env: []string{"WATCHER_SCHEDULE="},
 			want: with(func(c *Config) { c.Schedule = "" })},
@@ -144,15 +154,15 @@ log:
 			want: with(func(c *Config) { c.Notify.URLs = []string{"discord://c@d"} })},
 		{name: "empty url list", yml: "notify: {urls: []}\n", want: def},
 		{name: "token_file in yaml", yml: "http:\n  token: ''\n  token_file: $DIR/token\n",
-			want: with(func(c *Config) { c.HTTP.Token = "s3cret" })},
+			want: with(func(c *Config) { c.HTTP.Token = "s3cret-0123456789abcdef" })},
 		{name: "token_file crlf trimmed", yml: "http: {token_file: $DIR/token-crlf}\n",
-			want: with(func(c *Config) { c.HTTP.Token = "s3cret" })},
+			want: with(func(c *Config) { c.HTTP.Token = "s3cret-0123456789abcdef" })},
 		{name: "token_file in env", yml: "-", env: []string{"WATCHER_HTTP_TOKEN_FILE=$DIR/token"},
-			want: with(func(c *Config) { c.HTTP.Token = "s3cret" })},
-		{name: "env token beats file token_file", yml: "http: {token_file: /does/not/exist}\n", env: []string{"WATCHER_HTTP_TOKEN=t"},
-			want: with(func(c *Config) { c.HTTP.Token = "t" })},
+			want: with(func(c *Config) { c.HTTP.Token = "s3cret-0123456789abcdef" })},
+		{name: "env token beats file token_file", yml: "http: {token_file: /does/not/exist}\n", env: []string{"WATCHER_HTTP_TOKEN=env-token-0123456789"},
+			want: with(func(c *Config) { c.HTTP.Token = "env-token-0123456789" })},
 		{name: "env token_file beats file token", yml: "http: {token: t}\n", env: []string{"WATCHER_HTTP_TOKEN_FILE=$DIR/token"},
-			want: with(func(c *Config) { c.HTTP.Token = "s3cret" })},
+			want: with(func(c *Config) { c.HTTP.Token = "s3cret-0123456789abcdef" })},
 		{name: "empty env token turns file token_file off", yml: "http: {token_file: /does/not/exist}\n", env: []string{"WATCHER_HTTP_TOKEN="},
 			want: def},
 		{name: "urls_file", yml: "notify: {urls_file: $DIR/urls}\n",
@@ -243,6 +253,11 @@ func TestLoadErrors(t *testing.T) {
 		{name: "duration garbage", yml: "update:\n  stop_timeout: soon\n", key: "update.stop_timeout", line: 2, msg: "bad duration"},
 		{name: "negative duration", yml: "update:\n  health_timeout: -1m\n", key: "update.health_timeout", line: 2, msg: "negative duration"},
 		{name: "zero registry timeout", yml: "registry:\n  timeout: 0s\n", key: "registry.timeout", line: 2, msg: "more than 0"},
+		// windows, keep_images, notify.on
+		{name: "bad window", yml: "update:\n  window: ['Mon-Fri 22:00']\n", key: "update.window", line: 2, msg: `bad maintenance window "Mon-Fri 22:00"`},
+		{name: "bad window in env", yml: "-", env: []string{"WATCHER_UPDATE_WINDOW=02:00-04:00,Sun 25:00-26:00"}, key: "update.window", msg: "(from WATCHER_UPDATE_WINDOW)"},
+		{name: "negative keep_images", yml: "update:\n  keep_images: -1\n", key: "update.keep_images", line: 2, msg: "must not be negative"},
+		{name: "unknown notify outcome", yml: "notify:\n  on: [updated, broken]\n", key: "notify.on", line: 2, msg: `unknown outcome "broken"`},
 		// cron
 		{name: "cron 3 fields", yml: "# c\n\nschedule: '* * *'\n", key: "schedule", line: 3, msg: `bad cron expression "* * *": expected 5 or 6 fields`},
 		{name: "cron 7 fields", yml: "schedule: '* * * * * * *'\n", key: "schedule", line: 1, msg: "expected 5 or 6 fields"},
@@ -253,7 +268,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "cron every garbage", yml: "schedule: '@every often'\n", key: "schedule", line: 1, msg: "@every wants a duration"},
 		{name: "cron never fires", yml: "schedule: '0 0 30 2 *'\n", key: "schedule", line: 1, msg: "never fires"},
 		{name: "cron TZ alone", yml: "schedule: 'TZ=UTC'\n", key: "schedule", line: 1, msg: "time zone prefix"},
-		{name: "cron TZ tab", yml: "schedule: \"CRON_TZ=UTC\\t@daily\"\n", key: "schedule", line: 1, msg: "time zone prefix"},
+		{name: "cron TZ tab", yml: "schedule: \"CRON_TZ=UTC\\t@daily\"\n", key: "schedule", line: 1, msg: `holds a control character '\t'`},
 		{name: "cron TZ empty", yml: "schedule: 'TZ= @daily'\n", key: "schedule", line: 1, msg: "empty time zone"},
 		{name: "cron TZ unknown", yml: "schedule: 'TZ=Nowhere/Atlantis @daily'\n", key: "schedule", line: 1, msg: "bad location"},
 		{name: "cron from env", yml: "-", env: []string{"WATCHER_SCHEDULE=* * *"}, key: "schedule", msg: "expected 5 or 6 fields (from WATCHER_SCHEDULE)"},
@@ -458,10 +473,11 @@ func TestCronSchedule(t *testing.T) {
 func TestRedacted(t *testing.T) {
 	c := Default()
 	c.HTTP.Token = "tok"
+	c.HTTP.WebhookSecret = "hook"
 	c.Registry.Auth = map[string]RegistryAuth{"ghcr.io": {Username: "me", Password: "pw"}}
 	c.Notify.URLs = []string{"slack://token@channel", "no scheme"}
 	r := c.Redacted()
-	if r.HTTP.Token != "REDACTED" || r.Registry.Auth["ghcr.io"] != (RegistryAuth{"me", "REDACTED"}) ||
+	if r.HTTP.Token != "REDACTED" || r.HTTP.WebhookSecret != "REDACTED" || r.Registry.Auth["ghcr.io"] != (RegistryAuth{"me", "REDACTED"}) ||
 		!reflect.DeepEqual(r.Notify.URLs, []string{"slack://REDACTED", "REDACTED"}) {
 		t.Errorf("Redacted() = %+v", r)
 	}

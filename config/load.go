@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -28,9 +29,10 @@ type source struct {
 }
 
 type loader struct {
-	s    settings
-	src  map[string]source // dotted key -> where it was set; absent = default
-	file string            // config file path, "" = none
+	s        settings
+	src      map[string]source // dotted key -> where it was set; absent = default
+	file     string            // config file path, "" = none
+	warnings []string          // Config.Warnings
 }
 
 // Load reads the config file at path ("" = none: defaults), then applies the WATCHER_*
@@ -61,6 +63,9 @@ func Load(path string, environ []string) (Config, error) {
 	if err := l.loadEnv(environ); err != nil {
 		return Config{}, err
 	}
+	if err := l.checkValues(&l.s); err != nil {
+		return Config{}, err
+	}
 	if err := l.readSecrets(); err != nil {
 		return Config{}, err
 	}
@@ -71,12 +76,20 @@ func Load(path string, environ []string) (Config, error) {
 			c.Registry.Auth[host] = RegistryAuth{Username: a.username, Password: a.password}
 		}
 	}
-	if len(c.Notify.URLs) == 0 {
-		c.Notify.URLs = nil
+	for _, list := range []*[]string{&c.Notify.URLs, &c.Notify.On, &c.Update.Window} {
+		if len(*list) == 0 {
+			*list = nil
+		}
 	}
 	if err := l.validate(c); err != nil {
 		return Config{}, err
 	}
+	if c.HTTP.TLSKey != "" {
+		if fi, err := os.Stat(c.HTTP.TLSKey); err == nil {
+			l.warnReadable("http.tls_key", c.HTTP.TLSKey, fi)
+		}
+	}
+	c.Warnings = l.warnings
 	return c, nil
 }
 
@@ -114,7 +127,14 @@ func (l *loader) set(f *field, v any) {
 	case *time.Duration:
 		*p = v.(time.Duration)
 	case *[]string:
-		*p = v.([]string)
+		list := v.([]string)
+		if f.norm != nil {
+			list = slices.Clone(list)
+			for i := range list {
+				list[i] = f.norm(list[i])
+			}
+		}
+		*p = list
 	}
 }
 
@@ -459,7 +479,8 @@ func (l *loader) loadEnv(environ []string) error {
 			case val == "":
 				v = zero(f.kind)
 			case f.kind == kList:
-				v = strings.FieldsFunc(val, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+				sep := cmp.Or(f.sep, ", \t\n")
+				v = strings.FieldsFunc(val, func(r rune) bool { return strings.ContainsRune(sep, r) })
 			default:
 				var err error
 				if v, err = parseScalar(f.kind, val); err != nil {
@@ -604,12 +625,14 @@ func (l *loader) applyAuthEnv(groups map[string]map[string]string, vars map[stri
 
 // ----- secrets -----
 
-// readSecret reads a secret file, without its trailing newline.
-func readSecret(path string) (string, error) {
+// readSecret reads a secret file, without its trailing newline, and notes in the warnings (under
+// key) when every user may read it.
+func (l *loader) readSecret(key, path string) (string, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", err
 	}
+	l.warnReadable(key, path, fi)
 	if !fi.Mode().IsRegular() {
 		return "", fmt.Errorf("%s is not a regular file", path)
 	}
@@ -630,18 +653,24 @@ func readSecret(path string) (string, error) {
 
 // readSecrets replaces each secret whose _file key is set by the file's content.
 func (l *loader) readSecrets() error {
-	if l.s.tokenFile != "" {
-		tok, err := readSecret(l.s.tokenFile)
+	for _, sec := range []struct {
+		key, path string
+		dst       *string
+	}{{"http.token_file", l.s.tokenFile, &l.s.HTTP.Token}, {"http.webhook_secret_file", l.s.webhookSecretFile, &l.s.HTTP.WebhookSecret}} {
+		if sec.path == "" {
+			continue
+		}
+		v, err := l.readSecret(sec.key, sec.path)
 		if err != nil {
-			return l.errAt("http.token_file", "cannot read secret: %v", err)
+			return l.errAt(sec.key, "cannot read secret: %v", err)
 		}
-		if tok == "" {
-			return l.errAt("http.token_file", "secret file %s is empty", l.s.tokenFile)
+		if v == "" {
+			return l.errAt(sec.key, "secret file %s is empty", sec.path)
 		}
-		l.s.HTTP.Token = tok
+		*sec.dst = v
 	}
 	if l.s.urlsFile != "" {
-		text, err := readSecret(l.s.urlsFile)
+		text, err := l.readSecret("notify.urls_file", l.s.urlsFile)
 		if err != nil {
 			return l.errAt("notify.urls_file", "cannot read secret: %v", err)
 		}
@@ -660,7 +689,7 @@ func (l *loader) readSecrets() error {
 			continue
 		}
 		key := "registry.auth." + host + ".password_file"
-		pw, err := readSecret(a.passwordFile)
+		pw, err := l.readSecret(key, a.passwordFile)
 		if err != nil {
 			return l.errAt(key, "cannot read secret: %v", err)
 		}
@@ -670,6 +699,17 @@ func (l *loader) readSecrets() error {
 		a.password = pw
 	}
 	return nil
+}
+
+// warnReadable adds a warning when the secret file at path (whose Stat is fi) is readable by
+// every user of the host: the watcher needs it readable by its own user or group only.
+func (l *loader) warnReadable(key, path string, fi fs.FileInfo) {
+	if fi.Mode().Perm()&0o004 == 0 {
+		return
+	}
+	l.warnings = append(l.warnings, fmt.Sprintf("config: %s: %s is readable by every user (mode %04o); "+
+		"make it readable by the watcher's user or group only (chmod 0440 with a group the watcher runs with, or 0400 owned by its user)",
+		key, printable(path), fi.Mode().Perm()))
 }
 
 // kubernetesServiceVar reports whether name is one of the variables Kubernetes injects for a

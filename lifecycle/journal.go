@@ -73,6 +73,7 @@ type record struct {
 type specRecord struct {
 	Image         string
 	PullRef       string            `json:",omitempty"`
+	ImageID       string            `json:",omitempty"`
 	Recreate      bool              `json:",omitempty"`
 	Replaced      map[string]string `json:",omitempty"`
 	StopSignal    string            `json:",omitempty"`
@@ -99,7 +100,7 @@ type imageInfo struct {
 }
 
 func toSpecRecord(s Spec) specRecord {
-	return specRecord{Image: s.Image, PullRef: s.PullRef, Recreate: s.Recreate, Replaced: s.Replaced,
+	return specRecord{Image: s.Image, PullRef: s.PullRef, ImageID: s.ImageID, Recreate: s.Recreate, Replaced: s.Replaced,
 		StopSignal: s.StopSignal, StopTimeout: s.StopTimeout, Verify: s.Verify, HealthTimeout: s.HealthTimeout,
 		Rollback: s.Rollback}
 }

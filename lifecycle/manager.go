@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/watcher-dev/watcher/internal/defaults"
 	"github.com/watcher-dev/watcher/store"
 )
 
@@ -75,13 +76,13 @@ type Manager struct {
 // New returns a Manager on engine d with journal s.
 func New(d Docker, s Journal, o Options) *Manager {
 	if o.StopTimeout <= 0 {
-		o.StopTimeout = 10 * time.Second
+		o.StopTimeout = defaults.StopTimeout
 	}
 	if o.Verify <= 0 {
-		o.Verify = 10 * time.Second
+		o.Verify = defaults.Verify
 	}
 	if o.HealthTimeout <= 0 {
-		o.HealthTimeout = 2 * time.Minute
+		o.HealthTimeout = defaults.HealthTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -116,9 +117,13 @@ func (m *Manager) lock(ctx context.Context, id string) (unlock func(), err error
 
 // Spec says which container to replace and how.
 type Spec struct {
-	ContainerID  string // the container to replace: an ID, never a name alone
-	Image        string // reference to run, repo:tag (a new tag under semver policies)
-	PullRef      string // what to pull: repo@sha256:... from the registry check; "" = Image
+	ContainerID string // the container to replace: an ID, never a name alone
+	Image       string // reference to run, repo:tag (a new tag under semver policies)
+	PullRef     string // what to pull: repo@sha256:... from the registry check; "" = Image
+	// ImageID, when the engine still has that image, is run without a pull (tagged as Image): a
+	// rollback to an image update.keep_images kept. Otherwise PullRef is pulled; without a
+	// PullRef the transaction fails before anything is touched (Image's tag may have moved).
+	ImageID      string
 	RegistryAuth string // X-Registry-Auth for the pull, "" = anonymous; never journaled
 	// Recreate skips the pull and recreates the container on its current image (for dependents
 	// of a replaced container). Image may be "" (= the container's own reference).

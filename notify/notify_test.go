@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/watcher-dev/watcher/failure"
+	"github.com/watcher-dev/watcher/internal/testenv"
 
 	"github.com/nicholas-fedor/shoutrrr/pkg/types"
 
@@ -91,25 +91,8 @@ func (r *results) next(t *testing.T) error {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLogger() (*slog.Logger, *syncBuffer) {
-	b := &syncBuffer{}
+func testLogger() (*slog.Logger, *testenv.SyncBuffer) {
+	b := &testenv.SyncBuffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 
@@ -117,7 +100,7 @@ func testLogger() (*slog.Logger, *syncBuffer) {
 func changedReport() *updater.Report {
 	t0 := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	return &updater.Report{
-		ID: "run-7", Trigger: "schedule", StartedAt: t0, FinishedAt: t0.Add(95 * time.Second),
+		ID: "run-7", Trigger: updater.TriggerSchedule, StartedAt: t0, FinishedAt: t0.Add(95 * time.Second),
 		Containers: []updater.ContainerReport{
 			{Name: "web", Image: "nginx:1.27", Outcome: updater.OutcomeUpdated,
 				OldDigest: "sha256:" + strings.Repeat("1", 64), NewDigest: "sha256:" + strings.Repeat("2", 64), Downtime: 1200 * time.Millisecond},
@@ -153,7 +136,7 @@ func TestWebhook(t *testing.T) {
 		t.Errorf("path = %q, want /hooks/watcher", m.path)
 	}
 	for _, want := range []string{
-		"1 rolled back, 1 updated, 1 up to date",
+		"1 rolled back, 1 updated\n", // up-to-date lines are not sent (notify.on's default)
 		"- web (nginx:1.27): updated sha256:111111111111 -> sha256:222222222222, 1.2s down",
 		"- api (ghcr.io/acme/api:2): rolled back: verify ContainerExited: exit code 1 (application error)",
 		"run run-7 (schedule), 1m35s",
@@ -179,7 +162,7 @@ func TestWebhookJSON(t *testing.T) {
 	defer n.Close()
 	rep := changedReport()
 	rep.Containers[1] = updater.ContainerReport{Name: "api", Image: "x:1", Outcome: updater.OutcomeFailed,
-		Failure: &updater.Failure{Stage: "rollback", Reason: "RollbackFailed", Message: "could not rename"}}
+		Failure: &updater.Failure{Stage: failure.StageRollback, Reason: failure.RollbackFailed, Message: "could not rename"}}
 	n.RunFinished(rep)
 	if err := res.next(t); err != nil {
 		t.Fatalf("OnResult = %v", err)
@@ -188,7 +171,7 @@ func TestWebhookJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(rc.messages()[0].body), &body); err != nil {
 		t.Fatalf("body is not JSON: %v", err)
 	}
-	if body["title"] != "watcher: FAILED — 1 failed, 1 updated, 1 up to date" {
+	if body["title"] != "watcher: FAILED — 1 failed, 1 updated" {
 		t.Errorf("title = %q", body["title"])
 	}
 	if !strings.Contains(body["message"], "rollback RollbackFailed: could not rename") {
@@ -218,7 +201,7 @@ func TestOnlyChanges(t *testing.T) {
 		t.Fatalf("got %d requests, want 2 (one run, two URLs)", len(msgs))
 	}
 	for _, m := range msgs {
-		if m.body != "run-7: 1 updated of 3, failures" {
+		if m.body != "run-7: 1 updated of 2, failures" { // the up-to-date line is not sent
 			t.Errorf("%s got %q", m.path, m.body)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 // DefaultTemplate is the message when notify.template is empty: a summary line, then one line per
-// container that did something or failed (up-to-date and skipped ones are only counted).
+// container that is not up to date (those are only counted, when notify.on sends them).
 const DefaultTemplate = `watcher on {{host}}: {{summary .}}
 {{- with .Error}}
 run failed: {{trunc 300 .}}
@@ -23,7 +23,7 @@ run failed: {{trunc 300 .}}
   {{- if and .OldDigest .NewDigest}} {{short .OldDigest}} -> {{short .NewDigest}}{{end}}
   {{- with .NewImage}}, now {{.}}{{end}}
   {{- with .Failure}}: {{.Stage}} {{.Reason}}{{with .Message}}: {{trunc 300 .}}{{end}}{{end}}
-  {{- with .Message}} ({{trunc 300 .}}){{end}}
+  {{- with note .}} ({{trunc 300 .}}){{end}}
   {{- if .Downtime}}, {{seconds .Downtime}} down{{end}}
 {{- end}}{{end}}
 run {{.ID}} ({{.Trigger}}{{if .DryRun}}, dry run{{end}}), {{seconds (runtime .)}}`
@@ -44,6 +44,7 @@ func funcs(host string) template.FuncMap {
 		"host":    func() string { return host },
 		"summary": summary,
 		"notable": notable,
+		"note":    note,
 		"outcome": func(o updater.Outcome) string { return strings.ReplaceAll(string(o), "_", " ") },
 		"short":   shortDigest,
 		"seconds": func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() },
@@ -101,9 +102,18 @@ func summary(r *updater.Report) string {
 	return strings.Join(parts, ", ")
 }
 
-// notable reports whether a container gets its own line.
+// notable reports whether a container gets its own line: all but up-to-date ones (a skipped
+// update says why; waiting ones are sent once, see once.go).
 func notable(c updater.ContainerReport) bool {
-	return c.Outcome != updater.OutcomeUpToDate && c.Outcome != updater.OutcomeSkipped
+	return c.Outcome != updater.OutcomeUpToDate
+}
+
+// note is a line's message unless its failure says the same (a held update carries it twice).
+func note(c updater.ContainerReport) string {
+	if c.Failure != nil && c.Failure.Message == c.Message {
+		return ""
+	}
+	return c.Message
 }
 
 // shortDigest is "sha256:0123456789ab" for a full digest, anything else unchanged.
@@ -155,7 +165,7 @@ func title(r *updater.Report) string {
 func sampleReport() *updater.Report {
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	d := "sha256:" + strings.Repeat("ab", 32)
-	r := &updater.Report{ID: "sample", Trigger: "schedule", StartedAt: t0, FinishedAt: t0.Add(time.Minute), Error: "sample"}
+	r := &updater.Report{ID: "sample", Trigger: updater.TriggerSchedule, StartedAt: t0, FinishedAt: t0.Add(time.Minute), Error: "sample"}
 	for _, o := range summaryOrder {
 		r.Containers = append(r.Containers, updater.ContainerReport{
 			Name: "c-" + string(o), ID: "0123456789ab", NewID: "ba9876543210", Image: "example/app:1", NewImage: "example/app:2",

@@ -21,9 +21,41 @@ const (
 	OutcomeRolledBack      Outcome = "rolled_back"      // update failed and the old container runs again
 	OutcomeRestarted       Outcome = "restarted"        // a dependent restarted after what it depends on
 	OutcomeHandedOver      Outcome = "handed_over"      // the watcher's own update: its successor runs and finishes it
+	// OutcomePendingApproval: the update waits for a person's approval (update.approve); like
+	// update_available it is notified once per container and digest.
+	OutcomePendingApproval Outcome = "pending_approval"
 )
 
-// Failure names where and why something went wrong, with DESIGN.md's stage and reason strings.
+// Waiting reports whether the line tells of an update that is not applied and that the next
+// runs will tell of again while nothing changes: update_available (monitor mode, the watcher's
+// own container), pending_approval, or skipped (outside a window, another watcher instance, a
+// digest a rollback undid, ...). Notifications tell each such state once (see Notice).
+func (c ContainerReport) Waiting() bool {
+	switch c.Outcome {
+	case OutcomeUpdateAvailable, OutcomePendingApproval, OutcomeSkipped:
+		return true
+	}
+	return false
+}
+
+// Settled reports whether the line ends a waiting state: the container runs what the registry
+// has (up to date, or updated to it).
+func (c ContainerReport) Settled() bool {
+	return c.Outcome == OutcomeUpToDate || c.Outcome == OutcomeUpdated
+}
+
+// Notice is what a waiting line says, as notifications remember it: the same notice again is
+// not news. Another digest, image, outcome or reason is.
+func (c ContainerReport) Notice() string {
+	reason := ""
+	if c.Failure != nil {
+		reason = string(c.Failure.Reason)
+	}
+	return strings.Join([]string{string(c.Outcome), reason, c.NewImage, c.NewDigest}, " ")
+}
+
+// Failure names where and why something went wrong, in package failure's vocabulary (docs/api.md
+// lists every stage and reason).
 type Failure struct {
 	Stage   failure.Stage  `json:"stage"`
 	Reason  failure.Reason `json:"reason"`
@@ -48,15 +80,34 @@ type ContainerReport struct {
 	Downtime  time.Duration `json:"downtime_ns,omitempty"` // old stopped -> new started
 }
 
+// Trigger says what started a run.
+type Trigger string
+
+const (
+	TriggerSchedule Trigger = "schedule" // the cron schedule
+	TriggerHTTP     Trigger = "http"     // POST /v1/update
+	TriggerOnce     Trigger = "once"     // watcher once
+	TriggerCheck    Trigger = "check"    // watcher check (a dry run)
+	TriggerRecovery Trigger = "recovery" // a starting daemon finished transactions a crash left
+	TriggerWebhook  Trigger = "webhook"  // POST /v1/webhooks/{kind}: a registry said a tag was pushed
+	TriggerRollback Trigger = "rollback" // watcher rollback, POST /v1/rollback
+)
+
 // Report is one run: what triggered it, when, and a line per container it looked at.
 type Report struct {
 	ID         string            `json:"id"`
-	Trigger    string            `json:"trigger"` // schedule | http | once | check | startup
+	Trigger    Trigger           `json:"trigger"`
 	DryRun     bool              `json:"dry_run,omitempty"`
 	StartedAt  time.Time         `json:"started_at"`
 	FinishedAt time.Time         `json:"finished_at"`
 	Containers []ContainerReport `json:"containers"`
-	Error      string            `json:"error,omitempty"` // the run as a whole failed (engine unreachable)
+	// Watched is how many containers the engine held that this watcher watches, as the run saw
+	// them (whatever the request's filter); nil when the run did not observe the engine (a
+	// recovery run, or the engine was unreachable).
+	Watched *int `json:"watched,omitempty"`
+	// Plan is what the run decided to do, hold and leave (nil when there was nothing to decide).
+	Plan  *Plan  `json:"plan,omitempty"`
+	Error string `json:"error,omitempty"` // the run as a whole failed (engine unreachable)
 }
 
 // Count returns how many containers ended with outcome o.
@@ -81,12 +132,27 @@ func (r *Report) Changed() bool {
 	return r.Failed() || r.Count(OutcomeUpdated) > 0 || r.Count(OutcomeUpdateAvailable) > 0 || r.Count(OutcomeRestarted) > 0 || r.Count(OutcomeHandedOver) > 0
 }
 
-// Request says what a run should look at. The zero Request is "every watched container".
+// Request says what a run should look at. The zero Request is "every watched container"; the
+// filters add up: a container is looked at when any of them selects it.
 type Request struct {
-	Containers []string // names (without the leading slash); empty = all
-	Images     []string // image references as containers name them; empty = all
-	Trigger    string
-	DryRun     bool // check only: report update_available instead of updating
+	Containers []string // names (without the leading slash)
+	Images     []string // image references as containers name them
+	// Pushed are references a registry said were pushed (webhooks), with or without a tag: the
+	// containers running that repository and tag (any tag under a tag policy). Trigger drops the
+	// ones no watched container runs instead of refusing them.
+	Pushed []string
+	// Schedules are the cron specs whose tick asked for the run: the containers checked on them
+	// (their watcher.schedule label, else Options.Schedule).
+	Schedules []string
+	Trigger   Trigger
+	DryRun    bool // plan only: report update_available instead of updating
+	// Force lifts the holds a person may lift for this request's containers: maintenance windows,
+	// and the digest a manual rollback undid (POST /v1/update?force=true).
+	Force bool
+
+	forced []Request // after a merge: the filters of the merged requests that were forced
+	// rollback names the container a rollback run puts back on its previous image (Rollback).
+	rollback string
 }
 
 // State is a watched container's state as GET /v1/containers shows it.

@@ -5,17 +5,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
+	"github.com/watcher-dev/watcher/internal/defaults"
 	"github.com/watcher-dev/watcher/lifecycle"
 	"github.com/watcher-dev/watcher/registry"
+	"github.com/watcher-dev/watcher/store"
 )
 
 // Engine is the part of the Docker Engine API a cycle uses directly (lifecycle makes the rest).
@@ -49,28 +51,42 @@ type History interface {
 }
 
 var (
-	_ Engine   = (*client.Client)(nil)
-	_ Checker  = (*registry.Checker)(nil)
-	_ Replacer = (*lifecycle.Manager)(nil)
+	_ Engine    = (*client.Client)(nil)
+	_ Checker   = (*registry.Checker)(nil)
+	_ Replacer  = (*lifecycle.Manager)(nil)
+	_ History   = (*store.Store)(nil)
+	_ LastKnown = (*store.Store)(nil)
 )
 
-// Options are the cycle's settings from config.
+// Options are the cycle's settings from config. The zero value is safe: failed updates are
+// rolled back, superseded images are kept, only opted-in containers are watched.
 type Options struct {
 	Selection      Selection
 	IncludeStopped bool
 	Defaults       Defaults
-	Rollback       bool
-	Cleanup        bool
-	Parallel       int    // independent updates at once; default 4
-	SelfID         string // the watcher's own container ID ("" = not in a container)
-	KeepRuns       int    // history rows kept; default 500
-	Logger         *slog.Logger
-	Observers      []Observer
+	// NoRollback keeps a new container that runs but failed its health gate (update.rollback:
+	// false); lifecycle still rolls back one that exited or never ran. Default false: roll back.
+	NoRollback bool
+	Cleanup    bool         // remove images updates superseded when nothing uses them; default false
+	Parallel   int          // containers in the disruptive part of an update at once; default 4
+	SelfID     string       // the watcher's own container ID ("" = not in a container)
+	KeepRuns   int          // history rows kept; default 500
+	Logger     *slog.Logger // default slog.Default()
+	Observers  []Observer
 	// Release, when set, lets the watcher update its own container (self.go): it is called
 	// during the handover, after this run's report is stored, and must give up the HTTP
 	// listener and the store for the successor (see lifecycle.Handover). Without it (once,
 	// check) the watcher reports its own update as available and leaves it.
 	Release func(ctx context.Context, successorID string) error
+
+	// Schedule is the daemon's cron spec (the schedule key): the containers without a
+	// watcher.schedule label are checked on it (see Scheduler). "" = none.
+	Schedule string
+	// KeepImages is how many superseded images each container keeps for a rollback
+	// (update.keep_images); cleanup removes older ones. Default 0: none kept.
+	KeepImages int
+	// Now is the clock maintenance windows are read on; default time.Now (tests inject one).
+	Now func() time.Time
 }
 
 // Updater runs cycles, one at a time, and remembers what it saw.
@@ -85,12 +101,15 @@ type Updater struct {
 	baseCtx context.Context // runs started by Trigger use it; cancelled = stop starting steps
 	idle    sync.Cond       // signalled when a triggered run sequence ends
 
-	mu      sync.Mutex
-	running *run
-	queued  *run
-	recent  map[string]*run // runs still in memory, by id (the last few)
-	order   []string
-	status  map[string]ContainerStatus // by container name
+	loadOnce sync.Once // the last known states are read from History once (status.go)
+
+	mu        sync.Mutex
+	running   *run
+	queued    *run
+	rollbacks []*run          // manual rollbacks waiting for the running run; never merged
+	recent    map[string]*run // runs still in memory, by id (the last few)
+	order     []string
+	status    map[string]ContainerStatus // by container name
 	// handedOver: the store and listener went to a successor; no run starts any more.
 	handedOver bool
 }
@@ -102,10 +121,11 @@ type run struct {
 	report *Report
 }
 
-// New wires an Updater. History may be nil (no history kept).
+// New wires an Updater. History may be nil (no history kept). Replacer may be nil: that Updater
+// only checks, and every run is a dry run (`watcher check`).
 func New(e Engine, c Checker, l Replacer, h History, o Options) *Updater {
 	if o.Parallel < 1 {
-		o.Parallel = 4
+		o.Parallel = defaults.Parallel
 	}
 	if o.KeepRuns < 1 {
 		o.KeepRuns = 500
@@ -113,8 +133,8 @@ func New(e Engine, c Checker, l Replacer, h History, o Options) *Updater {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Defaults.Mode == "" {
-		o.Defaults.Mode = ModeUpdate
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	u := &Updater{engine: e, checker: c, life: l, history: h, opts: o, selfID: o.SelfID, log: o.Logger,
 		baseCtx: context.Background(), recent: map[string]*run{}, status: map[string]ContainerStatus{}}
@@ -136,14 +156,17 @@ func (u *Updater) Wait() {
 }
 
 // Recover drives every unfinished transaction (a crash or kill mid-update) to commit or rollback.
-// The daemon calls it before its first cycle.
+// The daemon calls it before its first cycle; without a Replacer there is nothing to recover.
 //
 // What it finished is stored as a run with trigger "recovery", so an update interrupted by a
 // crash — or a self-update finished by the successor — shows in the history with its outcome.
 func (u *Updater) Recover(ctx context.Context) []lifecycle.Result {
+	if u.life == nil {
+		return nil
+	}
 	start := time.Now().UTC()
 	res := u.life.Recover(ctx)
-	rep := &Report{ID: newRunID(start), Trigger: "recovery", StartedAt: start}
+	rep := &Report{ID: newRunID(start), Trigger: TriggerRecovery, StartedAt: start}
 	for _, r := range res {
 		l := u.log.With("container", r.Name, "id", short(r.OldID), "txid", r.TxID, "outcome", r.Outcome)
 		if r.Err != nil {
@@ -151,23 +174,7 @@ func (u *Updater) Recover(ctx context.Context) []lifecycle.Result {
 		} else {
 			l.Info("recovered an unfinished update")
 		}
-		line := ContainerReport{Name: r.Name, ID: r.OldID, Outcome: OutcomeFailed, Downtime: r.Downtime,
-			Message: "finished an update the watcher was interrupted in (transaction " + r.TxID + ")"}
-		if r.NewID != r.OldID {
-			line.NewID = r.NewID
-		}
-		switch r.Outcome {
-		case lifecycle.OutcomeUpdated:
-			line.Outcome = OutcomeUpdated
-		case lifecycle.OutcomeRolledBack:
-			line.Outcome = OutcomeRolledBack
-		case lifecycle.OutcomeHandedOver:
-			line.Outcome, line.Message = OutcomeHandedOver, "the self-update's successor runs and finishes it (transaction "+r.TxID+")"
-		}
-		if r.Err != nil {
-			line.Failure = &Failure{Stage: r.Err.Stage, Reason: r.Err.Reason, Message: r.Err.Message}
-		}
-		rep.Containers = append(rep.Containers, line)
+		rep.Containers = append(rep.Containers, recoveredLine(r))
 	}
 	if len(rep.Containers) > 0 {
 		rep.FinishedAt = time.Now().UTC()
@@ -176,12 +183,34 @@ func (u *Updater) Recover(ctx context.Context) []lifecycle.Result {
 	return res
 }
 
+// recoveredLine is the report line of a transaction Recover finished.
+func recoveredLine(r lifecycle.Result) ContainerReport {
+	line := ContainerReport{Name: r.Name, ID: r.OldID, Outcome: OutcomeFailed, Downtime: r.Downtime,
+		Message: "finished an update the watcher was interrupted in (transaction " + r.TxID + ")"}
+	if r.NewID != r.OldID {
+		line.NewID = r.NewID
+	}
+	switch r.Outcome {
+	case lifecycle.OutcomeUpdated:
+		line.Outcome = OutcomeUpdated
+	case lifecycle.OutcomeRolledBack:
+		line.Outcome = OutcomeRolledBack
+	case lifecycle.OutcomeHandedOver:
+		line.Outcome, line.Message = OutcomeHandedOver, "the self-update's successor runs and finishes it (transaction "+r.TxID+")"
+	}
+	if r.Err != nil {
+		line.Failure = &Failure{Stage: r.Err.Stage, Reason: r.Err.Reason, Message: r.Err.Message}
+	}
+	return line
+}
+
 // Trigger asks for a run. When none is running, it starts now; otherwise the request joins the
 // one queued follow-up run (merged with what is already queued) and gets that run's id, so two
 // triggers never touch one container twice and a flood of triggers yields at most two runs.
 func (u *Updater) Trigger(ctx context.Context, req Request) (string, <-chan struct{}, error) {
-	if len(req.Containers) > 0 || len(req.Images) > 0 {
-		if err := u.checkWatched(ctx, req); err != nil {
+	if len(req.Containers) > 0 || len(req.Images) > 0 || len(req.Pushed) > 0 {
+		var err error
+		if req, err = u.checkWatched(ctx, req); err != nil {
 			return "", nil, err
 		}
 	}
@@ -217,14 +246,7 @@ func (u *Updater) loop(r *run) {
 		u.mu.Lock()
 		r.report = rep
 		close(r.done)
-		r = u.queued
-		u.queued = nil
-		if r != nil && u.handedOver {
-			now := time.Now().UTC()
-			r.report = &Report{ID: r.id, Trigger: r.req.Trigger, StartedAt: now, FinishedAt: now, Error: ErrHandedOver.Error()}
-			close(r.done)
-			r = nil
-		}
+		r = u.next()
 		u.running = r
 		if r == nil {
 			u.idle.Broadcast()
@@ -233,15 +255,36 @@ func (u *Updater) loop(r *run) {
 	}
 }
 
-// mergeRequests unions two filtered requests; an unfiltered one (everything) absorbs the other.
-func mergeRequests(a, b Request) Request {
-	all := func(r Request) bool { return len(r.Containers) == 0 && len(r.Images) == 0 }
-	if all(a) || all(b) {
-		return Request{Trigger: a.Trigger}
+// next takes the run to start after the one that ended: a waiting rollback first, then the
+// queued run. After a handover none starts: each answers with ErrHandedOver. u.mu is held.
+func (u *Updater) next() *run {
+	for {
+		var r *run
+		if len(u.rollbacks) > 0 {
+			r, u.rollbacks = u.rollbacks[0], u.rollbacks[1:]
+		} else {
+			r, u.queued = u.queued, nil
+		}
+		if r == nil || !u.handedOver {
+			return r
+		}
+		now := time.Now().UTC()
+		r.report = &Report{ID: r.id, Trigger: r.req.Trigger, StartedAt: now, FinishedAt: now, Error: ErrHandedOver.Error()}
+		close(r.done)
 	}
-	out := Request{Trigger: a.Trigger}
+}
+
+// mergeRequests unions two filtered requests; an unfiltered one (everything) absorbs the other.
+// What was forced stays forced for the containers its request selected, and no others.
+func mergeRequests(a, b Request) Request {
+	out := Request{Trigger: a.Trigger, forced: append(forcedParts(a), forcedParts(b)...)}
+	if a.all() || b.all() {
+		return out
+	}
 	out.Containers = union(a.Containers, b.Containers)
 	out.Images = union(a.Images, b.Images)
+	out.Pushed = union(a.Pushed, b.Pushed)
+	out.Schedules = union(a.Schedules, b.Schedules)
 	return out
 }
 
@@ -258,11 +301,22 @@ func union(a, b []string) []string {
 }
 
 // checkWatched returns a *NotWatchedError naming the requested containers that are not watched
-// and the requested images that no watched container runs.
-func (u *Updater) checkWatched(ctx context.Context, req Request) error {
+// and the requested images that no watched container runs. Pushed references no watched
+// container runs are dropped from the request: a registry tells of every push, and only when
+// none of them concerns a watched container is that an error.
+func (u *Updater) checkWatched(ctx context.Context, req Request) (Request, error) {
 	obs, err := u.list(ctx)
 	if err != nil {
-		return err
+		return req, err
+	}
+	if len(req.Pushed) > 0 {
+		pushed := req.Pushed
+		req.Pushed = slices.DeleteFunc(slices.Clone(pushed), func(p string) bool {
+			return !slices.ContainsFunc(obs.Watched, func(t *Container) bool { return matchesPushed(t, []string{p}) })
+		})
+		if len(req.Pushed) == 0 && len(req.Containers) == 0 && len(req.Images) == 0 {
+			return req, &NotWatchedError{Names: pushed}
+		}
 	}
 	var missing []string
 	for _, n := range req.Containers {
@@ -283,9 +337,9 @@ func (u *Updater) checkWatched(ctx context.Context, req Request) error {
 		}
 	}
 	if len(missing) > 0 {
-		return &NotWatchedError{Names: missing}
+		return req, &NotWatchedError{Names: missing}
 	}
-	return nil
+	return req, nil
 }
 
 // Execute performs one cycle now (the caller guarantees one at a time: Trigger, or the CLI's once
@@ -294,9 +348,12 @@ func (u *Updater) Execute(ctx context.Context, id string, req Request) *Report {
 	if id == "" {
 		id = newRunID(time.Now())
 	}
-	rep := &Report{ID: id, Trigger: req.Trigger, DryRun: req.DryRun, StartedAt: time.Now().UTC()}
-	if self := u.cycle(ctx, req, rep); self != nil && u.handOver(ctx, rep, self) {
-		return rep // finished and stored before the store was handed over
+	u.loadStatus()
+	rep := &Report{ID: id, Trigger: req.Trigger, DryRun: req.DryRun || u.life == nil, StartedAt: time.Now().UTC()}
+	for _, s := range u.cycle(ctx, req, rep) {
+		if u.handOver(ctx, rep, s) {
+			return rep // finished and stored before the store was handed over
+		}
 	}
 	rep.FinishedAt = time.Now().UTC()
 	u.finish(rep)
@@ -402,6 +459,7 @@ func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	u.loadStatus()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var out []ContainerStatus
@@ -417,8 +475,9 @@ func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
 			out = append(out, known)
 			continue
 		}
-		out = append(out, ContainerStatus{Name: name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode,
-			State: StateUnknown, LastError: known.LastError})
+		st := t.status(StateUnknown)
+		st.LastError = known.LastError
+		out = append(out, st)
 	}
 	return out, nil
 }
@@ -427,12 +486,6 @@ func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
 func (u *Updater) Ready(ctx context.Context) error {
 	_, err := u.engine.Ping(ctx, client.PingOptions{})
 	return err
-}
-
-func (u *Updater) setStatus(st ContainerStatus) {
-	u.mu.Lock()
-	u.status[st.Name] = st
-	u.mu.Unlock()
 }
 
 func newRunID(t time.Time) string {
@@ -449,8 +502,3 @@ func short(id string) string {
 }
 
 func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
-
-// EngineUnreachable reports whether err means the Docker engine could not be reached at all.
-func EngineUnreachable(err error) bool {
-	return err != nil && (client.IsErrConnectionFailed(err) || errors.Is(err, context.DeadlineExceeded))
-}

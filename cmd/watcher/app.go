@@ -13,11 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/watcher-dev/watcher/failure"
-
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/moby/client"
-	"github.com/robfig/cron/v3"
 
 	"github.com/watcher-dev/watcher/api"
 	"github.com/watcher-dev/watcher/config"
@@ -43,7 +40,28 @@ type app struct {
 }
 
 func newApp(ctx context.Context, cmd, configPath string, environ []string, stderr io.Writer) (*app, error) {
-	path := configPath
+	cfg, err := loadConfig(configPath, environ)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: newLogger(cfg.Log, stderr)}
+	if cmd == "healthcheck" {
+		return a, nil // every 30s in the image: the daemon has said it once
+	}
+	for _, w := range cfg.Warnings {
+		a.log.Warn(w)
+	}
+	if err := a.connect(ctx, cmd, environ); err != nil {
+		a.close()
+		return nil, err
+	}
+	a.upd = updater.New(a.docker, a.newChecker(), a.newLifecycle(), a.history(), a.updaterOptions())
+	return a, nil
+}
+
+// loadConfig reads the config file named by --config, else $WATCHER_CONFIG, else the default
+// path when it exists (else only defaults and the environment).
+func loadConfig(path string, environ []string) (config.Config, error) {
 	if path == "" {
 		path = lookupEnv(environ, "WATCHER_CONFIG")
 	}
@@ -54,90 +72,132 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 	}
 	cfg, err := config.Load(path, environ)
 	if err != nil {
-		return nil, fail(exitUsage, "%v", err)
+		return cfg, fail(exitUsage, "%v", err)
 	}
-	a := &app{cfg: cfg, log: newLogger(cfg.Log, stderr)}
-	if cmd == "healthcheck" {
-		return a, nil
-	}
+	return cfg, nil
+}
+
+// connect opens what the command needs besides the updater: the engine client, the state file
+// (run and once; check changes nothing and needs none), metrics, notifications (run), and finds
+// the watcher's own container.
+func (a *app) connect(ctx context.Context, cmd string, environ []string) error {
 	if v := lookupEnv(environ, "DOCKER_API_VERSION"); v != "" {
 		a.log.Warn("DOCKER_API_VERSION is ignored: watcher negotiates the API version with the engine", "value", v)
 	}
-	a.docker, err = engine.Connect()
-	if err != nil {
-		return nil, fail(exitUsage, "docker client: %v", err)
+	var err error
+	if a.docker, err = engine.Connect(); err != nil {
+		return fail(exitUsage, "docker client: %v", err)
 	}
-	if cmd == "run" || cmd == "once" {
-		dbPath := filepath.Join(cfg.StateDir, "watcher.db")
+	if cmd == "run" || cmd == "once" || cmd == "rollback" {
 		wait := time.Duration(0)
 		if cmd == "run" {
 			wait = storeWait // a predecessor handing over may still hold it (handover.go)
 		}
-		a.store, err = openStore(ctx, dbPath, wait, a.log)
-		if err != nil {
-			a.close()
-			return nil, fail(exitUsage, "state_dir: %v", err)
+		if a.store, err = openStore(ctx, filepath.Join(a.cfg.StateDir, "watcher.db"), wait, a.log); err != nil {
+			return storeError(cmd, a.cfg, err)
 		}
 	}
 	a.metrics = api.NewMetrics()
-	if cmd == "run" && len(cfg.Notify.URLs) > 0 {
-		a.notify, err = notify.New(notify.Options{URLs: cfg.Notify.URLs, Template: cfg.Notify.Template, Logger: a.log, OnResult: a.metrics.NotifyResult})
-		if err != nil {
-			a.close()
-			return nil, fail(exitUsage, "%v", err)
+	if (cmd == "run" || cmd == "once" || cmd == "rollback") && len(a.cfg.Notify.URLs) > 0 {
+		if a.notify, err = a.newNotifier(); err != nil {
+			return fail(exitUsage, "%v", err)
 		}
 	}
-
-	auth := map[string]authn.AuthConfig{}
-	for host, c := range cfg.Registry.Auth {
-		auth[host] = authn.AuthConfig{Username: c.Username, Password: c.Password}
-	}
-	checker := registry.New(registry.Options{
-		Concurrency: cfg.Registry.Concurrency,
-		PerHost:     cfg.Registry.PerHost,
-		Timeout:     cfg.Registry.Timeout,
-		Auth:        auth,
-		OnRequest:   a.metrics.RegistryRequest,
-	})
 	if err := a.ping(ctx); err == nil {
 		a.selfID = updater.DetectSelf(ctx, a.docker)
 	}
-	var life updater.Replacer = noReplacer{}
-	if a.store != nil {
-		life = lifecycle.New(a.docker, a.store, lifecycle.Options{
-			StopTimeout: cfg.Update.StopTimeout, Verify: cfg.Update.Verify, HealthTimeout: cfg.Update.HealthTimeout, Logger: a.log,
-			SelfID: a.selfID,
-			SelfCheck: func(ctx context.Context) error {
-				return api.CheckHealth(ctx, cfg.HTTP.Listen, cfg.HTTP.TLSCert != "")
-			},
-		})
-	}
-	var release func(context.Context, string) error
 	if cmd == "run" && a.selfID != "" {
 		a.handoff = newHandoff()
-		release = a.release
 	}
+	return nil
+}
+
+// newNotifier sends run reports to notify.urls: the outcomes notify.on names, and each waiting
+// update once (remembered in the state file).
+func (a *app) newNotifier() (*notify.Notifier, error) {
+	var on []updater.Outcome
+	for _, o := range a.cfg.Notify.On {
+		on = append(on, updater.Outcome(o))
+	}
+	o := notify.Options{URLs: a.cfg.Notify.URLs, Template: a.cfg.Notify.Template, Logger: a.log, OnResult: a.metrics.NotifyResult, On: on}
+	if a.store != nil {
+		o.Notices = a.store
+	}
+	return notify.New(o)
+}
+
+// storeError is the exit for a state file that cannot be opened. The daemon holds it while it
+// runs: a rollback is then asked of the daemon instead.
+func storeError(cmd string, cfg config.Config, err error) error {
+	if cmd == "rollback" && errors.Is(err, store.ErrLocked) {
+		return fail(exitUsage, "state_dir: %v; while the daemon runs, ask it: curl -X POST -H 'Authorization: Bearer <http.token>' http://%s/v1/rollback?container=NAME",
+			err, strings.Replace(cfg.HTTP.Listen, ":", "localhost:", 1))
+	}
+	return fail(exitUsage, "state_dir: %v", err)
+}
+
+func (a *app) newChecker() *registry.Checker {
+	auth := map[string]authn.AuthConfig{}
+	for host, c := range a.cfg.Registry.Auth {
+		auth[host] = authn.AuthConfig{Username: c.Username, Password: c.Password}
+	}
+	return registry.New(registry.Options{
+		Concurrency: a.cfg.Registry.Concurrency,
+		PerHost:     a.cfg.Registry.PerHost,
+		Timeout:     a.cfg.Registry.Timeout,
+		Auth:        auth,
+		OnRequest:   a.metrics.RegistryRequest,
+	})
+}
+
+// newLifecycle is the transaction manager over the state file's journal; nil without a state
+// file (check), which makes an updater that only checks.
+func (a *app) newLifecycle() updater.Replacer {
+	if a.store == nil {
+		return nil
+	}
+	cfg := a.cfg
+	return lifecycle.New(a.docker, a.store, lifecycle.Options{
+		StopTimeout: cfg.Update.StopTimeout, Verify: cfg.Update.Verify, HealthTimeout: cfg.Update.HealthTimeout, Logger: a.log,
+		SelfID: a.selfID,
+		SelfCheck: func(ctx context.Context) error {
+			return api.CheckHealth(ctx, cfg.HTTP.Listen, cfg.HTTP.TLSCert != "")
+		},
+	})
+}
+
+// history is the state file as the updater's run history and last known states; nil without one.
+func (a *app) history() updater.History {
+	if a.store == nil {
+		return nil
+	}
+	return a.store
+}
+
+func (a *app) updaterOptions() updater.Options {
 	observers := []updater.Observer{a.metrics}
 	if a.notify != nil {
 		observers = append(observers, a.notify)
 	}
-	var history updater.History
-	if a.store != nil {
-		history = a.store
+	var release func(context.Context, string) error
+	if a.handoff != nil {
+		release = a.release
 	}
-	a.upd = updater.New(a.docker, checker, life, history, updater.Options{
+	cfg := a.cfg
+	return updater.Options{
 		Selection:      updater.Selection{LabelEnable: cfg.Watch.LabelEnable, Scope: cfg.Watch.Scope},
 		IncludeStopped: cfg.Watch.IncludeStopped,
-		Defaults:       updater.Defaults{Mode: cfg.Update.Mode, StopTimeout: cfg.Update.StopTimeout, Verify: cfg.Update.Verify, HealthTimeout: cfg.Update.HealthTimeout},
-		Rollback:       cfg.Update.Rollback,
+		Defaults:       updater.Defaults{Mode: cfg.Update.Mode, Window: cfg.Windows(), Zone: cfg.Zone()},
+		NoRollback:     !cfg.Update.Rollback,
 		Cleanup:        cfg.Update.Cleanup,
 		Parallel:       cfg.Update.Parallel,
 		SelfID:         a.selfID,
 		Logger:         a.log,
 		Observers:      observers,
 		Release:        release,
-	})
-	return a, nil
+		Schedule:       cfg.Schedule,
+		KeepImages:     cfg.Update.KeepImages,
+	}
 }
 
 func (a *app) close() {
@@ -171,7 +231,7 @@ func (a *app) once(ctx context.Context, out io.Writer, asJSON bool) error {
 		return a.engineError(err)
 	}
 	a.upd.Recover(ctx)
-	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: "once"})
+	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: updater.TriggerOnce})
 	if err := printReport(out, rep, asJSON); err != nil {
 		return err
 	}
@@ -184,14 +244,52 @@ func (a *app) once(ctx context.Context, out io.Writer, asJSON bool) error {
 	return nil
 }
 
-// check is a dry run: it asks the registries and prints what would update; it changes nothing.
+// rollback puts container name back on the image it ran before its last committed update, as a
+// run of its own (after finishing any transaction a crash left behind), and prints its report.
+// Exit codes as once: 1 also when there is nothing to roll back.
+func (a *app) rollback(ctx context.Context, out io.Writer, name string, asJSON bool) error {
+	if err := a.ping(ctx); err != nil {
+		return a.engineError(err)
+	}
+	a.upd.SetContext(ctx)
+	a.upd.Recover(ctx)
+	id, done, err := a.upd.Rollback(ctx, name)
+	var nw *updater.NotWatchedError
+	var nr *updater.NoRollbackError
+	switch {
+	case errors.As(err, &nw):
+		return fail(exitFailed, "%s is not a container this watcher watches (nothing was changed)", name)
+	case errors.As(err, &nr):
+		return fail(exitFailed, "%v (nothing was changed)", nr)
+	case err != nil:
+		return a.engineError(err)
+	}
+	<-done
+	rep, err := a.upd.Run(id)
+	if err != nil {
+		return fail(exitFailed, "rollback %s: %v", id, err)
+	}
+	if err := printReport(out, rep, asJSON); err != nil {
+		return err
+	}
+	if rep.Failed() || rep.Count(updater.OutcomeUpdated) == 0 {
+		return fail(exitFailed, "")
+	}
+	return nil
+}
+
+// check is a dry run: it asks the registries and prints what would update and the plan a run
+// would apply; it changes nothing (its updater has no lifecycle).
 func (a *app) check(ctx context.Context, out io.Writer, asJSON bool) error {
 	if err := a.ping(ctx); err != nil {
 		return a.engineError(err)
 	}
-	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: "check", DryRun: true})
+	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: updater.TriggerCheck, DryRun: true})
 	if err := printReport(out, rep, asJSON); err != nil {
 		return err
+	}
+	if !asJSON && rep.Error == "" {
+		printPlan(out, rep.Plan)
 	}
 	if rep.Failed() {
 		return fail(exitFailed, "")
@@ -199,102 +297,134 @@ func (a *app) check(ctx context.Context, out io.Writer, asJSON bool) error {
 	return nil
 }
 
-// daemon runs the schedule and the HTTP API until ctx ends (SIGTERM/SIGINT).
+// daemon runs the schedule and the HTTP API until ctx ends (SIGTERM/SIGINT): API first (health
+// answers while the engine is awaited), then the engine, recovery, the schedule, and the wait.
 func (a *app) daemon(ctx context.Context) error {
 	a.log.Info("watcher starting", "version", version, "schedule", a.cfg.Schedule, "mode", a.cfg.Update.Mode,
 		"label_enable", a.cfg.Watch.LabelEnable, "scope", a.cfg.Watch.Scope, "state_dir", a.cfg.StateDir, "http", a.cfg.HTTP.Listen)
-	srv := api.New(a.upd, api.Options{
-		Listen: a.cfg.HTTP.Listen, Token: a.cfg.HTTP.Token, PublicRead: a.cfg.HTTP.PublicRead,
-		TLSCert: a.cfg.HTTP.TLSCert, TLSKey: a.cfg.HTTP.TLSKey, RateLimit: a.cfg.HTTP.RateLimit,
-		Logger: a.log, Metrics: a.metrics,
-	})
-	httpCtx, stopHTTP := context.WithCancel(ctx)
+	httpErr, stopHTTP := a.serveAPI(ctx)
 	defer stopHTTP()
-	httpErr := make(chan error, 1)
-	httpDone := make(chan struct{})
-	go func() {
-		defer close(httpDone)
-		httpErr <- srv.ListenAndServe(httpCtx)
-	}()
-	if h := a.handoff; h != nil {
-		h.stopHTTP = func() { stopHTTP(); <-httpDone }
-	}
-
-	// The engine may not be up yet (a host booting): wait for it, then finish what a crash left
-	// behind before anything else touches a container.
-	for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
-		err := a.ping(ctx)
-		if err == nil {
-			break
-		}
-		a.log.Error("docker engine unreachable; retrying (no container is touched meanwhile)", "host", a.docker.DaemonHost(), "err", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-httpErr:
-			return fail(exitUsage, "http: %v", err)
-		case <-time.After(delay):
-		}
+	if up, err := a.awaitEngine(ctx, httpErr); !up {
+		return err
 	}
 	a.upd.SetContext(ctx)
-	for _, res := range a.upd.Recover(ctx) {
-		if res.Outcome == lifecycle.OutcomeHandedOver && a.handoff != nil && res.OldID == a.selfID {
-			return a.stepBack(ctx, res) // a self-update's successor runs (handover.go)
-		}
+	if stepBack, err := a.recoverFirst(ctx); stepBack {
+		return err
 	}
 	if a.notify != nil && a.cfg.Notify.Startup {
 		a.notify.Startup(version)
 	}
-
-	var sched *cron.Cron
-	if spec := a.cfg.Schedule; spec != "" {
-		schedule, err := a.cfg.CronSchedule()
-		if err != nil {
-			return fail(exitUsage, "schedule: %v", err)
-		}
-		sched = cron.New()
-		sched.Schedule(schedule, cron.FuncJob(func() {
-			if err := a.ping(ctx); err != nil {
-				a.log.Error("scheduled run skipped: docker engine unreachable", "err", err)
-				return
-			}
-			if _, _, err := a.upd.Trigger(ctx, updater.Request{Trigger: "schedule"}); err != nil {
-				a.log.Error("scheduled run not started", "err", err)
-			}
-		}))
-		sched.Start()
-		if h := a.handoff; h != nil {
-			h.stopSchedule = func() { <-sched.Stop().Done() }
-		}
-		a.log.Info("schedule active", "schedule", spec, "next", schedule.Next(time.Now()).Format(time.RFC3339))
-	} else {
-		a.log.Info("no schedule: runs only when triggered over HTTP")
+	sched, err := a.startSchedule(ctx)
+	if err != nil {
+		return err
 	}
+	successor, handedOver, err := a.awaitStop(ctx, httpErr)
+	if handedOver {
+		return a.handedOver(ctx, successor)
+	}
+	a.log.Info("stopping: no new update step starts; the one in flight finishes or is left for recovery")
+	sched.Stop()
+	a.upd.Wait()
+	return err
+}
 
-	var err error
+// serveAPI starts the HTTP API; httpErr receives its end. stop shuts it down and waits for the
+// listener to close (the handover uses it too).
+func (a *app) serveAPI(ctx context.Context) (httpErr <-chan error, stop func()) {
+	srv := api.New(a.upd, api.Options{
+		Listen: a.cfg.HTTP.Listen, Token: a.cfg.HTTP.Token, PublicRead: a.cfg.HTTP.PublicRead, WebhookSecret: a.cfg.HTTP.WebhookSecret,
+		TLSCert: a.cfg.HTTP.TLSCert, TLSKey: a.cfg.HTTP.TLSKey, RateLimit: a.cfg.HTTP.RateLimit,
+		Logger: a.log, Metrics: a.metrics,
+	})
+	httpCtx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		errc <- srv.ListenAndServe(httpCtx)
+	}()
+	stop = func() { cancel(); <-done }
+	if h := a.handoff; h != nil {
+		h.stopHTTP = stop
+	}
+	return errc, stop
+}
+
+// awaitEngine waits for the engine to answer (a host booting may start it after the watcher):
+// up is false when the daemon must return err instead (ctx ended, or the API failed).
+func (a *app) awaitEngine(ctx context.Context, httpErr <-chan error) (up bool, err error) {
+	for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
+		err := a.ping(ctx)
+		if err == nil {
+			return true, nil
+		}
+		a.log.Error("docker engine unreachable; retrying (no container is touched meanwhile)", "host", a.docker.DaemonHost(), "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case err := <-httpErr:
+			return false, fail(exitUsage, "http: %v", err)
+		case <-time.After(delay):
+		}
+	}
+}
+
+// recoverFirst finishes what a crash left behind before anything else touches a container. When
+// a self-update's successor runs, this process gives it the store and listener and waits:
+// stepBack is true and err is what the daemon returns.
+func (a *app) recoverFirst(ctx context.Context) (stepBack bool, err error) {
+	for _, res := range a.upd.Recover(ctx) {
+		if res.Outcome == lifecycle.OutcomeHandedOver && a.handoff != nil && res.OldID == a.selfID {
+			return true, a.stepBack(ctx, res) // a self-update's successor runs (handover.go)
+		}
+	}
+	return false, nil
+}
+
+// startSchedule starts the schedules: the schedule key's and each watched container's
+// watcher.schedule label's, one cron entry per distinct schedule (updater.Scheduler).
+func (a *app) startSchedule(ctx context.Context) (*updater.Scheduler, error) {
+	if a.cfg.Schedule == "" {
+		a.log.Info("no schedule: containers without a watcher.schedule label run only when triggered over HTTP")
+	}
+	if _, err := a.cfg.CronSchedule(); err != nil {
+		return nil, fail(exitUsage, "schedule: %v", err)
+	}
+	sched := a.upd.NewScheduler(updater.SchedulerOptions{Before: func(ctx context.Context) error {
+		if err := a.ping(ctx); err != nil {
+			return fmt.Errorf("docker engine unreachable: %w", err)
+		}
+		return nil
+	}})
+	sched.Start(ctx)
+	if h := a.handoff; h != nil {
+		h.stopSchedule = sched.Stop
+	}
+	return sched, nil
+}
+
+// awaitStop waits for the daemon's end: ctx (SIGTERM), the API failing (err says how), or a
+// handover (handedOver, with the successor's ID).
+func (a *app) awaitStop(ctx context.Context, httpErr <-chan error) (successor string, handedOver bool, err error) {
 	select {
 	case <-ctx.Done():
-	case err = <-httpErr:
+	case err := <-httpErr:
 		if err != nil {
-			err = fail(exitUsage, "http: %v", err)
-		} else if a.handoff != nil && ctx.Err() == nil {
+			return "", false, fail(exitUsage, "http: %v", err)
+		}
+		if a.handoff != nil && ctx.Err() == nil {
 			// Only a handover shuts the API down while the daemon runs: its release is
 			// about to say so.
 			select {
 			case successor := <-a.handoff.done():
-				return a.handedOver(ctx, successor)
+				return successor, true, nil
 			case <-ctx.Done():
 			}
 		}
 	case successor := <-a.handoff.done():
-		return a.handedOver(ctx, successor)
+		return successor, true, nil
 	}
-	a.log.Info("stopping: no new update step starts; the one in flight finishes or is left for recovery")
-	if sched != nil {
-		<-sched.Stop().Done()
-	}
-	a.upd.Wait()
-	return err
+	return "", false, nil
 }
 
 // healthcheck asks the running daemon's /healthz on this machine.
@@ -347,6 +477,15 @@ func printReport(out io.Writer, rep *updater.Report, asJSON bool) error {
 	return nil
 }
 
+// printPlan prints the plan a run would apply, as the plan tests print it.
+func printPlan(out io.Writer, plan *updater.Plan) {
+	if plan == nil {
+		fmt.Fprintln(out, "\nplan: nothing to do")
+		return
+	}
+	fmt.Fprintf(out, "\nplan (nothing was changed):\n%s", plan)
+}
+
 func shortDigest(d string) string {
 	if d == "" {
 		return "-"
@@ -384,20 +523,3 @@ func lookupEnv(environ []string, key string) string {
 	}
 	return ""
 }
-
-// noReplacer stands in for lifecycle where a command must not change anything (check).
-type noReplacer struct{}
-
-var errDryRun = errors.New("dry run: nothing is changed")
-
-func (noReplacer) Replace(_ context.Context, s lifecycle.Spec) lifecycle.Result {
-	return lifecycle.Result{Outcome: lifecycle.OutcomeFailed, Err: dryRunError(s.ContainerID)}
-}
-func (noReplacer) Restart(_ context.Context, id string, _ string, _ *time.Duration) *lifecycle.Error {
-	return dryRunError(id)
-}
-
-func dryRunError(id string) *lifecycle.Error {
-	return &lifecycle.Error{ContainerID: id, Stage: failure.StagePlan, Reason: failure.Unsupported, Message: errDryRun.Error(), Err: errDryRun}
-}
-func (noReplacer) Recover(context.Context) []lifecycle.Result { return nil }

@@ -14,6 +14,10 @@ type Error struct {
 	Reason      failure.Reason
 	Message     string // human detail, e.g. "exit code 139 (SIGSEGV: segmentation fault)"
 	Err         error  // the underlying error, if any
+
+	// notTried: a RunContainerError whose start the engine never tried (the request failed on
+	// the way): not a verdict on the new container (see causeOf).
+	notTried bool
 }
 
 var _ error = (*Error)(nil)

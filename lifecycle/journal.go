@@ -87,6 +87,15 @@ type errRecord struct {
 	Stage   failure.Stage
 	Reason  failure.Reason
 	Message string
+	// Verdict: the failure is the new container's own (it could not run, exited, was killed for
+	// memory, is unhealthy, crash-loops), not the engine's or the connection's: rolling forward
+	// would only fail again (see cannotGoBack).
+	Verdict bool `json:",omitempty"`
+}
+
+// causeOf is e as the journal keeps it.
+func causeOf(e *Error) *errRecord {
+	return &errRecord{Stage: e.Stage, Reason: e.Reason, Message: oneLine(e), Verdict: isVerdict(e.Reason) && !e.notTried}
 }
 
 // imageInfo is what lifecycle needs of the old image: its defaults and platform.

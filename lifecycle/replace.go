@@ -592,7 +592,7 @@ func (t *txn) startNew(ctx context.Context) (<-chan int, *Error) {
 		}
 		break
 	}
-	msg := ""
+	msg, tried := "", false
 	if ins, ierr := t.inspect(ctx, r.NewID); ierr == nil && ins.State != nil {
 		if st := ins.State; st.Running || (!neverStarted(st) && st.Status != container.StateCreated) {
 			// The answer was lost (a cut connection, a proxy's error) but the engine started it:
@@ -603,8 +603,13 @@ func (t *txn) startNew(ctx context.Context) (<-chan int, *Error) {
 		if ins.State.ExitCode != 0 {
 			msg = exitMessage(ins.State.ExitCode)
 		}
+		// The engine records why a start it tried failed; without that, the request never got
+		// to try (a proxy's error, a cut connection): no verdict on the new container.
+		tried = ins.State.Error != "" || ins.State.ExitCode != 0
 	}
-	return nil, newError(r.ContainerID, failure.StageStart, failure.RunContainerError, msg, err)
+	e := newError(r.ContainerID, failure.StageStart, failure.RunContainerError, msg, err)
+	e.notTried = !tried
+	return nil, e
 }
 
 // running reports whether container id exists and runs.
@@ -645,7 +650,7 @@ func (t *txn) finish(e *Error, outcome Outcome) Result {
 	r := t.r
 	r.Outcome = outcome
 	if e != nil {
-		r.Cause = &errRecord{Stage: e.Stage, Reason: e.Reason, Message: oneLine(e)}
+		r.Cause = causeOf(e)
 	}
 	if err := t.journal(stepDone); err != nil {
 		t.log().Error("journal write failed at the end of a transaction", "err", err)

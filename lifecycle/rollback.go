@@ -47,7 +47,7 @@ func (t *txn) fail(ctx context.Context, cause *Error) Result {
 func (t *txn) rollback(ctx context.Context, cause *Error) Result {
 	r := t.r
 	if cause != nil && (r.Cause == nil || r.Step != stepRollback && r.Step != stepRollbackRemove && r.Step != stepRollbackRestore && r.Step != stepRollbackStart) {
-		r.Cause = &errRecord{Stage: cause.Stage, Reason: cause.Reason, Message: oneLine(cause)}
+		r.Cause = causeOf(cause)
 	}
 	if why := t.cannotGoBack(ctx); why != "" {
 		return t.rollForward(ctx, why)
@@ -98,10 +98,11 @@ func (t *txn) keptAside(e *Error, held *heldName) Result {
 // place, or "": the old container shares the network, IPC or PID namespace of a container that
 // is gone (replaced earlier in this run: Spec.Replaced maps it, so the new container joins the
 // replacement's), and the failure says nothing against the new container (an interruption, a
-// fault of the engine or the journal, not a verdict of verify). Rolled forward once only.
+// fault of the engine, the connection or the journal — not a verdict: errRecord.Verdict).
+// Rolled forward once only.
 func (t *txn) cannotGoBack(ctx context.Context) string {
 	r := t.r
-	if t.forwarded || len(r.Spec.Replaced) == 0 || (r.Cause != nil && isVerdict(r.Cause.Reason)) {
+	if t.forwarded || len(r.Spec.Replaced) == 0 || (r.Cause != nil && r.Cause.Verdict) {
 		return ""
 	}
 	old, err := r.snapshot()
@@ -121,8 +122,9 @@ func (t *txn) cannotGoBack(ctx context.Context) string {
 	return ""
 }
 
-// isVerdict: the failure is the new container's own (it did not run, exited, was killed for
-// memory, is unhealthy or crash-loops), so rolling forward would only fail again.
+// isVerdict: a failure of this reason is the new container's own (it did not run, exited, was
+// killed for memory, is unhealthy or crash-loops) — unless the start was never tried
+// (Error.notTried).
 func isVerdict(reason failure.Reason) bool {
 	switch reason {
 	case failure.RunContainerError, failure.ContainerExited, failure.OOMKilled, failure.Unhealthy, failure.CrashLoop:

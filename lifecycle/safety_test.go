@@ -504,3 +504,38 @@ func TestLostStartAnswer(t *testing.T) {
 		t.Fatalf("dependent in %s, want the new parent's namespace", ins.HostConfig.NetworkMode)
 	}
 }
+
+// TestUntriedStartRollsNetnsDependentForward: a network_mode container:X dependent, following X
+// replaced just before, whose start request fails before the engine tried it (a proxy's 409, a
+// connection cut on the way). That says nothing against the new container, and going back cannot
+// work (the old namespace is gone with the old X): the update rolls forward and commits. (Defect
+// found by the fault campaign, seeds 9 and 307: such a failure was taken for the new container's
+// verdict, and the rollback failed on the vanished namespace, on every start.)
+func TestUntriedStartRollsNetnsDependentForward(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []testenv.FaultKind{testenv.FaultStatus, testenv.FaultCut} {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			n := newNetnsPair(f)
+			res := f.m.Replace(ctx(t), Spec{ContainerID: n.parent, Image: n.ref, PullRef: n.pull, Rollback: true})
+			if res.Outcome != OutcomeUpdated {
+				t.Fatalf("parent: %s, %v", res.Outcome, res.Err)
+			}
+			p := testenv.NewFaultProxy(t)
+			cli, err := client.New(client.WithHost(p.Host))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cli.Close()
+			p.SetRules(&testenv.FaultRule{Method: "POST", Path: regexp.MustCompile(`^/containers/[^/]+/start$`), Nth: 1, Kind: kind, Status: 409})
+			dres := New(cli, f.store, f.m.o).Replace(ctx(t), Spec{ContainerID: n.dep, Recreate: true, Replaced: map[string]string{n.parent: res.NewID}, Rollback: true})
+			if dres.Outcome != OutcomeUpdated || len(p.Log()) != 1 {
+				t.Fatalf("%s on the dependent's start: %s, %v; want rolled forward and updated (faults %v)", kind, dres.Outcome, dres.Err, p.Log())
+			}
+			if ins := f.checkServing(n.depName); ins.HostConfig.NetworkMode != container.NetworkMode("container:"+res.NewID) {
+				t.Fatalf("dependent in %s, want the new parent's namespace", ins.HostConfig.NetworkMode)
+			}
+		})
+	}
+}

@@ -340,16 +340,19 @@ func (t *txn) restore(ctx context.Context) (string, error) {
 	return r.RestoredID, nil
 }
 
-// goingAway: the engine is removing the container, or will (a stopped AutoRemove container).
+// goingAway: the engine is removing the container, or will (a stopped AutoRemove container), or
+// tried and failed (dead: it can never run again, only be removed). Volumes are never removed
+// with it, and the snapshot brings it back.
 func goingAway(ins container.InspectResponse) bool {
 	if ins.State == nil {
 		return false
 	}
-	if ins.State.Status == container.StateRemoving {
+	switch ins.State.Status {
+	case container.StateRemoving, container.StateDead:
 		return true
 	}
 	autoRemove := ins.HostConfig != nil && ins.HostConfig.AutoRemove
-	return autoRemove && (ins.State.Status == container.StateExited || ins.State.Status == container.StateDead)
+	return autoRemove && ins.State.Status == container.StateExited
 }
 
 func containsID(cs []container.Summary, id string) bool {

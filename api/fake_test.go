@@ -153,7 +153,7 @@ func (f *fakeService) Runs(limit int) ([]updater.Report, error) {
 	return out, nil
 }
 
-func (f *fakeService) Containers(ctx context.Context) ([]updater.ContainerStatus, error) {
+func (f *fakeService) Containers(ctx context.Context, hosts ...string) ([]updater.ContainerStatus, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err // as the updater, which lists the engine's containers
 	}
@@ -216,7 +216,7 @@ var errBoom = errors.New("boom: dial unix /var/run/docker.sock: secret-detail")
 
 // Rollback is the updater's: an unwatched container is NotWatched, one named "fresh" has no
 // update to undo, any other starts a run of its own.
-func (f *fakeService) Rollback(ctx context.Context, name string) (string, <-chan struct{}, error) {
+func (f *fakeService) Rollback(ctx context.Context, host, name string) (string, <-chan struct{}, error) {
 	switch {
 	case !f.watched[name]:
 		return "", nil, &updater.NotWatchedError{Names: []string{name}}

@@ -29,6 +29,8 @@ type Config struct {
 	HTTP     HTTP     // http
 	Notify   Notify   // notify
 	Log      Log      // log
+	// Hosts are the engines one instance watches (hosts); nil = the one engine of DOCKER_HOST.
+	Hosts []Host
 
 	// Warnings are what Load accepted but the user should fix (a secret file readable by every
 	// user), one line each. The daemon logs them once at start.
@@ -55,6 +57,9 @@ type Update struct {
 	// them nothing is replaced. Nil = always.
 	Window     []string
 	KeepImages int // keep_images: superseded images kept per container for `watcher rollback`; default 1
+	// Approve: the kinds of update (digest, patch, minor, major) that wait for a person's
+	// approval (POST /v1/approve). Nil = none.
+	Approve []string
 }
 
 // Registry controls registry lookups.
@@ -91,6 +96,20 @@ type Notify struct {
 	Startup  bool     // startup: send a message when the daemon starts
 	// On: the outcomes sent (update_available, skipped, ...); nil = every outcome but up_to_date.
 	On []string
+}
+
+// Host is one entry of hosts: an engine watched by this instance, with its own client, journal,
+// locks and update.parallel. Load has checked every field (see hosts.go).
+type Host struct {
+	Name string // name: unique; how reports, the API, metrics (label host) and notifications name it
+	Host string // host: unix:///path or tcp://host:port
+	// TLS is true when any tls_* key is set: the engine is spoken to over TLS (tcp:// only).
+	TLS         bool
+	TLSCAFile   string // tls_ca_file: PEM CA the engine's certificate must chain to ("" = system roots)
+	TLSCertFile string // tls_cert_file: PEM client certificate (with tls_key_file)
+	TLSKeyFile  string // tls_key_file: its PEM private key
+	TLSVerify   bool   // tls_verify: verify the engine's certificate; default true
+	Scope       string // scope: this host's watch.scope; default watch.scope
 }
 
 // Log configures log/slog output.

@@ -66,6 +66,9 @@ func Load(path string, environ []string) (Config, error) {
 	if err := l.checkValues(&l.s); err != nil {
 		return Config{}, err
 	}
+	if err := l.checkHostValues(); err != nil {
+		return Config{}, err
+	}
 	if err := l.readSecrets(); err != nil {
 		return Config{}, err
 	}
@@ -76,10 +79,14 @@ func Load(path string, environ []string) (Config, error) {
 			c.Registry.Auth[host] = RegistryAuth{Username: a.username, Password: a.password}
 		}
 	}
-	for _, list := range []*[]string{&c.Notify.URLs, &c.Notify.On, &c.Update.Window} {
+	for _, list := range []*[]string{&c.Notify.URLs, &c.Notify.On, &c.Update.Window, &c.Update.Approve} {
 		if len(*list) == 0 {
 			*list = nil
 		}
+	}
+	var err error
+	if c.Hosts, err = l.resolveHosts(c.Watch.Scope); err != nil {
+		return Config{}, err
 	}
 	if err := l.validate(c); err != nil {
 		return Config{}, err
@@ -313,6 +320,10 @@ func (l *loader) walk(prefix string, n *yaml.Node) error {
 			if err := l.walkAuth(v); err != nil {
 				return err
 			}
+		case full == "hosts":
+			if err := l.walkHosts(v); err != nil {
+				return err
+			}
 		case slices.Contains(sections, full):
 			if err := l.walk(full, v); err != nil {
 				return err
@@ -499,7 +510,9 @@ func (l *loader) loadEnv(environ []string) error {
 			continue
 		}
 		msg := "unknown environment variable"
-		if s := suggest(name, envNames()); s != "" {
+		if strings.HasPrefix(name, envPrefix+"HOSTS") {
+			msg += "; hosts are set in the config file only (a list of name, host, tls_* and scope)"
+		} else if s := suggest(name, envNames()); s != "" {
 			msg += "; did you mean " + s + "?"
 		}
 		return &Error{Key: name, Msg: msg}

@@ -27,6 +27,7 @@ type settings struct {
 	webhookSecretFile string
 	urlsFile          string
 	auth              map[string]*authSettings // registry.auth by host
+	hosts             []*hostSettings          // hosts, in order
 }
 
 type authSettings struct {
@@ -58,6 +59,7 @@ var fields = []field{
 	{key: "update.parallel", kind: kInt, ref: func(s *settings) any { return &s.Update.Parallel }},
 	{key: "update.window", kind: kList, ref: func(s *settings) any { return &s.Update.Window }, norm: strings.TrimSpace, sep: ",;\n"},
 	{key: "update.keep_images", kind: kInt, ref: func(s *settings) any { return &s.Update.KeepImages }},
+	{key: "update.approve", kind: kList, ref: func(s *settings) any { return &s.Update.Approve }, norm: strings.ToLower},
 	{key: "registry.concurrency", kind: kInt, ref: func(s *settings) any { return &s.Registry.Concurrency }},
 	{key: "registry.per_host", kind: kInt, ref: func(s *settings) any { return &s.Registry.PerHost }},
 	{key: "registry.timeout", kind: kDuration, ref: func(s *settings) any { return &s.Registry.Timeout }},
@@ -80,8 +82,9 @@ var fields = []field{
 	{key: "log.format", kind: kString, ref: func(s *settings) any { return &s.Log.Format }, norm: strings.ToLower},
 }
 
-// sections are the keys that hold a mapping. registry.auth is walked by hand.
-var sections = []string{"watch", "update", "registry", "http", "notify", "log", "registry.auth"}
+// sections are the keys that hold a mapping (hosts: a list of them). registry.auth and hosts are
+// walked by hand.
+var sections = []string{"watch", "update", "registry", "http", "notify", "log", "registry.auth", "hosts"}
 
 // authKeys are the keys of one registry.auth entry.
 var authKeys = []string{"username", "password", "password_file"}

@@ -40,6 +40,7 @@ const (
 // record is a transaction's journal entry: enough to finish or undo it from a fresh process.
 type record struct {
 	TxID        string
+	Host        string `json:",omitempty"` // the engine (Options.Host); "" = the only one, or written before hosts
 	ContainerID string // the container being replaced
 	Name        string // its name, without "/"
 	Step        string

@@ -40,6 +40,11 @@ type Options struct {
 	// SelfCheck, when set, is the successor's proof that it serves (its own /healthz), asked
 	// after it has run for the verify window during a self-update.
 	SelfCheck func(ctx context.Context) error
+
+	// Host names the engine this Manager works on when one watcher has several ("" = the only
+	// one). Its transactions are journaled with it, and Recover finishes only this host's (see
+	// Manager.mine): several Managers share one journal, one per engine.
+	Host string
 }
 
 // Journal is where transactions are written before each step (store.Store). Records are opaque

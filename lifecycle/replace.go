@@ -134,7 +134,7 @@ func (m *Manager) transact(ctx context.Context, s Spec, started func(), body fun
 			}
 		}
 	}
-	t := &txn{m: m, auth: s.RegistryAuth, started: started, r: &record{TxID: newTxID(), ContainerID: s.ContainerID,
+	t := &txn{m: m, auth: s.RegistryAuth, started: started, r: &record{TxID: newTxID(), Host: m.o.Host, ContainerID: s.ContainerID,
 		Spec: toSpecRecord(s), Started: time.Now()}}
 	return body(t, ctx)
 }

@@ -12,7 +12,8 @@ import (
 // outside a window, ...) is reported by every run until it is applied; people want to hear of it
 // once per container and digest, so its notice is remembered (in the state file when there is
 // one) and the next runs stay quiet until it changes. A container that settles (up to date, or
-// updated) is forgotten, so that a later wait is news again.
+// updated) is forgotten, so that a later wait is news again. Containers are known by
+// ContainerReport.Key: a name, or host/name when hosts are configured.
 
 // outcomesOn is notify.on as a set; nil = every outcome but up_to_date.
 func outcomesOn(on []updater.Outcome) map[updater.Outcome]bool {
@@ -38,24 +39,25 @@ func (n *Notifier) selectLines(r *updater.Report) (*updater.Report, map[string]s
 	out.Containers = nil
 	told := map[string]string{}
 	for _, c := range r.Containers {
+		key := c.Key()
 		if c.Settled() {
-			n.notices.settle(c.Name)
+			n.notices.settle(key)
 		}
 		if !n.on[c.Outcome] {
 			continue
 		}
 		if c.Waiting() {
-			if !n.notices.tell(c.Name, c.Notice()) {
+			if !n.notices.tell(key, c.Notice()) {
 				continue
 			}
-			told[c.Name] = c.Notice()
+			told[key] = c.Notice()
 		}
 		out.Containers = append(out.Containers, c)
 	}
 	if out.Error != "" && !n.on[updater.OutcomeFailed] {
 		out.Error = ""
 	}
-	if len(out.Containers) == 0 && out.Error == "" {
+	if len(out.Containers) == 0 && out.Error == "" && !(n.on[updater.OutcomeFailed] && len(r.Unreachable()) > 0) {
 		return nil, nil
 	}
 	return &out, told

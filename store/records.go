@@ -12,6 +12,8 @@ import (
 var (
 	bucketNotices = []byte("notices") // report line key -> what was last notified about it
 	bucketUpdates = []byte("updates") // container -> its last committed update (for rollback)
+	// bucketApprovals: container -> the update it waits for a person's decision on
+	bucketApprovals = []byte("approvals")
 )
 
 // PutNotice records what was last notified about key; nil data forgets it.
@@ -32,6 +34,15 @@ func (s *Store) Update(key string) ([]byte, error) { return s.get(bucketUpdates,
 
 // Updates returns every update record, by key.
 func (s *Store) Updates() (map[string][]byte, error) { return s.all(bucketUpdates) }
+
+// PutApproval records the update a container waits for approval of (key: the container); nil
+// forgets it.
+func (s *Store) PutApproval(key string, data []byte) error {
+	return s.putOrDelete(bucketApprovals, key, data)
+}
+
+// Approvals returns every approval record, by key.
+func (s *Store) Approvals() (map[string][]byte, error) { return s.all(bucketApprovals) }
 
 func (s *Store) putOrDelete(bucket []byte, key string, data []byte) error {
 	if key == "" {

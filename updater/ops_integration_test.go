@@ -68,7 +68,7 @@ func TestWindowsOnRealEngine(t *testing.T) {
 // rollback asks the updater for a rollback of name and returns its report.
 func (r *rig) rollback(name string) (*updater.Report, error) {
 	r.t.Helper()
-	id, done, err := r.upd.Rollback(context.Background(), r.Name(name))
+	id, done, err := r.upd.Rollback(context.Background(), "", r.Name(name))
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,10 @@ const (
 	OutcomePendingApproval Outcome = "pending_approval"
 )
 
+// Key is how the line's container is known across runs: its name, or host/name when hosts are
+// configured (the target as plans print it).
+func (c ContainerReport) Key() string { return Target{Host: c.Host, Name: c.Name}.String() }
+
 // Waiting reports whether the line tells of an update that is not applied and that the next
 // runs will tell of again while nothing changes: update_available (monitor mode, the watcher's
 // own container), pending_approval, or skipped (outside a window, another watcher instance, a
@@ -64,6 +68,7 @@ type Failure struct {
 
 // ContainerReport is one container's line in a run report.
 type ContainerReport struct {
+	Host      string        `json:"host,omitempty"` // the engine's name when hosts are configured
 	Name      string        `json:"name"`
 	ID        string        `json:"id"`               // the container ID at the start of the run
 	NewID     string        `json:"new_id,omitempty"` // the replacement's ID after an update
@@ -91,6 +96,7 @@ const (
 	TriggerRecovery Trigger = "recovery" // a starting daemon finished transactions a crash left
 	TriggerWebhook  Trigger = "webhook"  // POST /v1/webhooks/{kind}: a registry said a tag was pushed
 	TriggerRollback Trigger = "rollback" // watcher rollback, POST /v1/rollback
+	TriggerApprove  Trigger = "approve"  // POST /v1/approve: a run that applies an approved update
 )
 
 // Report is one run: what triggered it, when, and a line per container it looked at.
@@ -107,7 +113,28 @@ type Report struct {
 	Watched *int `json:"watched,omitempty"`
 	// Plan is what the run decided to do, hold and leave (nil when there was nothing to decide).
 	Plan  *Plan  `json:"plan,omitempty"`
-	Error string `json:"error,omitempty"` // the run as a whole failed (engine unreachable)
+	Error string `json:"error,omitempty"` // the run as a whole failed (no engine reachable)
+	// Hosts are the engines the run looked at, when hosts are configured: which answered.
+	Hosts []HostReport `json:"hosts,omitempty"`
+}
+
+// HostReport is one engine's part in a run.
+type HostReport struct {
+	Name      string `json:"name"`
+	Reachable bool   `json:"reachable"`
+	Watched   int    `json:"watched"`         // containers watched there, as the run saw them
+	Error     string `json:"error,omitempty"` // why it could not be observed
+}
+
+// Unreachable returns the names of the hosts the run could not reach.
+func (r *Report) Unreachable() []string {
+	var out []string
+	for _, h := range r.Hosts {
+		if !h.Reachable {
+			out = append(out, h.Name)
+		}
+	}
+	return out
 }
 
 // Count returns how many containers ended with outcome o.
@@ -121,10 +148,10 @@ func (r *Report) Count(o Outcome) int {
 	return n
 }
 
-// Failed reports whether any container could not be checked or updated, or the run itself failed:
-// `watcher once` exits 1 then. A rollback is a failed update too.
+// Failed reports whether any container could not be checked or updated, a host could not be
+// reached, or the run itself failed: `watcher once` exits 1 then. A rollback is a failed update too.
 func (r *Report) Failed() bool {
-	return r.Error != "" || r.Count(OutcomeFailed) > 0 || r.Count(OutcomeRolledBack) > 0
+	return r.Error != "" || r.Count(OutcomeFailed) > 0 || r.Count(OutcomeRolledBack) > 0 || len(r.Unreachable()) > 0
 }
 
 // Changed reports whether the run changed or failed something worth telling people about.
@@ -135,7 +162,10 @@ func (r *Report) Changed() bool {
 // Request says what a run should look at. The zero Request is "every watched container"; the
 // filters add up: a container is looked at when any of them selects it.
 type Request struct {
-	Containers []string // names (without the leading slash)
+	// Hosts are the hosts to look at (names), empty = every host; the filters below select among
+	// the watched containers of those hosts.
+	Hosts      []string
+	Containers []string // names (without the leading slash), on any of the hosts
 	Images     []string // image references as containers name them
 	// Pushed are references a registry said were pushed (webhooks), with or without a tag: the
 	// containers running that repository and tag (any tag under a tag policy). Trigger drops the
@@ -168,6 +198,7 @@ const (
 
 // ContainerStatus is the latest known state of one watched container.
 type ContainerStatus struct {
+	Host         string    `json:"host,omitempty"` // the engine's name when hosts are configured
 	Name         string    `json:"name"`
 	ID           string    `json:"id"`
 	Image        string    `json:"image"`
@@ -178,6 +209,14 @@ type ContainerStatus struct {
 	State        State     `json:"state"`
 	LastError    *Failure  `json:"last_error,omitempty"`
 	CheckedAt    time.Time `json:"checked_at,omitzero"`
+	// NewImage is the reference an available update moves to under a tag policy ("" = the same).
+	NewImage string `json:"new_image,omitempty"`
+	// Message is what the last run said of it besides a failure: why an update is held, ...
+	Message string `json:"message,omitempty"`
+	// UpdatedAt is when the watcher last committed an update of it (zero: none recorded).
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Approval is the update it waits for a person's decision on, or the decision (approve.go).
+	Approval *Approval `json:"approval,omitempty"`
 }
 
 // Observer is told about every finished run (metrics, notifications). It must not block for long:

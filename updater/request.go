@@ -18,19 +18,24 @@ func (r Request) selects(t *Container, global string) bool {
 		matchesPushed(t, r.Pushed) || slices.Contains(r.Schedules, t.schedule(global))
 }
 
+// onHost reports whether t is on one of the hosts r names (on any when it names none).
+func (r Request) onHost(t *Container) bool {
+	return len(r.Hosts) == 0 || slices.Contains(r.Hosts, t.Host)
+}
+
 // forces reports whether the holds a person may lift are lifted for t (see Request.Force).
 func (r Request) forces(t *Container, global string) bool {
 	if r.Force {
-		return r.selects(t, global)
+		return r.onHost(t) && r.selects(t, global)
 	}
-	return slices.ContainsFunc(r.forced, func(f Request) bool { return f.selects(t, global) })
+	return slices.ContainsFunc(r.forced, func(f Request) bool { return f.onHost(t) && f.selects(t, global) })
 }
 
 // forcedParts are the filters of what r forces, to carry into a merge.
 func forcedParts(r Request) []Request {
 	out := slices.Clone(r.forced)
 	if r.Force {
-		out = append(out, Request{Containers: r.Containers, Images: r.Images, Pushed: r.Pushed, Schedules: r.Schedules})
+		out = append(out, Request{Hosts: r.Hosts, Containers: r.Containers, Images: r.Images, Pushed: r.Pushed, Schedules: r.Schedules})
 	}
 	return out
 }

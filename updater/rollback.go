@@ -29,7 +29,8 @@ type UpdateRecords interface {
 
 var _ UpdateRecords = (*store.Store)(nil)
 
-// updateRecord is one container's last committed update, by container name.
+// updateRecord is one container's last committed update, by Container.key (its name, or
+// host/name when hosts are configured).
 type updateRecord struct {
 	ContainerID string    // the container the update (or rollback) made
 	ImageID     string    // the image it runs since
@@ -137,9 +138,9 @@ func (u *Updater) afterUpdates(ctx context.Context, done []committed, rollback b
 	if u.records() == nil {
 		keepImages = 0 // nothing remembers them: a kept image could never be rolled back to
 	}
-	var superseded []string
+	superseded := map[*host][]string{}
 	for _, d := range done {
-		name := d.step.c.Name
+		name, h := d.step.c.key(), u.hostOf(d.step.c)
 		rec := &updateRecord{ContainerID: d.res.NewID, ImageID: d.res.NewImageID, Digest: d.step.NewDigest, At: time.Now().UTC()}
 		var kept []string
 		if old := records[name]; old != nil {
@@ -154,47 +155,66 @@ func (u *Updater) afterUpdates(ctx context.Context, done []committed, rollback b
 		}
 		kept = slices.DeleteFunc(slices.Compact(kept), func(id string) bool { return id == "" || id == rec.ImageID })
 		if n := min(len(kept), keepImages); n < len(kept) {
-			superseded = append(superseded, kept[n:]...)
+			superseded[h] = append(superseded[h], kept[n:]...)
 			kept = kept[:n]
 		}
 		if d.res.OldImageID != rec.ImageID {
-			superseded = append(superseded, d.res.OldImageID)
+			superseded[h] = append(superseded[h], d.res.OldImageID)
 		}
 		rec.Kept = kept
 		records[name] = rec
 		u.putRecord(name, rec)
 	}
-	if !u.opts.Cleanup || len(superseded) == 0 {
+	if !u.opts.Cleanup {
 		return
 	}
-	keep := map[string]bool{}
-	for _, r := range records {
-		for _, id := range r.Kept {
-			keep[id] = true
+	for h, ids := range superseded {
+		keep := map[string]bool{}
+		for key, r := range records {
+			if recordOn(key, h) {
+				for _, id := range r.Kept {
+					keep[id] = true
+				}
+			}
 		}
+		h.cleanup(ctx, ids, keep)
 	}
-	u.cleanup(ctx, superseded, keep)
 }
 
-// Rollback asks for a run that puts container name back on the image it ran before its last
-// committed update. It checks at once that there is one to go back to (a *NotWatchedError or a
+// recordOn reports whether the update record under key is of a container on h: its key is
+// "h/name", or any key when no hosts are configured (h is the only one, named "").
+func recordOn(key string, h *host) bool {
+	if h.Name == "" {
+		return true
+	}
+	host, _, ok := strings.Cut(key, "/")
+	return ok && host == h.Name
+}
+
+// Rollback asks for a run that puts container name (on host, "" = whichever host has it, the
+// only one without hosts) back on the image it ran before its last committed update. It checks
+// at once that there is one to go back to (an *UnknownHostError, a *NotWatchedError or a
 // *NoRollbackError says why not), then queues the rollback behind the run in progress, if any:
 // it is never merged with other requests. done is closed when it has finished; Run(id) then has
 // its report (trigger rollback).
-func (u *Updater) Rollback(ctx context.Context, name string) (string, <-chan struct{}, error) {
-	obs, err := u.list(ctx)
+func (u *Updater) Rollback(ctx context.Context, host, name string) (string, <-chan struct{}, error) {
+	c, err := u.findContainer(ctx, host, name)
 	if err != nil {
 		return "", nil, err
 	}
-	if _, err := u.rollbackTo(obs.byName[name], name); err != nil {
+	if _, err := u.rollbackTo(c, name); err != nil {
 		return "", nil, err
+	}
+	var hosts []string
+	if c.Host != "" {
+		hosts = []string{c.Host}
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.handedOver {
 		return "", nil, ErrHandedOver
 	}
-	r := u.newRun(Request{Trigger: TriggerRollback, Containers: []string{name}, rollback: name})
+	r := u.newRun(Request{Trigger: TriggerRollback, Hosts: hosts, Containers: []string{name}, rollback: name})
 	if u.running == nil {
 		u.running = r
 		go u.loop(r)
@@ -204,12 +224,48 @@ func (u *Updater) Rollback(ctx context.Context, name string) (string, <-chan str
 	return r.id, r.done, nil
 }
 
+// findContainer finds container name on host ("" = on whichever host has it). A host that does
+// not answer cannot be asked; a name on several hosts must be given with its host.
+func (u *Updater) findContainer(ctx context.Context, host, name string) (*Container, error) {
+	var names []string
+	if host != "" {
+		names = []string{host}
+	}
+	hs, err := u.pickHosts(names)
+	if err != nil {
+		return nil, err
+	}
+	var found []*Container
+	for _, v := range u.listHosts(ctx, hs, false) {
+		if v.err != nil {
+			if !u.Named() || host != "" {
+				return nil, v.err
+			}
+			continue
+		}
+		if c := v.obs.byName[name]; c != nil {
+			found = append(found, c)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, &NotWatchedError{Names: []string{name}}
+	case 1:
+		return found[0], nil
+	}
+	var on []string
+	for _, c := range found {
+		on = append(on, c.Host)
+	}
+	return nil, &NoRollbackError{Name: name, Why: "there is one on each of the hosts " + strings.Join(on, ", ") + "; name the host (--host, ?host=)"}
+}
+
 // rollbackTo is c's previous image as its update record has it, or why there is none.
 func (u *Updater) rollbackTo(c *Container, name string) (*updateRecord, error) {
 	if c == nil || !c.Watched {
 		return nil, &NotWatchedError{Names: []string{name}}
 	}
-	rec, err := u.record(name)
+	rec, err := u.record(c.key())
 	switch {
 	case err != nil:
 		return nil, err
@@ -237,7 +293,7 @@ func (u *Updater) checkRollback(targets []*Container) (map[string]*ContainerRepo
 	var cands []Candidate
 	for _, t := range targets {
 		line := newLine(t)
-		lines[t.Name] = line
+		lines[t.key()] = line
 		rec, err := u.rollbackTo(t, t.Name)
 		if err != nil {
 			line.Outcome, line.Message = OutcomeSkipped, err.Error()

@@ -45,7 +45,41 @@ func (u *Updater) NewScheduler(o SchedulerOptions) *Scheduler {
 	if o.Resync <= 0 {
 		o.Resync = DefaultResync
 	}
-	return &Scheduler{u: u, o: o, cron: cron.New(), stop: make(chan struct{}), done: make(chan struct{}), entries: map[string]cron.EntryID{}}
+	s := &Scheduler{u: u, o: o, cron: cron.New(), stop: make(chan struct{}), done: make(chan struct{}), entries: map[string]cron.EntryID{}}
+	u.mu.Lock()
+	u.sched = s
+	u.mu.Unlock()
+	return s
+}
+
+// Status is what the daemon is doing and will do next, as GET /v1/status shows it.
+type Status struct {
+	Running  string    `json:"running,omitempty"`  // the id of the run in progress
+	Queued   string    `json:"queued,omitempty"`   // the id of the run queued after it
+	Schedule string    `json:"schedule,omitempty"` // the schedule key ("" = none)
+	NextRun  time.Time `json:"next_run,omitzero"`  // the next tick of any schedule (zero: none)
+}
+
+// Status returns the runs in progress and queued, and when a schedule fires next.
+func (u *Updater) Status() Status {
+	u.mu.Lock()
+	st := Status{Schedule: u.opts.Schedule}
+	if u.running != nil {
+		st.Running = u.running.id
+	}
+	if u.queued != nil {
+		st.Queued = u.queued.id
+	}
+	sched := u.sched
+	u.mu.Unlock()
+	if sched != nil {
+		for _, next := range sched.Next() {
+			if !next.IsZero() && (st.NextRun.IsZero() || next.Before(st.NextRun)) {
+				st.NextRun = next
+			}
+		}
+	}
+	return st
 }
 
 // Start registers the schedules the containers have now and starts the clock; ctx is what the
@@ -93,22 +127,24 @@ func (s *Scheduler) Next() map[string]time.Time {
 }
 
 // sync makes the cron entries those of the schedules in use: the daemon's, and every valid
-// watcher.schedule label of a watched container. When the engine cannot be listed the entries
-// stay as they are.
+// watcher.schedule label of a watched container, on every host. While a host cannot be listed the
+// entries stay as they are.
 func (s *Scheduler) sync(ctx context.Context) {
 	want := map[string]bool{}
 	if g := s.u.opts.Schedule; g != "" {
 		want[g] = true
 	}
-	if obs, err := s.u.list(ctx); err != nil {
-		s.u.log.Warn("could not read the containers' schedules; keeping the ones registered", "err", err)
-		s.mu.Lock()
-		for spec := range s.entries {
-			want[spec] = true
+	for _, v := range s.u.listHosts(ctx, s.u.hosts, false) {
+		if v.err != nil {
+			s.u.log.Warn("could not read the containers' schedules; keeping the ones registered", "host", v.h.Name, "err", v.err)
+			s.mu.Lock()
+			for spec := range s.entries {
+				want[spec] = true
+			}
+			s.mu.Unlock()
+			continue
 		}
-		s.mu.Unlock()
-	} else {
-		for _, c := range obs.Watched {
+		for _, c := range v.obs.Watched {
 			if c.SettingsErr == nil && c.Settings.Schedule != "" {
 				want[c.Settings.Schedule] = true
 			}

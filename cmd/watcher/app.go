@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/moby/moby/client"
 
 	"github.com/watcher-dev/watcher/api"
 	"github.com/watcher-dev/watcher/config"
@@ -28,15 +27,18 @@ import (
 
 // app is the wiring: config, logger, and the parts each command needs.
 type app struct {
-	cfg     config.Config
-	log     *slog.Logger
-	docker  *client.Client
-	store   *store.Store
-	metrics *api.Metrics
-	notify  *notify.Notifier
-	upd     *updater.Updater
-	selfID  string   // the watcher's own container, "" outside a container of this engine
-	handoff *handoff // the daemon's self-update state (handover.go); nil for once and check
+	cfg      config.Config
+	log      *slog.Logger
+	engines  []engineConn   // one per host; one, named "", without hosts (hosts.go)
+	docker   *engine.Client // the engine the watcher's own container is on (the first when none)
+	store    *store.Store
+	metrics  *api.Metrics
+	events   *api.Events // the daemon's live feed (GET /v1/events); nil for once, check, rollback
+	notify   *notify.Notifier
+	upd      *updater.Updater
+	selfID   string   // the watcher's own container, "" outside a container of these engines
+	selfHost string   // the host selfID is on
+	handoff  *handoff // the daemon's self-update state (handover.go); nil for once and check
 }
 
 func newApp(ctx context.Context, cmd, configPath string, environ []string, stderr io.Writer) (*app, error) {
@@ -55,7 +57,7 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 		a.close()
 		return nil, err
 	}
-	a.upd = updater.New(a.docker, a.newChecker(), a.newLifecycle(), a.history(), a.updaterOptions())
+	a.upd = a.newUpdater()
 	return a, nil
 }
 
@@ -84,10 +86,11 @@ func (a *app) connect(ctx context.Context, cmd string, environ []string) error {
 	if v := lookupEnv(environ, "DOCKER_API_VERSION"); v != "" {
 		a.log.Warn("DOCKER_API_VERSION is ignored: watcher negotiates the API version with the engine", "value", v)
 	}
-	var err error
-	if a.docker, err = engine.Connect(); err != nil {
-		return fail(exitUsage, "docker client: %v", err)
+	if err := a.connectEngines(); err != nil {
+		return err
 	}
+	a.docker = a.engines[0].cli
+	var err error
 	if cmd == "run" || cmd == "once" || cmd == "rollback" {
 		wait := time.Duration(0)
 		if cmd == "run" {
@@ -97,14 +100,17 @@ func (a *app) connect(ctx context.Context, cmd string, environ []string) error {
 			return storeError(cmd, a.cfg, err)
 		}
 	}
-	a.metrics = api.NewMetrics()
+	a.metrics = api.NewHostMetrics(a.hostNames())
+	if cmd == "run" {
+		a.events = api.NewEvents()
+	}
 	if (cmd == "run" || cmd == "once" || cmd == "rollback") && len(a.cfg.Notify.URLs) > 0 {
 		if a.notify, err = a.newNotifier(); err != nil {
 			return fail(exitUsage, "%v", err)
 		}
 	}
 	if err := a.ping(ctx); err == nil {
-		a.selfID = updater.DetectSelf(ctx, a.docker)
+		a.detectSelf(ctx)
 	}
 	if cmd == "run" && a.selfID != "" {
 		a.handoff = newHandoff()
@@ -150,22 +156,6 @@ func (a *app) newChecker() *registry.Checker {
 	})
 }
 
-// newLifecycle is the transaction manager over the state file's journal; nil without a state
-// file (check), which makes an updater that only checks.
-func (a *app) newLifecycle() updater.Replacer {
-	if a.store == nil {
-		return nil
-	}
-	cfg := a.cfg
-	return lifecycle.New(a.docker, a.store, lifecycle.Options{
-		StopTimeout: cfg.Update.StopTimeout, Verify: cfg.Update.Verify, HealthTimeout: cfg.Update.HealthTimeout, Logger: a.log,
-		SelfID: a.selfID,
-		SelfCheck: func(ctx context.Context) error {
-			return api.CheckHealth(ctx, cfg.HTTP.Listen, cfg.HTTP.TLSCert != "")
-		},
-	})
-}
-
 // history is the state file as the updater's run history and last known states; nil without one.
 func (a *app) history() updater.History {
 	if a.store == nil {
@@ -176,6 +166,9 @@ func (a *app) history() updater.History {
 
 func (a *app) updaterOptions() updater.Options {
 	observers := []updater.Observer{a.metrics}
+	if a.events != nil {
+		observers = append(observers, a.events)
+	}
 	if a.notify != nil {
 		observers = append(observers, a.notify)
 	}
@@ -187,11 +180,12 @@ func (a *app) updaterOptions() updater.Options {
 	return updater.Options{
 		Selection:      updater.Selection{LabelEnable: cfg.Watch.LabelEnable, Scope: cfg.Watch.Scope},
 		IncludeStopped: cfg.Watch.IncludeStopped,
-		Defaults:       updater.Defaults{Mode: cfg.Update.Mode, Window: cfg.Windows(), Zone: cfg.Zone()},
+		Defaults:       updater.Defaults{Mode: cfg.Update.Mode, Window: cfg.Windows(), Zone: cfg.Zone(), Approve: cfg.Update.Approve},
 		NoRollback:     !cfg.Update.Rollback,
 		Cleanup:        cfg.Update.Cleanup,
 		Parallel:       cfg.Update.Parallel,
 		SelfID:         a.selfID,
+		SelfHost:       a.selfHost,
 		Logger:         a.log,
 		Observers:      observers,
 		Release:        release,
@@ -207,22 +201,9 @@ func (a *app) close() {
 	if a.store != nil {
 		_ = a.store.Close()
 	}
-	if a.docker != nil {
-		_ = a.docker.Close()
+	for _, e := range a.engines {
+		_ = e.cli.Close()
 	}
-}
-
-// ping asks the engine for its API version and negotiates down to it. ForceNegotiate makes every
-// call re-read the engine's version, so an engine upgraded underneath a running daemon is seen.
-func (a *app) ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err := a.docker.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true, ForceNegotiate: true})
-	return err
-}
-
-func (a *app) engineError(err error) error {
-	return fail(exitUnreachable, "docker engine unreachable at %s: %v (nothing was changed)", a.docker.DaemonHost(), err)
 }
 
 // once runs one cycle now, after finishing any transaction a crash left behind.
@@ -232,28 +213,25 @@ func (a *app) once(ctx context.Context, out io.Writer, asJSON bool) error {
 	}
 	a.upd.Recover(ctx)
 	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: updater.TriggerOnce})
-	if err := printReport(out, rep, asJSON); err != nil {
+	if err := a.printReport(out, rep, asJSON); err != nil {
 		return err
 	}
-	if rep.Error != "" && !asJSON {
-		return fail(exitFailed, "%s", rep.Error)
-	}
-	if rep.Failed() {
-		return fail(exitFailed, "")
-	}
-	return nil
+	return runExit(rep, asJSON)
 }
 
 // rollback puts container name back on the image it ran before its last committed update, as a
 // run of its own (after finishing any transaction a crash left behind), and prints its report.
 // Exit codes as once: 1 also when there is nothing to roll back.
-func (a *app) rollback(ctx context.Context, out io.Writer, name string, asJSON bool) error {
+func (a *app) rollback(ctx context.Context, out io.Writer, host, name string, asJSON bool) error {
+	if err := a.checkHost(host); err != nil {
+		return err
+	}
 	if err := a.ping(ctx); err != nil {
 		return a.engineError(err)
 	}
 	a.upd.SetContext(ctx)
 	a.upd.Recover(ctx)
-	id, done, err := a.upd.Rollback(ctx, name)
+	id, done, err := a.upd.Rollback(ctx, host, name)
 	var nw *updater.NotWatchedError
 	var nr *updater.NoRollbackError
 	switch {
@@ -269,7 +247,7 @@ func (a *app) rollback(ctx context.Context, out io.Writer, name string, asJSON b
 	if err != nil {
 		return fail(exitFailed, "rollback %s: %v", id, err)
 	}
-	if err := printReport(out, rep, asJSON); err != nil {
+	if err := a.printReport(out, rep, asJSON); err != nil {
 		return err
 	}
 	if rep.Failed() || rep.Count(updater.OutcomeUpdated) == 0 {
@@ -285,14 +263,14 @@ func (a *app) check(ctx context.Context, out io.Writer, asJSON bool) error {
 		return a.engineError(err)
 	}
 	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: updater.TriggerCheck, DryRun: true})
-	if err := printReport(out, rep, asJSON); err != nil {
+	if err := a.printReport(out, rep, asJSON); err != nil {
 		return err
 	}
 	if !asJSON && rep.Error == "" {
 		printPlan(out, rep.Plan)
 	}
-	if rep.Failed() {
-		return fail(exitFailed, "")
+	if err := runExit(rep, true); err != nil {
+		return err
 	}
 	return nil
 }
@@ -311,6 +289,7 @@ func (a *app) daemon(ctx context.Context) error {
 	if stepBack, err := a.recoverFirst(ctx); stepBack {
 		return err
 	}
+	go a.upd.WatchHosts(ctx, hostProbeInterval)
 	if a.notify != nil && a.cfg.Notify.Startup {
 		a.notify.Startup(version)
 	}
@@ -334,7 +313,7 @@ func (a *app) serveAPI(ctx context.Context) (httpErr <-chan error, stop func()) 
 	srv := api.New(a.upd, api.Options{
 		Listen: a.cfg.HTTP.Listen, Token: a.cfg.HTTP.Token, PublicRead: a.cfg.HTTP.PublicRead, WebhookSecret: a.cfg.HTTP.WebhookSecret,
 		TLSCert: a.cfg.HTTP.TLSCert, TLSKey: a.cfg.HTTP.TLSKey, RateLimit: a.cfg.HTTP.RateLimit,
-		Logger: a.log, Metrics: a.metrics,
+		Logger: a.log, Metrics: a.metrics, Events: a.events, Version: version,
 	})
 	httpCtx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
@@ -358,7 +337,7 @@ func (a *app) awaitEngine(ctx context.Context, httpErr <-chan error) (up bool, e
 		if err == nil {
 			return true, nil
 		}
-		a.log.Error("docker engine unreachable; retrying (no container is touched meanwhile)", "host", a.docker.DaemonHost(), "err", err, "retry_in", delay)
+		a.log.Error("docker engine unreachable; retrying (no container is touched meanwhile)", "err", strings.ReplaceAll(err.Error(), "\n", "; "), "retry_in", delay)
 		select {
 		case <-ctx.Done():
 			return false, nil
@@ -436,8 +415,14 @@ func (a *app) healthcheck(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
+// printReport prints a run report as a table (or JSON), with a HOST column when more than one
+// host is configured.
+func (a *app) printReport(out io.Writer, rep *updater.Report, asJSON bool) error {
+	return printReport(out, rep, asJSON, len(a.engines) > 1)
+}
+
 // printReport prints a run report as a table (or JSON).
-func printReport(out io.Writer, rep *updater.Report, asJSON bool) error {
+func printReport(out io.Writer, rep *updater.Report, asJSON, hostColumn bool) error {
 	if asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -447,11 +432,19 @@ func printReport(out io.Writer, rep *updater.Report, asJSON bool) error {
 		fmt.Fprintf(out, "run %s failed: %s\n", rep.ID, rep.Error)
 		return nil
 	}
+	for _, h := range rep.Hosts {
+		if !h.Reachable {
+			fmt.Fprintf(out, "host %s unreachable: %s\n", h.Name, oneLine(h.Error))
+		}
+	}
 	if len(rep.Containers) == 0 {
 		fmt.Fprintln(out, "no watched containers (label them watcher.enable=true)")
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	if hostColumn {
+		fmt.Fprint(tw, "HOST\t")
+	}
 	fmt.Fprintln(tw, "NAME\tIMAGE\tOUTCOME\tDIGEST\tDETAIL")
 	for _, c := range rep.Containers {
 		digest := shortDigest(c.OldDigest)
@@ -466,14 +459,21 @@ func printReport(out io.Writer, rep *updater.Report, asJSON bool) error {
 		if c.NewImage != "" {
 			image += " -> " + c.NewImage
 		}
+		if hostColumn {
+			fmt.Fprintf(tw, "%s\t", c.Host)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, image, c.Outcome, digest, oneLine(detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "run %s: %d containers, %d updated, %d up to date, %d failed, %d rolled back, %s\n", rep.ID, len(rep.Containers),
+	unreachable := ""
+	if n := len(rep.Unreachable()); n > 0 {
+		unreachable = fmt.Sprintf(", %d of %d hosts unreachable", n, len(rep.Hosts))
+	}
+	fmt.Fprintf(out, "run %s: %d containers, %d updated, %d up to date, %d failed, %d rolled back%s, %s\n", rep.ID, len(rep.Containers),
 		rep.Count(updater.OutcomeUpdated), rep.Count(updater.OutcomeUpToDate), rep.Count(updater.OutcomeFailed), rep.Count(updater.OutcomeRolledBack),
-		rep.FinishedAt.Sub(rep.StartedAt).Round(time.Millisecond))
+		unreachable, rep.FinishedAt.Sub(rep.StartedAt).Round(time.Millisecond))
 	return nil
 }
 

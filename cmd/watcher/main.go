@@ -75,9 +75,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return exitOK
 	case "run", "once", "check", "healthcheck", "rollback":
 		var a *app
-		if err = checkHost(*host); err == nil {
-			a, err = newApp(ctx, cmd, *configPath, environ, stderr)
-		}
+		a, err = newApp(ctx, cmd, *configPath, environ, stderr)
 		if err == nil {
 			defer a.close()
 			switch cmd {
@@ -90,7 +88,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			case "healthcheck":
 				err = a.healthcheck(ctx, stdout)
 			case "rollback":
-				err = a.rollback(ctx, stdout, name, *asJSON)
+				err = a.rollback(ctx, stdout, *host, name, *asJSON)
 			}
 		}
 	default:
@@ -152,13 +150,4 @@ func parseArgs(fs *flag.FlagSet, cmd string, args []string, stderr io.Writer) (s
 		return "", exitUsage
 	}
 	return name, -1
-}
-
-// checkHost validates rollback's --host against the configured hosts. Until several hosts can
-// be configured, there is the one engine of DOCKER_HOST and --host must be left out.
-func checkHost(host string) error {
-	if host == "" {
-		return nil
-	}
-	return fail(exitUsage, "--host %q: no hosts are configured; the one engine of DOCKER_HOST is used, leave --host out", host)
 }

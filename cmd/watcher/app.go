@@ -354,10 +354,7 @@ func (a *app) awaitEngine(ctx context.Context, httpErr <-chan error) (up bool, e
 func (a *app) recoverFirst(ctx context.Context) (stepBack bool, err error) {
 	for _, res := range a.upd.Recover(ctx) {
 		if res.Outcome == lifecycle.OutcomeHandedOver && a.handoff != nil && res.OldID == a.selfID {
-			if err := a.release(ctx, res.NewID); err != nil {
-				return true, fail(exitFailed, "self-update: stepping back for the successor: %v", err)
-			}
-			return true, a.handedOver(ctx, <-a.handoff.done())
+			return true, a.stepBack(ctx, res) // a self-update's successor runs (handover.go)
 		}
 	}
 	return false, nil

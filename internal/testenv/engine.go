@@ -77,6 +77,14 @@ func New(t testing.TB) *Env {
 	return e
 }
 
+// For returns this Env for use in a subtest t (failures are reported on t); the cleanup stays
+// the parent's.
+func (e *Env) For(t testing.TB) *Env {
+	c := *e
+	c.t = t
+	return &c
+}
+
 // Name gives a container or network name unique to this test: base-<owner>.
 func (e *Env) Name(base string) string { return base + "-" + e.Owner }
 

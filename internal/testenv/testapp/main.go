@@ -80,6 +80,13 @@ func main() {
 		})
 	}
 
+	if os.Getenv("APP_IGNORE_TERM") == "1" {
+		// Nothing but SIGKILL ends it. (A bare channel receive would be a deadlock the Go
+		// runtime ends with exit 2.)
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 	sig := <-sigs
 	fmt.Printf("testapp got %v, exiting\n", sig)
 	os.Exit(0)
@@ -104,11 +111,13 @@ func supervise() int {
 		fmt.Fprintln(os.Stderr, "testapp:", err)
 		return 127
 	}
+	ignore := os.Getenv("APP_IGNORE_TERM") == "1"
 	go func() {
 		for s := range sigs {
-			if s != syscall.SIGCHLD && s != syscall.SIGURG {
-				_ = cmd.Process.Signal(s)
+			if s == syscall.SIGCHLD || s == syscall.SIGURG || (ignore && (s == syscall.SIGTERM || s == syscall.SIGINT)) {
+				continue // not forwarded: a child still starting would die of it before it could ignore it
 			}
+			_ = cmd.Process.Signal(s)
 		}
 	}()
 	_ = cmd.Wait()

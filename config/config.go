@@ -45,6 +45,8 @@ type Update struct {
 	Rollback      bool          // rollback, default true
 	Cleanup       bool          // cleanup: remove the superseded image; default true
 	Parallel      int           // parallel: independent containers updated at once; default 4
+	// lifecycle_hooks: run Watchtower's lifecycle hook labels (sh -c in the container); default false
+	LifecycleHooks bool
 }
 
 // Registry controls registry lookups.

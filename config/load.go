@@ -35,8 +35,14 @@ type loader struct {
 
 // Load reads the config file at path ("" = none: defaults), then applies the WATCHER_*
 // variables of environ (os.Environ format), reads <key>_file secrets and validates the result.
-// Environment variables beat the file. Errors are *Error.
+// Environment variables beat the file. Watchtower's variables are read as LoadWatchtower does.
+// Errors are *Error.
 func Load(path string, environ []string) (Config, error) {
+	c, _, err := loadAll(path, environ, &Watchtower{})
+	return c, err
+}
+
+func loadAll(path string, environ []string, wt *Watchtower) (Config, []string, error) {
 	l := &loader{
 		s:    settings{Config: Default(), auth: map[string]*authSettings{}},
 		src:  map[string]source{},
@@ -49,20 +55,24 @@ func Load(path string, environ []string) (Config, error) {
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
-			return Config{}, &Error{File: path, Msg: "cannot read config file: " + err.Error()}
+			return Config{}, nil, &Error{File: path, Msg: "cannot read config file: " + err.Error()}
 		}
 		if err := l.loadYAML(data); err != nil {
-			return Config{}, err
+			return Config{}, nil, err
 		}
 		if err := l.checkFilePairs(); err != nil {
-			return Config{}, err
+			return Config{}, nil, err
 		}
 	}
 	if err := l.loadEnv(environ); err != nil {
-		return Config{}, err
+		return Config{}, nil, err
+	}
+	notes, err := l.loadWatchtower(environ, wt)
+	if err != nil {
+		return Config{}, nil, err
 	}
 	if err := l.readSecrets(); err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
 	c := l.s.Config
 	if len(l.s.auth) > 0 {
@@ -75,9 +85,9 @@ func Load(path string, environ []string) (Config, error) {
 		c.Notify.URLs = nil
 	}
 	if err := l.validate(c); err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
-	return c, nil
+	return c, notes, nil
 }
 
 // errAt returns an *Error about key, located where key was set.

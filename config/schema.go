@@ -53,6 +53,7 @@ var fields = []field{
 	{key: "update.rollback", kind: kBool, ref: func(s *settings) any { return &s.Update.Rollback }},
 	{key: "update.cleanup", kind: kBool, ref: func(s *settings) any { return &s.Update.Cleanup }},
 	{key: "update.parallel", kind: kInt, ref: func(s *settings) any { return &s.Update.Parallel }},
+	{key: "update.lifecycle_hooks", kind: kBool, ref: func(s *settings) any { return &s.Update.LifecycleHooks }},
 	{key: "registry.concurrency", kind: kInt, ref: func(s *settings) any { return &s.Registry.Concurrency }},
 	{key: "registry.per_host", kind: kInt, ref: func(s *settings) any { return &s.Registry.PerHost }},
 	{key: "registry.timeout", kind: kDuration, ref: func(s *settings) any { return &s.Registry.Timeout }},

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -28,9 +27,10 @@ type Flag struct {
 type Watchtower struct {
 	Flags []Flag
 	// Legacy turns WATCHTOWER_NOTIFICATIONS and its per-service variables into shoutrrr URLs
-	// (notify.WatchtowerURLs). get returns a variable's value (a flag's beating it) and which
-	// flag or variable it came from. When nil, those variables are refused.
-	Legacy func(get func(name string) (value, origin string)) ([]string, error)
+	// (notify.WatchtowerURLs), with notices about settings that have no effect. get returns a
+	// variable's value (a flag's beating it) and which flag or variable it came from. An error
+	// starting "NAME: " is about that variable. When nil, those variables are refused.
+	Legacy func(get func(name string) (value, origin string)) (urls, notes []string, err error)
 }
 
 // WatchtowerFlag describes one of Watchtower's flags for a command-line parser.
@@ -588,18 +588,21 @@ func (w *wtLoader) legacy(v wtValue) error {
 	if w.wt.Legacy == nil {
 		return &Error{Key: v.origin, Msg: "Watchtower's notification types cannot be translated here; give shoutrrr URLs in notify.urls"}
 	}
-	urls, err := w.wt.Legacy(func(name string) (string, string) {
+	urls, notes, err := w.wt.Legacy(func(name string) (string, string) {
 		if x, ok := w.vals[name]; ok {
 			return x.raw, x.origin
 		}
 		return "", ""
 	})
 	if err != nil {
-		var ce *Error
-		if errors.As(err, &ce) {
-			return ce
+		key, msg, ok := strings.Cut(err.Error(), ": ")
+		if !ok || (wtByName[key] == nil && !strings.HasPrefix(key, "-")) {
+			key, msg = v.origin, err.Error()
 		}
-		return &Error{Key: v.origin, Msg: err.Error()}
+		return &Error{Key: key, Msg: msg}
+	}
+	for _, n := range notes {
+		w.notice(n)
 	}
 	if len(urls) > 0 {
 		w.addURLs(urls, v.origin)

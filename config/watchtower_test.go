@@ -21,9 +21,12 @@ func loadWT(t *testing.T, yml string, env []string, flags ...string) (Config, []
 		parts := strings.SplitN(f, "=", 3)
 		fl = append(fl, Flag{Name: parts[0], Var: parts[1], Value: parts[2]})
 	}
-	legacy := func(get func(string) (string, string)) ([]string, error) {
+	legacy := func(get func(string) (string, string)) ([]string, []string, error) {
 		v, _ := get("WATCHTOWER_NOTIFICATION_GOTIFY_TOKEN")
-		return []string{"gotify://gotify.example/" + v}, nil
+		if v == "" {
+			return nil, nil, errors.New("WATCHTOWER_NOTIFICATION_GOTIFY_TOKEN: missing")
+		}
+		return []string{"gotify://gotify.example/" + v}, []string{"a notice"}, nil
 	}
 	return LoadWatchtower(path, env, Watchtower{Flags: fl, Legacy: legacy})
 }
@@ -195,6 +198,7 @@ func TestWatchtowerErrors(t *testing.T) {
 		{[]string{"WATCHTOWER_HTTP_API_UPDATE=true"}, nil, "WATCHTOWER_HTTP_API_UPDATE", "needs a token"},
 		{[]string{"WATCHTOWER_LOG_LEVEL=loud"}, nil, "WATCHTOWER_LOG_LEVEL", "want panic"},
 		{[]string{"WATCHTOWER_NOTIFICATION_URL=/nonexistent-dir/urls"}, nil, "notify.urls", "not a shoutrrr URL"},
+		{[]string{"WATCHTOWER_NOTIFICATIONS=gotify"}, nil, "WATCHTOWER_NOTIFICATION_GOTIFY_TOKEN", "missing"},
 	}
 	for _, tc := range tests {
 		_, _, err := loadWT(t, "-", tc.env, tc.flags...)

@@ -42,7 +42,7 @@ type app struct {
 	handoff *handoff // the daemon's self-update state (handover.go); nil for once and check
 }
 
-func newApp(ctx context.Context, cmd, configPath string, environ []string, stderr io.Writer) (*app, error) {
+func newApp(ctx context.Context, cmd, configPath string, environ []string, wtFlags []config.Flag, stderr io.Writer) (*app, error) {
 	path := configPath
 	if path == "" {
 		path = lookupEnv(environ, "WATCHER_CONFIG")
@@ -52,7 +52,7 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 			path = config.DefaultPath
 		}
 	}
-	cfg, err := config.Load(path, environ)
+	cfg, notices, err := config.LoadWatchtower(path, environ, config.Watchtower{Flags: wtFlags, Legacy: notify.WatchtowerURLs})
 	if err != nil {
 		return nil, fail(exitUsage, "%v", err)
 	}
@@ -60,10 +60,17 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 	if cmd == "healthcheck" {
 		return a, nil
 	}
-	if v := lookupEnv(environ, "DOCKER_API_VERSION"); v != "" {
-		a.log.Warn("DOCKER_API_VERSION is ignored: watcher negotiates the API version with the engine", "value", v)
+	dockerOpts, warnings, err := dockerOptions(environ, wtFlags)
+	if err != nil {
+		return nil, fail(exitUsage, "%v", err)
 	}
-	a.docker, err = engine.Connect()
+	for _, n := range notices {
+		a.log.Info("config: " + n)
+	}
+	for _, w := range warnings {
+		a.log.Warn(w)
+	}
+	a.docker, err = engine.Connect(dockerOpts...)
 	if err != nil {
 		return nil, fail(exitUsage, "docker client: %v", err)
 	}

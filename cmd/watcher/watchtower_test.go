@@ -1,0 +1,135 @@
+package main
+
+import (
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/watcher-dev/watcher/internal/testenv"
+)
+
+func TestParseWatchtower(t *testing.T) {
+	wt, err := parseWatchtower([]string{"--interval", "30", "-cS", "nginx", "--notification-url", "slack://a@b",
+		"--notification-url=generic://x", "-n", "email,slack", "--scope=prod", "/redis", "--run-once=false", "--config", "/c.yaml"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range wt.flags {
+		got[f.Name+" "+f.Var] = f.Value
+	}
+	want := map[string]string{
+		"--interval WATCHTOWER_POLL_INTERVAL":            "30",
+		"--cleanup WATCHTOWER_CLEANUP":                   "true",
+		"--include-stopped WATCHTOWER_INCLUDE_STOPPED":   "true",
+		"--notification-url WATCHTOWER_NOTIFICATION_URL": "slack://a@b generic://x",
+		"--notifications WATCHTOWER_NOTIFICATIONS":       "email,slack",
+		"--scope WATCHTOWER_SCOPE":                       "prod",
+		"--run-once WATCHTOWER_RUN_ONCE":                 "false",
+	}
+	if len(got) != len(want) {
+		t.Errorf("flags = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("flag %s = %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+	if !slices.Equal(wt.names, []string{"nginx", "redis"}) || wt.configPath != "/c.yaml" {
+		t.Errorf("names %v, config %q; want [nginx redis] and /c.yaml", wt.names, wt.configPath)
+	}
+}
+
+// TestWatchtowerCommandLineErrors: everything refused is exit 2 with one line naming the flag or
+// variable, before any engine is contacted.
+func TestWatchtowerCommandLineErrors(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	state := "WATCHER_STATE_DIR=" + t.TempDir()
+	tests := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"--interval", "30", "--frobnicate"}, nil, "unknown flag: --frobnicate: neither a watcher flag"},
+		{[]string{"-Z"}, nil, "unknown shorthand flag: 'Z'"},
+		{[]string{"--scope"}, nil, "flag needs an argument: --scope"},
+		{[]string{"--cleanup=maybe"}, nil, `invalid argument "maybe"`},
+		{[]string{"--no-pull"}, nil, "--no-pull: not supported by watcher"},
+		{[]string{"--no-restart", "--run-once"}, nil, "--no-restart: not supported by watcher"},
+		{[]string{"--remove-volumes"}, nil, "never removes volumes"},
+		{[]string{"--revive-stopped", "-S"}, nil, "--revive-stopped: not supported"},
+		{[]string{"--porcelain", "v1"}, nil, "watcher once --json"},
+		{[]string{"-i", "30", "-s", "0 0 4 * * *"}, nil, "set only one of --interval and --schedule"},
+		{[]string{"--interval", "5m"}, nil, "--interval: want a whole number"},
+		{[]string{"--stop-timeout", "30"}, nil, "--stop-timeout: want a duration with a unit"},
+		{[]string{"--http-api-update"}, nil, "--http-api-update: needs a token"},
+		{[]string{"--cleanup"}, []string{"WATCHTOWER_NOTIFICATION_TEMPLATE={{.}}"}, "WATCHTOWER_NOTIFICATION_TEMPLATE: not supported"},
+		{[]string{"--cleanup"}, []string{"WATCHTOWER_NOTIFICATIONS=slack"}, "slack notifications need WATCHTOWER_NOTIFICATION_SLACK_HOOK_URL"},
+		{[]string{"--tlsverify", "-H", "tcp://127.0.0.1:9", "--run-once"}, nil, "--tlsverify: TLS verification needs DOCKER_CERT_PATH"},
+		{[]string{"--run-once", "nginx"}, nil, "container names on the command line (nginx)"},
+		{[]string{"run"}, []string{"WATCHTOWER_POLL_INTERVALL=30"}, "did you mean WATCHTOWER_POLL_INTERVAL?"},
+	}
+	for _, tc := range tests {
+		code, _, stderr := runCmd(t, append([]string{state}, tc.env...), tc.args...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("watcher %q (env %v) = exit %d, stderr %q; want exit 2 and one line saying %q", tc.args, tc.env, code, stderr, tc.want)
+		}
+	}
+}
+
+// TestWatchtowerRunOnceIsOnce: --run-once and WATCHTOWER_RUN_ONCE run `once`, with its exit
+// codes; -H is the engine it talks to.
+func TestWatchtowerRunOnceIsOnce(t *testing.T) {
+	state := "WATCHER_STATE_DIR=" + t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		env  []string
+	}{
+		{[]string{"--run-once", "-H", "unix:///nonexistent/flag.sock"}, nil},
+		{[]string{"-R", "--host=unix:///nonexistent/flag.sock"}, nil},
+		{[]string{"run"}, []string{"WATCHTOWER_RUN_ONCE=true", "DOCKER_HOST=unix:///nonexistent/flag.sock"}},
+	} {
+		if tc.env == nil {
+			t.Setenv("DOCKER_HOST", "unix:///nonexistent/env.sock")
+		} else {
+			t.Setenv("DOCKER_HOST", "unix:///nonexistent/flag.sock")
+		}
+		code, _, stderr := runCmd(t, append([]string{state}, tc.env...), tc.args...)
+		if code != exitUnreachable || !strings.Contains(stderr, "watcher once: docker engine unreachable at unix:///nonexistent/flag.sock") {
+			t.Errorf("watcher %q (env %v) = exit %d, stderr %q; want once's exit 3 for the engine at flag.sock", tc.args, tc.env, code, stderr)
+		}
+	}
+	if code, _, _ := runCmd(t, []string{state}, "--health-check"); code != exitFailed {
+		t.Errorf("--health-check with no daemon = exit %d, want 1 (healthcheck's)", code)
+	}
+	if code, _, stderr := runCmd(t, nil, "--help"); code != exitOK || !strings.Contains(stderr, "--interval") {
+		t.Errorf("--help = exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestWatchtowerRunOnceUpdates: Watchtower's documented run-once line updates a container on the
+// real engine, and WATCHER_* settings still win.
+func TestWatchtowerRunOnceUpdates(t *testing.T) {
+	e := testenv.New(t)
+	ref, _ := e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
+	e.Pull(ref)
+	scope := map[string]string{"com.centurylinklabs.watchtower.scope": e.Owner}
+	oldID := e.Run(e.Name("app"), &container.Config{Image: ref, Labels: scope}, nil, nil)
+	e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
+
+	env := []string{"WATCHER_STATE_DIR=" + t.TempDir(), "WATCHER_UPDATE_VERIFY=1s", "WATCHTOWER_DEBUG=false", "WATCHER_LOG_LEVEL=info"}
+	code, out, stderr := runCmd(t, env, "--run-once", "--cleanup", "--scope", e.Owner)
+	if code != 0 || !strings.Contains(out, e.Name("app")) || !strings.Contains(out, "updated") {
+		t.Fatalf("watcher --run-once = exit %d\n%s%s\nwant exit 0 and the container updated", code, out, stderr)
+	}
+	if now := e.Inspect(e.Name("app")); now.ID == oldID || !now.State.Running {
+		t.Errorf("app: id %s (was %s), running %v", now.ID, oldID, now.State.Running)
+	}
+	if !strings.Contains(stderr, "Watchtower's defaults apply") {
+		t.Errorf("stderr does not log Watchtower's defaults in use:\n%s", stderr)
+	}
+}
+

@@ -132,4 +132,3 @@ func TestWatchtowerRunOnceUpdates(t *testing.T) {
 		t.Errorf("stderr does not log Watchtower's defaults in use:\n%s", stderr)
 	}
 }
-

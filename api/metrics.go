@@ -41,6 +41,7 @@ type Metrics struct {
 	downtime      prometheus.Histogram
 	lastCycle     prometheus.Gauge
 	notifications *prometheus.CounterVec
+	wt            *watchtowerMetrics // Watchtower's metric names (watchtower.go)
 }
 
 var _ updater.Observer = (*Metrics)(nil)
@@ -90,6 +91,7 @@ func NewMetrics() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.watched, m.checks, m.updates, m.registryReqs, m.cycleDuration, m.downtime, m.lastCycle, m.notifications,
 	)
+	m.wt = newWatchtowerMetrics(m.reg)
 	for _, r := range []string{ResultUpToDate, ResultUpdateAvailable} {
 		m.checks.WithLabelValues(r)
 	}
@@ -142,6 +144,7 @@ func (m *Metrics) RunFinished(r *updater.Report) {
 	if r.Error == "" && r.Trigger != TriggerHTTP {
 		m.watched.Set(float64(len(r.Containers)))
 	}
+	m.wt.runFinished(r)
 }
 
 // SetContainersWatched sets watcher_containers_watched, for the daemon when it discovers containers.

@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -265,5 +267,22 @@ func TestWatchtowerFlagsComplete(t *testing.T) {
 	slices.Sort(v171)
 	if !slices.Equal(got, v171) {
 		t.Errorf("WatchtowerFlags() = %v\nwant %v", got, v171)
+	}
+}
+
+// TestWatchtowerDocs keeps docs/migrating-from-watchtower.md naming every flag and variable.
+func TestWatchtowerDocs(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "docs", "migrating-from-watchtower.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	for _, v := range wtVars {
+		if !strings.Contains(doc, "`"+v.name+"`") {
+			t.Errorf("docs/migrating-from-watchtower.md does not name `%s`", v.name)
+		}
+		if v.flag != "" && !strings.Contains(doc, "`--"+v.flag) {
+			t.Errorf("docs/migrating-from-watchtower.md does not name `--%s`", v.flag)
+		}
 	}
 }

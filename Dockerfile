@@ -7,8 +7,11 @@
 #
 # The build stage runs on the build machine's platform (BUILDPLATFORM) and cross-compiles for the
 # target one (TARGETOS/TARGETARCH): no emulation, one Go toolchain for every architecture.
-# BuildKit sets those three itself. The legacy builder (DOCKER_BUILDKIT=0) does not: it builds
-# for linux/amd64 unless given --build-arg BUILDPLATFORM=linux/arm64 (and TARGETARCH=arm64).
+# BuildKit sets those three itself. The legacy builder (DOCKER_BUILDKIT=0, or a Docker CLI without
+# the buildx plugin) does not: it builds for linux/amd64 unless given
+# --build-arg BUILDPLATFORM=linux/arm64 (and TARGETARCH=arm64).
+#
+# The context is what .dockerignore lets in: only the sources of the binary (see there).
 #
 # Every RUN is in exec form, so the build stage needs no shell: any image with a Go toolchain on
 # PATH, CA certificates and a /tmp works as GO_IMAGE (the end-to-end test, which has no Docker
@@ -18,7 +21,9 @@ ARG GO_IMAGE=golang:1.26
 ARG BUILDPLATFORM
 
 FROM --platform=${BUILDPLATFORM:-linux/amd64} ${GO_IMAGE} AS build
-# GOPROXY/GOSUMDB: pass a mirror (or a local proxy for an offline build) with --build-arg.
+# GOPROXY/GOSUMDB: pass a mirror (or a local proxy for an offline build) with --build-arg; a
+# proxy on the build machine's loopback, or a build engine without a bridge network, also needs
+# `docker build --network host`.
 ARG TARGETOS TARGETARCH GOPROXY GOSUMDB
 # Go's build cache (~200 MB) is scratch space, not part of any layer: the legacy builder discards
 # what RUN writes below a VOLUME (BuildKit keeps it in this stage only; the image never has it).

@@ -3,8 +3,11 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 )
 
 // access says who may call an endpoint.
@@ -69,6 +72,9 @@ func (t tokenChecker) match(presented string) bool {
 }
 
 // authorize answers the request itself (and returns false) when the caller may not go on.
+// The right token is always accepted, even from a client that is being throttled: a guesser
+// sharing an address with the real caller (a NAT, a proxy) must not lock it out. What keeps
+// guessing hopeless is the token's length, checked at start (config: at least 16 characters).
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) bool {
 	if a == accessPublic || (a == accessRead && s.publicRead) {
 		return true
@@ -82,18 +88,96 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) boo
 		return false
 	}
 	cred, problem := bearer(r)
-	if problem == "" && !s.token.match(cred) {
+	if problem == "" && s.token.match(cred) {
+		return true
+	}
+	if problem == "" {
 		problem = "invalid bearer token"
 	}
-	if problem != "" {
-		s.log.Info("http: unauthorized request", "remote", remoteIP(r), "method", r.Method, "path", r.URL.Path, "why", problem)
-		challenge := `Bearer realm="watcher"`
-		if cred != "" {
-			challenge += `, error="invalid_token"`
-		}
-		w.Header().Set("WWW-Authenticate", challenge)
-		writeError(w, http.StatusUnauthorized, ReasonUnauthorized, problem)
+	s.log.Debug("http: unauthorized request", "remote", remoteIP(r), "method", r.Method, "path", r.URL.Path, "why", problem)
+	ok, wait := s.authFailures.allow(clientKey(r))
+	s.failures.record(remoteIP(r), problem, !ok)
+	if !ok {
+		secs := retryAfter(w, wait)
+		writeError(w, http.StatusTooManyRequests, ReasonRateLimited,
+			"too many failed authentications from this client; retry after "+secs+"s")
 		return false
 	}
-	return true
+	challenge := `Bearer realm="watcher"`
+	if cred != "" {
+		challenge += `, error="invalid_token"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	writeError(w, http.StatusUnauthorized, ReasonUnauthorized, problem)
+	return false
+}
+
+// Failed authentications a client may make: authFailBurst at once, then one every
+// authFailInterval (10 a minute). Beyond that it is answered 429 with Retry-After.
+const (
+	authFailBurst    = 10
+	authFailInterval = 6 * time.Second
+	failureLogEvery  = time.Minute // failed authentications are summarized this often
+	maxLoggedClients = 1024        // distinct clients counted per summary
+)
+
+// failureLog logs failed authentications in aggregate: the first one of a quiet period as it
+// happens (so a misconfigured client is seen at once), then one summary line per failureLogEvery
+// with the counts, instead of a line per guess.
+type failureLog struct {
+	mu        sync.Mutex
+	log       *slog.Logger
+	since     time.Time // start of the period; zero = quiet
+	failures  int
+	throttled int            // of failures, answered 429
+	clients   map[string]int // failures by client, up to maxLoggedClients clients
+	timer     *time.Timer
+}
+
+func newFailureLog(log *slog.Logger) *failureLog {
+	return &failureLog{log: log, clients: map[string]int{}}
+}
+
+// record counts one failed authentication from client.
+func (f *failureLog) record(client, why string, throttled bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.since.IsZero() {
+		f.since = time.Now()
+		f.log.Info("http: authentication failed; further failures are summarized every minute",
+			"remote", client, "why", why)
+		f.timer = time.AfterFunc(failureLogEvery, f.flush)
+	}
+	f.failures++
+	if throttled {
+		f.throttled++
+	}
+	if _, ok := f.clients[client]; ok || len(f.clients) < maxLoggedClients {
+		f.clients[client]++
+	}
+}
+
+// flush logs the summary of the period, if it had more than its first failure, and ends it.
+func (f *failureLog) flush() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.since.IsZero() {
+		return
+	}
+	if f.timer != nil {
+		f.timer.Stop()
+	}
+	if f.failures > 1 {
+		top, topN := "", 0
+		for c, n := range f.clients {
+			if n > topN || (n == topN && c < top) {
+				top, topN = c, n
+			}
+		}
+		f.log.Warn("http: failed authentications", "failures", f.failures, "answered_429", f.throttled,
+			"clients", len(f.clients), "top_client", top, "top_client_failures", topN,
+			"since", f.since.Format(time.RFC3339))
+	}
+	f.since, f.failures, f.throttled, f.timer = time.Time{}, 0, 0, nil
+	clear(f.clients)
 }

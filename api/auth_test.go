@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -40,11 +41,12 @@ func TestToken(t *testing.T) {
 		{"two spaces", []string{"Bearer  " + tok}, 202, ""},
 		{"surrounding spaces", []string{" Bearer " + tok + " "}, 202, ""},
 	}
-	s, logs := newTestServer(newFake("web"), Options{Token: tok, RateLimit: -1})
-	for _, tt := range tests {
+	s, logs := newTestServer(newFake("web"), Options{Token: tok})
+	for i, tt := range tests {
 		for _, target := range []string{"POST /v1/update", "GET /v1/containers", "GET /metrics"} {
 			method, path, _ := strings.Cut(target, " ")
 			req := httptest.NewRequest(method, path, nil)
+			req.RemoteAddr = fmt.Sprintf("192.0.2.%d:1234", i+1) // a client per case: no throttling
 			for _, v := range tt.header {
 				req.Header.Add("Authorization", v)
 			}

@@ -1,3 +1,3 @@
 // Package api serves the daemon over HTTP: run triggers, container status, run history, health
-// and Prometheus metrics, each behind the token rules of DESIGN.md's "HTTP API".
+// and Prometheus metrics, each behind the token rules that docs/api.md describes.
 package api

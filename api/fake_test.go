@@ -59,6 +59,9 @@ func (f *fakeService) holdRuns() (release func()) {
 }
 
 func (f *fakeService) Trigger(ctx context.Context, req updater.Request) (string, <-chan struct{}, error) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, err // as the updater, whose check of the names asks the engine
+	}
 	var missing []string
 	for _, n := range req.Containers {
 		if !f.watched[n] {
@@ -148,6 +151,9 @@ func (f *fakeService) Runs(limit int) ([]updater.Report, error) {
 }
 
 func (f *fakeService) Containers(ctx context.Context) ([]updater.ContainerStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // as the updater, which lists the engine's containers
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.panicky {
@@ -165,6 +171,9 @@ func (f *fakeService) Containers(ctx context.Context) ([]updater.ContainerStatus
 }
 
 func (f *fakeService) Ready(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err // as the engine's ping
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.readyErr

@@ -16,7 +16,7 @@ func FuzzUpdateQuery(f *testing.F) {
 		f.Add(seed)
 	}
 	fake := newFake("web")
-	s, _ := newTestServer(fake, Options{Token: testToken, RateLimit: -1})
+	s, _ := newTestServer(fake, Options{Token: testToken})
 	f.Fuzz(func(t *testing.T, raw string) {
 		req := httptest.NewRequest("POST", "/v1/update", nil)
 		req.URL.RawQuery = raw

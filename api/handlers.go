@@ -1,9 +1,7 @@
 package api
 
 import (
-	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -14,7 +12,7 @@ import (
 )
 
 // TriggerHTTP is the updater.Request.Trigger of runs asked for over HTTP.
-const TriggerHTTP = "http"
+const TriggerHTTP = updater.TriggerHTTP
 
 // triggerResponse is the 202 answer of POST /v1/update.
 type triggerResponse struct {
@@ -40,17 +38,18 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		s.badRequest(w, r, err)
 		return
 	}
-	id, done, err := s.svc.Trigger(r.Context(), req)
+	ctx, cancel := s.detach(serviceTimeout)
+	defer cancel()
+	id, done, err := s.svc.Trigger(ctx, req)
 	if err != nil {
 		var nw *updater.NotWatchedError
 		switch {
 		case errors.As(err, &nw):
 			writeError(w, http.StatusNotFound, ReasonNotWatched, nw.Error())
-		case r.Context().Err() != nil:
-			// The client has gone; nobody reads an answer.
+		case errors.Is(err, updater.ErrHandedOver):
+			s.shuttingDown(w) // a self-update's successor takes the triggers from now on
 		default:
-			s.log.Error("http: trigger failed", "err", err)
-			writeError(w, http.StatusInternalServerError, ReasonInternal, "could not start a run")
+			s.serviceError(w, r, "could not start a run", err)
 		}
 		return
 	}
@@ -71,7 +70,10 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-done:
 	case <-r.Context().Done():
+		// Gone, or only half-closed (it may still read): either way the run goes on, and the
+		// answer is the one without wait.
 		s.log.Debug("http: client stopped waiting", "run_id", id)
+		writeJSON(w, http.StatusAccepted, triggerResponse{RunID: id})
 		return
 	case <-s.stopping:
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "daemon is shutting down; the run may not finish",
@@ -91,16 +93,14 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 // parseUpdate turns the trigger's request into an updater.Request, refusing junk.
 func (s *Server) parseUpdate(r *http.Request) (updater.Request, bool, error) {
 	req := updater.Request{Trigger: TriggerHTTP}
-	if r.ContentLength > maxBodyBytes {
+	// The body carries nothing and is never read (waiting for it would let a client that never
+	// sends it hold the answer): a small one (curl -d '{}') is ignored, its size is checked by
+	// its Content-Length, and one without a length is refused.
+	switch {
+	case r.ContentLength > maxBodyBytes:
 		return req, false, badf("request body larger than %d bytes", maxBodyBytes)
-	}
-	// The body carries nothing; read it (up to the cap set in wrap) to refuse an oversized one
-	// that came without Content-Length.
-	if _, err := io.Copy(io.Discard, r.Body); err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return req, false, badf("request body larger than %d bytes", maxBodyBytes)
-		}
-		return req, false, badf("could not read the request body")
+	case r.ContentLength < 0:
+		return req, false, badf("request body of unknown length (chunked); send none")
 	}
 	q, err := parseQuery(r.URL.RawQuery, "container", "image", "wait")
 	if err != nil {
@@ -144,7 +144,9 @@ func (s *Server) handleContainers(w http.ResponseWriter, r *http.Request) {
 		s.badRequest(w, r, err)
 		return
 	}
-	cs, err := s.svc.Containers(r.Context())
+	ctx, cancel := s.detach(serviceTimeout)
+	defer cancel()
+	cs, err := s.svc.Containers(ctx)
 	if err != nil {
 		s.serviceError(w, r, "could not list containers", err)
 		return
@@ -214,9 +216,13 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 
 // handleReadyz is GET /readyz: the Docker engine answers within readyTimeout.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	ctx, cancel := s.detach(readyTimeout)
 	defer cancel()
 	if err := s.svc.Ready(ctx); err != nil {
+		if s.base.Err() != nil {
+			s.shuttingDown(w)
+			return
+		}
 		s.log.Warn("http: not ready", "err", err)
 		writeError(w, http.StatusServiceUnavailable, ReasonNotReady, "docker engine not reachable")
 		return
@@ -234,11 +240,17 @@ func (s *Server) badRequest(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, http.StatusBadRequest, ReasonBadRequest, msg)
 }
 
-// serviceError answers a failure of the daemon behind a read: the detail goes to the log only.
+// serviceError answers a failure of the daemon: the detail goes to the log only.
 func (s *Server) serviceError(w http.ResponseWriter, r *http.Request, msg string, err error) {
-	if r.Context().Err() != nil {
+	if s.base.Err() != nil {
+		s.shuttingDown(w)
 		return
 	}
 	s.log.Error("http: "+msg, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, ReasonInternal, msg)
+}
+
+// shuttingDown answers a request that the daemon's shutdown interrupted.
+func (s *Server) shuttingDown(w http.ResponseWriter) {
+	writeError(w, http.StatusServiceUnavailable, ReasonShuttingDown, "daemon is shutting down")
 }

@@ -1,36 +1,21 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
 const testToken = "s3cret-token-0123456789abcdef"
 
 // syncBuffer is a log sink the race detector accepts.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.SyncBuffer
 
 // newTestServer returns a server over f whose debug log goes to the returned buffer.
 func newTestServer(f Service, o Options) (*Server, *syncBuffer) {
@@ -69,6 +54,15 @@ func serve(t *testing.T, h http.Handler, method, target, auth string, body io.Re
 		}
 	}
 	return res
+}
+
+// serveFrom is serve from client ip.
+func serveFrom(t *testing.T, s *Server, method, target, ip, auth string) result {
+	t.Helper()
+	return serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.RemoteAddr = ip + ":40000"
+		s.Handler().ServeHTTP(w, r)
+	}), method, target, auth, nil)
 }
 
 // checkNoLeak fails when text holds the token or looks like a stack trace.

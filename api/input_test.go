@@ -1,7 +1,9 @@
 package api
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,7 +44,7 @@ func TestJunkInput(t *testing.T) {
 		{"too many names", "/v1/update?" + strings.Repeat("container=web&", 300), "too many values"},
 	}
 	f := newFake("web")
-	s, _ := newTestServer(f, Options{Token: testToken, RateLimit: -1})
+	s, _ := newTestServer(f, Options{Token: testToken})
 	for _, tt := range tests {
 		res := serve(t, s.Handler(), "POST", tt.target, "Bearer "+testToken, nil)
 		if res.code != http.StatusBadRequest || res.err.Reason != ReasonBadRequest {
@@ -61,36 +63,39 @@ func TestJunkInput(t *testing.T) {
 	}
 }
 
-// TestBody: a POST body is ignored when small and refused when large, with or without Content-Length.
+// TestBody: a POST body is never read: ignored when small, refused by its Content-Length when
+// large, refused when its length is unknown.
 func TestBody(t *testing.T) {
 	f := newFake("web")
-	s, _ := newTestServer(f, Options{Token: testToken, RateLimit: -1})
+	s, _ := newTestServer(f, Options{Token: testToken})
 	big := strings.Repeat("x", maxBodyBytes+1)
 	tests := []struct {
 		name string
 		body io.Reader
 		want int
+		msg  string
 	}{
-		{"empty", nil, 202},
-		{"small JSON", strings.NewReader(`{}`), 202},
-		{"at the limit", strings.NewReader(big[1:]), 202},
-		{"over the limit", strings.NewReader(big), 400},
-		{"over the limit, no length", io.MultiReader(strings.NewReader(big)), 400},
-		{"a megabyte, no length", io.LimitReader(zeros{}, 1<<20), 400},
+		{"empty", nil, 202, ""},
+		{"small JSON", strings.NewReader(`{}`), 202, ""},
+		{"at the limit", strings.NewReader(big[1:]), 202, ""},
+		{"over the limit", strings.NewReader(big), 400, "request body larger than"},
+		{"over the limit, no length", io.MultiReader(strings.NewReader(big)), 400, "unknown length"},
+		{"a megabyte, no length", io.LimitReader(zeros{}, 1<<20), 400, "unknown length"},
+		{"small, no length", io.MultiReader(strings.NewReader(`{}`)), 400, "unknown length"},
 	}
 	for _, tt := range tests {
 		req := httptest.NewRequest("POST", "/v1/update", tt.body)
-		if _, ok := tt.body.(*strings.Reader); !ok {
+		if _, ok := tt.body.(*strings.Reader); !ok && tt.body != nil {
 			req.ContentLength = -1
 		}
 		req.Header.Set("Authorization", "Bearer "+testToken)
 		rec := httptest.NewRecorder()
 		s.Handler().ServeHTTP(rec, req)
-		if rec.Code != tt.want {
-			t.Errorf("%s: POST = %d %s, want %d", tt.name, rec.Code, rec.Body, tt.want)
+		if rec.Code != tt.want || !strings.Contains(rec.Body.String(), tt.msg) {
+			t.Errorf("%s: POST = %d %s, want %d mentioning %q", tt.name, rec.Code, rec.Body, tt.want, tt.msg)
 		}
-		if tt.want == 400 && !strings.Contains(rec.Body.String(), "request body larger than") {
-			t.Errorf("%s: body = %s", tt.name, rec.Body)
+		if got := rec.Header().Get("Connection"); (tt.body != nil) != (got == "close") {
+			t.Errorf("%s: Connection = %q, want close exactly when a body came", tt.name, got)
 		}
 	}
 }
@@ -99,52 +104,66 @@ type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
-// TestRateLimit: one client over its budget gets 429 with Retry-After; others are not affected.
+// do sends one request from client ip with the Authorization header auth ("" for none).
+func do(s *Server, method, target, ip, auth string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, target, nil)
+	req.RemoteAddr = net.JoinHostPort(ip, "40000")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("X-Forwarded-For", "10.9.9.9") // not trusted
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+// TestRateLimit: an authenticated client over its http.rate_limit gets 429 with Retry-After;
+// other clients and reads are not affected, and requests without the right token never spend
+// the budget.
 func TestRateLimit(t *testing.T) {
 	f := newFake("web")
 	s, _ := newTestServer(f, Options{Token: testToken, RateLimit: 3})
-	post := func(ip, auth string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest("POST", "/v1/update", nil)
-		req.RemoteAddr = ip + ":40000"
-		req.Header.Set("Authorization", auth)
-		req.Header.Set("X-Forwarded-For", "10.9.9.9") // not trusted
-		rec := httptest.NewRecorder()
-		s.Handler().ServeHTTP(rec, req)
-		return rec
-	}
-	for i := range 3 {
-		if rec := post("192.0.2.1", "Bearer "+testToken); rec.Code != http.StatusAccepted {
-			t.Fatalf("POST %d = %d %s, want 202", i+1, rec.Code, rec.Body)
+	right := "Bearer " + testToken
+	// Someone without the token, from the same address, first.
+	for range 3 * authFailBurst {
+		if rec := do(s, "POST", "/v1/update", "192.0.2.1", "Bearer wrong"); rec.Code != 401 && rec.Code != 429 {
+			t.Fatalf("wrong token = %d, want 401 or 429", rec.Code)
 		}
 	}
-	rec := post("192.0.2.1", "Bearer "+testToken)
-	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), `"reason":"RateLimited"`) {
+	for i := range 3 {
+		if rec := do(s, "POST", "/v1/update", "192.0.2.1", right); rec.Code != http.StatusAccepted {
+			t.Fatalf("POST %d = %d %s, want 202 (failed authentications spent the budget)", i+1, rec.Code, rec.Body)
+		}
+	}
+	rec := do(s, "POST", "/v1/update", "192.0.2.1", right)
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), `"reason":"RateLimited"`) ||
+		!strings.Contains(rec.Body.String(), "too many update requests") {
 		t.Fatalf("4th POST = %d %s, want 429 RateLimited", rec.Code, rec.Body)
 	}
 	if ra := rec.Header().Get("Retry-After"); ra != "20" {
 		t.Errorf("Retry-After = %q, want 20 (3 a minute)", ra)
 	}
-	// Wrong tokens spend the budget too: guessing is throttled.
-	if rec := post("192.0.2.1", "Bearer wrong"); rec.Code != http.StatusTooManyRequests {
-		t.Errorf("guess over budget = %d, want 429", rec.Code)
-	}
-	if rec := post("192.0.2.2", "Bearer "+testToken); rec.Code != http.StatusAccepted {
+	if rec := do(s, "POST", "/v1/update", "192.0.2.2", right); rec.Code != http.StatusAccepted {
 		t.Errorf("other client = %d, want 202", rec.Code)
 	}
-	// Reads are not limited.
-	req := httptest.NewRequest("GET", "/v1/runs", nil)
-	req.RemoteAddr = "192.0.2.1:40000"
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	rec = httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, req)
-	if rec.Code != http.StatusOK {
+	if rec := do(s, "GET", "/v1/runs", "192.0.2.1", right); rec.Code != http.StatusOK {
 		t.Errorf("GET /v1/runs from a limited client = %d, want 200", rec.Code)
+	}
+}
+
+// TestRateLimitZero: http.rate_limit 0 means no limit, as docs/configuration.md says.
+func TestRateLimitZero(t *testing.T) {
+	s, _ := newTestServer(newFake("web"), Options{Token: testToken, RateLimit: 0})
+	for i := range 200 {
+		if rec := do(s, "POST", "/v1/update", "192.0.2.1", "Bearer "+testToken); rec.Code != http.StatusAccepted {
+			t.Fatalf("POST %d with rate_limit 0 = %d %s, want 202", i+1, rec.Code, rec.Body)
+		}
 	}
 }
 
 func TestClientLimiter(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	l := newClientLimiter(60) // one a second, burst 60
+	l := perMinute(60) // one a second, burst 60
 	l.now = func() time.Time { return now }
 	for i := range 60 {
 		if ok, _ := l.allow("a"); !ok {
@@ -159,17 +178,58 @@ func TestClientLimiter(t *testing.T) {
 	if ok, _ := l.allow("a"); !ok {
 		t.Error("allow after a second = false, want true")
 	}
-	// Idle clients are forgotten; the table is bounded.
-	for i := range maxClients + 10 {
-		l.allow("10.0.0." + string(rune('a'+i%26)) + time.Duration(i).String())
+	if ok, _ := l.allow("a"); ok {
+		t.Error("a spent client got a second request within the second")
+	}
+
+	// A flood of new addresses, a few seconds' worth: the table stays bounded and "a" keeps its
+	// spent budget; the newcomers that found the table full share one budget.
+	overflowOK := 0
+	for i := range 3 * maxClients {
+		if i%maxClients == 0 {
+			now = now.Add(100 * time.Millisecond) // not enough for "a" to earn a request
+		}
+		if ok, _ := l.allow(fmt.Sprintf("flood-%d", i)); ok && i >= maxClients {
+			overflowOK++
+		}
 	}
 	if n := len(l.clients); n > maxClients {
 		t.Errorf("%d clients tracked, want ≤ %d", n, maxClients)
 	}
-	if l := newClientLimiter(-1); l != nil {
-		t.Error("newClientLimiter(-1) != nil, want no limit")
+	if ok, _ := l.allow("a"); ok {
+		t.Error("a flood of new addresses reset a spent client's budget")
 	}
-	if l := newClientLimiter(0); l.burst != DefaultRateLimit {
-		t.Errorf("newClientLimiter(0).burst = %d, want %d", l.burst, DefaultRateLimit)
+	if overflowOK > 60+1 {
+		t.Errorf("%d requests of clients beyond the table were allowed, want at most one shared budget (61)", overflowOK)
+	}
+	// Once idle, clients are forgotten and newcomers get a budget of their own again.
+	now = now.Add(2 * time.Minute)
+	if ok, _ := l.allow("newcomer"); !ok || l.clients["newcomer"] == nil {
+		t.Error("after the flood went idle, a new client did not get its own budget")
+	}
+
+	if perMinute(0) != nil || perMinute(-1) != nil {
+		t.Error("perMinute(0 or -1) != nil, want no limit")
+	}
+	if ok, _ := perMinute(0).allow("x"); !ok {
+		t.Error("no limit refused a request")
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	for remote, want := range map[string]string{
+		"192.0.2.1:1234":              "192.0.2.1",
+		"[::ffff:192.0.2.1]:1234":     "192.0.2.1",
+		"[2001:db8:1:2:3:4:5:6]:1234": "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff:4:5:6]:1": "2001:db8:1:2::/64",
+		"[2001:db8:1:3::1]:1":         "2001:db8:1:3::/64",
+		"[fe80::1%eth0]:1":            "fe80::/64",
+		"not an address":              "not an address",
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		if got := clientKey(r); got != want {
+			t.Errorf("clientKey(%q) = %q, want %q", remote, got, want)
+		}
 	}
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/watcher-dev/watcher/updater"
 )
 
-// Label values of the result label. A failed check is counted under its DESIGN.md reason
-// (ManifestUnknown, Unauthorized, RateLimited, RegistryUnavailable, InvalidReference), so the
-// label set stays as small as that table.
+// Label values of the result label. A failed check is counted under its reason (ManifestUnknown,
+// Unauthorized, RateLimited, RegistryUnavailable, InvalidReference, ...: package failure, listed
+// in docs/api.md), so the label set stays as small as that table.
 const (
 	ResultUpToDate        = "up_to_date"
 	ResultUpdateAvailable = "update_available"
@@ -29,8 +29,8 @@ const (
 	ResultFailure         = "failure"
 )
 
-// Metrics is the daemon's Prometheus registry: DESIGN.md's watcher_* metrics plus the Go and
-// process collectors. All methods are safe for concurrent use and do nothing on a nil *Metrics.
+// Metrics is the daemon's Prometheus registry: the watcher_* metrics docs/api.md lists, plus the
+// Go and process collectors. All methods are safe for concurrent use and do nothing on a nil *Metrics.
 type Metrics struct {
 	reg           *prometheus.Registry
 	watched       prometheus.Gauge
@@ -53,7 +53,7 @@ func NewMetrics() *Metrics {
 		reg: prometheus.NewRegistry(),
 		watched: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "watcher_containers_watched",
-			Help: "Containers the daemon watches, as of the last run over all of them.",
+			Help: "Containers the daemon watches, as of the last run that observed the engine.",
 		}),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "watcher_checks_total",
@@ -104,9 +104,6 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// Registry returns the underlying registry, for tests and for registering more collectors.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // Handler serves the registry in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
@@ -116,8 +113,8 @@ func (m *Metrics) Handler() http.Handler {
 //   - per container, its check result and, where a replacement was attempted, its update result;
 //     skipped and restarted containers count in neither;
 //   - the run's duration, each container's downtime (when there was any), the finish time;
-//   - watcher_containers_watched, but only from runs over all containers: an HTTP-triggered run may
-//     be limited to some, so those leave it to SetContainersWatched.
+//   - watcher_containers_watched from every run that observed the engine (Report.Watched counts
+//     the watched containers whatever the run's filter; dependents and recovery runs do not count).
 func (m *Metrics) RunFinished(r *updater.Report) {
 	if m == nil || r == nil {
 		return
@@ -141,18 +138,10 @@ func (m *Metrics) RunFinished(r *updater.Report) {
 		finished = time.Now()
 	}
 	m.lastCycle.Set(float64(finished.UnixNano()) / 1e9)
-	if r.Error == "" && r.Trigger != TriggerHTTP {
-		m.watched.Set(float64(len(r.Containers)))
+	if r.Watched != nil {
+		m.watched.Set(float64(*r.Watched))
 	}
 	m.wt.runFinished(r)
-}
-
-// SetContainersWatched sets watcher_containers_watched, for the daemon when it discovers containers.
-func (m *Metrics) SetContainersWatched(n int) {
-	if m == nil {
-		return
-	}
-	m.watched.Set(float64(n))
 }
 
 // RegistryRequest counts one HTTP request to a registry; code 0 means no response came.
@@ -175,7 +164,7 @@ func (m *Metrics) NotifyResult(err error) {
 	m.notifications.WithLabelValues(res).Inc()
 }
 
-// reasonLabel bounds what may become a label value: a DESIGN.md reason is one CamelCase word.
+// reasonLabel bounds what may become a label value: a reason is one CamelCase word.
 var reasonLabel = regexp.MustCompile(`^[A-Z][A-Za-z]{0,39}$`)
 
 // checkResult is what the registry check found for c: "" when c was not checked.

@@ -89,8 +89,9 @@ func TestMetrics(t *testing.T) {
 	}
 
 	start := time.Unix(1_700_000_000, 0)
+	twelve := 12
 	rep := &updater.Report{
-		ID: "r1", Trigger: "schedule", StartedAt: start, FinishedAt: start.Add(42 * time.Second),
+		ID: "r1", Trigger: updater.TriggerSchedule, StartedAt: start, FinishedAt: start.Add(42 * time.Second), Watched: &twelve,
 		Containers: []updater.ContainerReport{
 			{Name: "a", Outcome: updater.OutcomeUpToDate},
 			{Name: "b", Outcome: updater.OutcomeUpToDate},
@@ -98,10 +99,10 @@ func TestMetrics(t *testing.T) {
 			{Name: "d", Outcome: updater.OutcomeUpdated, Downtime: 300 * time.Millisecond},
 			{Name: "e", Outcome: updater.OutcomeRolledBack, Downtime: 2 * time.Second,
 				Failure: &updater.Failure{Stage: failure.StageVerify, Reason: failure.ContainerExited}},
-			{Name: "f", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: failure.StageCheck, Reason: "ManifestUnknown"}},
+			{Name: "f", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: failure.StageCheck, Reason: failure.ManifestUnknown}},
 			{Name: "g", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: failure.StageCheck, Reason: "bad label value!"}},
-			{Name: "h", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: "pull", Reason: "ErrImagePull"}},
-			{Name: "i", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: "rollback", Reason: "RollbackFailed"}},
+			{Name: "h", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: failure.StagePull, Reason: failure.ErrImagePull}},
+			{Name: "i", Outcome: updater.OutcomeFailed, Failure: &updater.Failure{Stage: failure.StageRollback, Reason: failure.RollbackFailed}},
 			{Name: "j", Outcome: updater.OutcomeUpdateAvailable},
 			{Name: "k", Outcome: updater.OutcomeSkipped},
 			{Name: "l", Outcome: updater.OutcomeRestarted},
@@ -152,14 +153,17 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("downtime sum = %v, want 3.8", down.GetSampleSum())
 	}
 
-	// An HTTP run may cover some containers only: it leaves containers_watched alone.
-	m.RunFinished(&updater.Report{ID: "r2", Trigger: TriggerHTTP, Containers: []updater.ContainerReport{{Name: "a", Outcome: updater.OutcomeUpToDate}}})
-	if got := sample(t, scrape(t, h), "watcher_containers_watched"); got != 12 {
-		t.Errorf("containers_watched after a partial HTTP run = %v, want 12", got)
-	}
-	m.SetContainersWatched(5)
+	// containers_watched is what a run observed, not how many lines its report has: a filtered
+	// HTTP run sets it too; a run that observed nothing (recovery, engine unreachable) leaves it.
+	five := 5
+	m.RunFinished(&updater.Report{ID: "r2", Trigger: updater.TriggerHTTP, Watched: &five, Containers: []updater.ContainerReport{{Name: "a", Outcome: updater.OutcomeUpToDate}}})
 	if got := sample(t, scrape(t, h), "watcher_containers_watched"); got != 5 {
-		t.Errorf("containers_watched after SetContainersWatched(5) = %v", got)
+		t.Errorf("containers_watched after a filtered HTTP run that saw 5 = %v, want 5", got)
+	}
+	m.RunFinished(&updater.Report{ID: "r3", Trigger: updater.TriggerRecovery, Containers: []updater.ContainerReport{{Name: "a", Outcome: updater.OutcomeUpdated}}})
+	m.RunFinished(&updater.Report{ID: "r4", Trigger: updater.TriggerSchedule, Error: "docker engine: unreachable"})
+	if got := sample(t, scrape(t, h), "watcher_containers_watched"); got != 5 {
+		t.Errorf("containers_watched after a recovery run and a failed run = %v, want 5 (unchanged)", got)
 	}
 }
 
@@ -169,6 +173,5 @@ func TestMetricsNil(t *testing.T) {
 	m.RunFinished(&updater.Report{})
 	m.RegistryRequest("h", "GET", 200)
 	m.NotifyResult(nil)
-	m.SetContainersWatched(1)
 	NewMetrics().RunFinished(nil)
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"path"
 	"time"
 )
 
@@ -32,14 +33,15 @@ func (s *Server) routes() http.Handler {
 	return s.wrap(mux)
 }
 
-// guard applies the endpoint's access rule, and for the trigger the per-client rate limit first
-// (so guessing tokens is throttled too).
+// guard applies the endpoint's access rule (failed authentications are throttled there), then,
+// for the trigger, the caller's rate limit: only requests with the right token spend it, so
+// nobody without the token can use up the budget of a caller with it.
 func (s *Server) guard(a access, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a == accessWrite && s.rateLimited(w, r) {
+		if !s.authorize(w, r, a) {
 			return
 		}
-		if !s.authorize(w, r, a) {
+		if a == accessWrite && s.rateLimited(w, r) {
 			return
 		}
 		h(w, r)
@@ -55,13 +57,20 @@ func methodNotAllowed(allow string) http.Handler {
 }
 
 // wrap adds what every response gets: no caching or sniffing, a capped body, a panic turned into
-// a bare JSON 500 (the value is logged, never the stack or the request), and a debug log line.
+// a bare JSON 500 (the value is logged, never the stack or the request), a JSON answer where the
+// mux would give none or text/html, and a debug log line.
 func (s *Server) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		h := w.Header()
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Content-Type-Options", "nosniff")
+		if r.ContentLength != 0 && r.ProtoMajor == 1 {
+			// No endpoint reads a body. Closing the connection after the answer spares the server
+			// from reading what is left of one first (net/http does so before answering when the
+			// connection is kept), so a body that never arrives does not hold up the answer.
+			h.Set("Connection", "close")
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
@@ -73,12 +82,55 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 				if !sw.wrote {
 					writeError(sw, http.StatusInternalServerError, ReasonInternal, "internal error")
 				}
+			} else if !sw.wrote {
+				// net/http would send an empty 200: every answer is JSON, and this one is a bug.
+				s.log.Error("http: handler wrote no answer", "method", r.Method, "path", r.URL.Path)
+				writeError(sw, http.StatusInternalServerError, ReasonInternal, "internal error")
 			}
 			s.log.Debug("http: request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 				"remote", remoteIP(r), "duration", time.Since(start))
 		}()
-		next.ServeHTTP(sw, r)
+		if !misrouted(sw, r) {
+			next.ServeHTTP(sw, r)
+		}
 	})
+}
+
+// misrouted answers, in JSON, what http.ServeMux would answer in text/html (and returns true):
+// a path that is not clean, which the mux redirects, and CONNECT, which it does not clean.
+func misrouted(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodConnect {
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		writeError(w, http.StatusMethodNotAllowed, ReasonMethodNotAllowed, `method "CONNECT" not allowed`)
+		return true
+	}
+	p := r.URL.EscapedPath()
+	c := cleanPath(p)
+	if p == c {
+		return false
+	}
+	msg := "path " + quote(p) + ` is not clean (empty, "." or ".." segments)`
+	if quote(c) != "(not shown)" {
+		msg += "; did you mean " + quote(c) + "?"
+	}
+	writeError(w, http.StatusBadRequest, ReasonBadRequest, msg)
+	return true
+}
+
+// cleanPath is the path http.ServeMux would redirect p to: rooted, without empty, "." or ".."
+// segments, keeping a trailing slash.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // statusWriter records the status for the log. Unwrap keeps http.ResponseController working.

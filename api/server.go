@@ -23,6 +23,7 @@ const (
 	maxHeaderBytes    = 16 << 10
 	shutdownTimeout   = 10 * time.Second // in-flight requests get this long after ctx is done
 	readyTimeout      = 5 * time.Second  // GET /readyz waits this long for the engine
+	serviceTimeout    = 30 * time.Second // a request waits this long for the daemon (listing containers)
 )
 
 // Options configure the server; the fields mirror the http.* config keys.
@@ -32,7 +33,7 @@ type Options struct {
 	PublicRead bool   // http.public_read: GET /v1/* and /metrics answer without the token
 	TLSCert    string // http.tls_cert; TLS is served when it and TLSKey are both set
 	TLSKey     string // http.tls_key
-	RateLimit  int    // POST /v1/update per client IP per minute; 0 = DefaultRateLimit, < 0 = unlimited
+	RateLimit  int    // http.rate_limit: POST /v1/update per client per minute; 0 = no limit
 	Logger     *slog.Logger
 	Metrics    *Metrics // served on /metrics; nil = a fresh NewMetrics()
 }
@@ -44,16 +45,24 @@ type Server struct {
 	log        *slog.Logger
 	token      tokenChecker
 	publicRead bool
-	limiter    *clientLimiter
-	metrics    *Metrics
-	handler    http.Handler
+	limiter    *clientLimiter // triggers per authenticated client (http.rate_limit)
+
+	authFailures *clientLimiter // failed authentications per client, on every endpoint
+	failures     *failureLog    // and their log, in aggregate
+
+	metrics *Metrics
+	handler http.Handler
 
 	timeouts timeouts
 
 	stopping chan struct{} // closed when serving ends: waiting requests answer 503
 	stopOnce sync.Once
-	mu       sync.Mutex
-	addr     net.Addr // the listener's address once serving
+	// base is the context of what a request asks of the daemon: not the request's own, which ends
+	// when the client half-closes its connection (see detach), but one that ends with serving.
+	base       context.Context
+	cancelBase context.CancelFunc
+	mu         sync.Mutex
+	addr       net.Addr // the listener's address once serving
 }
 
 // timeouts are the constants above; tests shorten them.
@@ -73,16 +82,19 @@ func New(svc Service, o Options) *Server {
 		o.Metrics = NewMetrics()
 	}
 	s := &Server{
-		svc:        svc,
-		opts:       o,
-		log:        o.Logger,
-		token:      newTokenChecker(o.Token),
-		publicRead: o.PublicRead,
-		limiter:    newClientLimiter(o.RateLimit),
-		metrics:    o.Metrics,
-		timeouts:   timeouts{readHeaderTimeout, readTimeout, writeTimeout, idleTimeout, shutdownTimeout},
-		stopping:   make(chan struct{}),
+		svc:          svc,
+		opts:         o,
+		log:          o.Logger,
+		token:        newTokenChecker(o.Token),
+		publicRead:   o.PublicRead,
+		limiter:      perMinute(o.RateLimit),
+		authFailures: newClientLimiter(authFailBurst, authFailInterval),
+		failures:     newFailureLog(o.Logger),
+		metrics:      o.Metrics,
+		timeouts:     timeouts{readHeaderTimeout, readTimeout, writeTimeout, idleTimeout, shutdownTimeout},
+		stopping:     make(chan struct{}),
 	}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.handler = s.routes()
 	return s
 }
@@ -134,6 +146,8 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, tlsConf *tls.Config
 		IdleTimeout:       s.timeouts.idle,
 		MaxHeaderBytes:    maxHeaderBytes,
 		TLSConfig:         tlsConf,
+		// "OPTIONS *" reaches the handler, which answers it in JSON like everything else.
+		DisableGeneralOptionsHandler: true,
 		// The server's own complaints (TLS handshakes from scanners, bad requests) are noise.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
@@ -173,7 +187,23 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, tlsConf *tls.Config
 	return nil
 }
 
-func (s *Server) stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
+// stop ends waiting requests and what requests asked of the daemon, and logs the failed
+// authentications not summarized yet.
+func (s *Server) stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.cancelBase()
+		s.failures.flush()
+	})
+}
+
+// detach returns the context for what r asks of the daemon, bounded by d. It is not r's own: Go
+// cancels that when the client half-closes its side of the connection (shutdown(SHUT_WR) after
+// sending the request), and such a client still reads the answer, which must then be the real
+// one, not an empty 200 or "engine not reachable".
+func (s *Server) detach(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.base, d)
+}
 
 // tlsConfig loads the key pair when both files are set; one without the other is a config error.
 func (s *Server) tlsConfig() (*tls.Config, error) {

@@ -11,6 +11,8 @@ import (
 	"unicode"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/watcher-dev/watcher/internal/defaults"
 )
 
 // DefaultPath is the config file cmd reads when --config is not given, if it exists.
@@ -27,6 +29,10 @@ type Config struct {
 	HTTP     HTTP     // http
 	Notify   Notify   // notify
 	Log      Log      // log
+
+	// Warnings are what Load accepted but the user should fix (a secret file readable by every
+	// user), one line each. The daemon logs them once at start.
+	Warnings []string
 }
 
 // Watch selects the containers to watch.
@@ -66,11 +72,11 @@ type RegistryAuth struct {
 // HTTP configures the HTTP API.
 type HTTP struct {
 	Listen     string // listen, default ":8080"
-	Token      string // token (or token_file); "" = mutating endpoints disabled
+	Token      string // token (or token_file): at least MinSecretLen characters; "" = mutating endpoints disabled
 	PublicRead bool   // public_read: GET /v1/* and /metrics without the token
 	TLSCert    string // tls_cert: path of a PEM certificate (needs tls_key)
 	TLSKey     string // tls_key: path of its PEM key
-	RateLimit  int    // rate_limit: POST /v1/update per client per minute; 0 = unlimited; default 30
+	RateLimit  int    // rate_limit: POST /v1/update per authenticated client per minute; 0 = no limit; default 30
 }
 
 // Notify configures run reports.
@@ -93,12 +99,12 @@ func Default() Config {
 		Watch:    Watch{LabelEnable: true},
 		Update: Update{
 			Mode:          "update",
-			StopTimeout:   10 * time.Second,
-			Verify:        10 * time.Second,
-			HealthTimeout: 2 * time.Minute,
+			StopTimeout:   defaults.StopTimeout,
+			Verify:        defaults.Verify,
+			HealthTimeout: defaults.HealthTimeout,
 			Rollback:      true,
 			Cleanup:       true,
-			Parallel:      4,
+			Parallel:      defaults.Parallel,
 		},
 		Registry: Registry{Concurrency: 16, PerHost: 8, Timeout: 15 * time.Second},
 		StateDir: "/var/lib/watcher",

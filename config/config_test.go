@@ -25,8 +25,8 @@ func writeFile(t testing.TB, dir, name, content string) string {
 // secrets writes the secret files the tests refer to as $DIR/...
 func secrets(t *testing.T) string {
 	dir := t.TempDir()
-	writeFile(t, dir, "token", "s3cret\n")
-	writeFile(t, dir, "token-crlf", "s3cret\r\n")
+	writeFile(t, dir, "token", "s3cret-0123456789abcdef\n")
+	writeFile(t, dir, "token-crlf", "s3cret-0123456789abcdef\r\n")
 	writeFile(t, dir, "empty", "")
 	writeFile(t, dir, "ghcr", "ghcr-pass\n")
 	writeFile(t, dir, "urls", "# notifications\nslack://a@b\n\n  telegram://t@telegram?chats=1  \n")
@@ -92,7 +92,7 @@ registry:
 state_dir: /data
 http:
   listen: 127.0.0.1:9000
-  token: tok
+  token: tok-0123456789abcdef
   public_read: true
   tls_cert: $DIR/cert.pem
   tls_key: $DIR/key.pem
@@ -112,15 +112,15 @@ log:
 			Registry: Registry{Concurrency: 4, PerHost: 2, Timeout: time.Minute,
 				Auth: map[string]RegistryAuth{"ghcr.io": {Username: "me", Password: "pw"}}},
 			StateDir: "/data",
-			HTTP: HTTP{Listen: "127.0.0.1:9000", Token: "tok", PublicRead: true,
+			HTTP: HTTP{Listen: "127.0.0.1:9000", Token: "tok-0123456789abcdef", PublicRead: true,
 				TLSCert: "$DIR/cert.pem", TLSKey: "$DIR/key.pem", RateLimit: 0},
 			Notify: Notify{URLs: []string{"slack://a@b", "discord://t@c"}, Template: "{{ .Summary }}", Startup: true},
 			Log:    Log{Level: "warn", Format: "json"},
 		}},
 		{name: "env beats file", yml: "update:\n  verify: 1m\n  parallel: 2\nschedule: '@daily'\n",
-			env: []string{"WATCHER_UPDATE_VERIFY=5s", "WATCHER_STATE_DIR=/s", "WATCHER_HTTP_TOKEN=t", "WATCHER_REGISTRY_PER_HOST=3"},
+			env: []string{"WATCHER_UPDATE_VERIFY=5s", "WATCHER_STATE_DIR=/s", "WATCHER_HTTP_TOKEN=env-token-0123456789", "WATCHER_REGISTRY_PER_HOST=3"},
 			want: with(func(c *Config) {
-				c.Schedule, c.Update.Verify, c.Update.Parallel, c.StateDir, c.HTTP.Token, c.Registry.PerHost = "@daily", 5*time.Second, 2, "/s", "t", 3
+				c.Schedule, c.Update.Verify, c.Update.Parallel, c.StateDir, c.HTTP.Token, c.Registry.PerHost = "@daily", 5*time.Second, 2, "/s", "env-token-0123456789", 3
 			})},
 		{name: "empty env var turns schedule off", yml: "schedule: '@daily'\n", env: []string{"WATCHER_SCHEDULE="},
 			want: with(func(c *Config) { c.Schedule = "" })},
@@ -144,15 +144,15 @@ log:
 			want: with(func(c *Config) { c.Notify.URLs = []string{"discord://c@d"} })},
 		{name: "empty url list", yml: "notify: {urls: []}\n", want: def},
 		{name: "token_file in yaml", yml: "http:\n  token: ''\n  token_file: $DIR/token\n",
-			want: with(func(c *Config) { c.HTTP.Token = "s3cret" })},
+			want: with(func(c *Config) { c.HTTP.Token = "s3cret-0123456789abcdef" })},
 		{name: "token_file crlf trimmed", yml: "http: {token_file: $DIR/token-crlf}\n",
-			want: with(func(c *Config) { c.HTTP.Token = "s3cret" })},
+			want: with(func(c *Config) { c.HTTP.Token = "s3cret-0123456789abcdef" })},
 		{name: "token_file in env", yml: "-", env: []string{"WATCHER_HTTP_TOKEN_FILE=$DIR/token"},
-			want: with(func(c *Config) { c.HTTP.Token = "s3cret" })},
-		{name: "env token beats file token_file", yml: "http: {token_file: /does/not/exist}\n", env: []string{"WATCHER_HTTP_TOKEN=t"},
-			want: with(func(c *Config) { c.HTTP.Token = "t" })},
+			want: with(func(c *Config) { c.HTTP.Token = "s3cret-0123456789abcdef" })},
+		{name: "env token beats file token_file", yml: "http: {token_file: /does/not/exist}\n", env: []string{"WATCHER_HTTP_TOKEN=env-token-0123456789"},
+			want: with(func(c *Config) { c.HTTP.Token = "env-token-0123456789" })},
 		{name: "env token_file beats file token", yml: "http: {token: t}\n", env: []string{"WATCHER_HTTP_TOKEN_FILE=$DIR/token"},
-			want: with(func(c *Config) { c.HTTP.Token = "s3cret" })},
+			want: with(func(c *Config) { c.HTTP.Token = "s3cret-0123456789abcdef" })},
 		{name: "empty env token turns file token_file off", yml: "http: {token_file: /does/not/exist}\n", env: []string{"WATCHER_HTTP_TOKEN="},
 			want: def},
 		{name: "urls_file", yml: "notify: {urls_file: $DIR/urls}\n",
@@ -253,7 +253,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "cron every garbage", yml: "schedule: '@every often'\n", key: "schedule", line: 1, msg: "@every wants a duration"},
 		{name: "cron never fires", yml: "schedule: '0 0 30 2 *'\n", key: "schedule", line: 1, msg: "never fires"},
 		{name: "cron TZ alone", yml: "schedule: 'TZ=UTC'\n", key: "schedule", line: 1, msg: "time zone prefix"},
-		{name: "cron TZ tab", yml: "schedule: \"CRON_TZ=UTC\\t@daily\"\n", key: "schedule", line: 1, msg: "time zone prefix"},
+		{name: "cron TZ tab", yml: "schedule: \"CRON_TZ=UTC\\t@daily\"\n", key: "schedule", line: 1, msg: `holds a control character '\t'`},
 		{name: "cron TZ empty", yml: "schedule: 'TZ= @daily'\n", key: "schedule", line: 1, msg: "empty time zone"},
 		{name: "cron TZ unknown", yml: "schedule: 'TZ=Nowhere/Atlantis @daily'\n", key: "schedule", line: 1, msg: "bad location"},
 		{name: "cron from env", yml: "-", env: []string{"WATCHER_SCHEDULE=* * *"}, key: "schedule", msg: "expected 5 or 6 fields (from WATCHER_SCHEDULE)"},

@@ -28,9 +28,10 @@ type source struct {
 }
 
 type loader struct {
-	s    settings
-	src  map[string]source // dotted key -> where it was set; absent = default
-	file string            // config file path, "" = none
+	s        settings
+	src      map[string]source // dotted key -> where it was set; absent = default
+	file     string            // config file path, "" = none
+	warnings []string          // Config.Warnings
 }
 
 // Load reads the config file at path ("" = none: defaults), then applies the WATCHER_*
@@ -71,6 +72,9 @@ func loadAll(path string, environ []string, wt *Watchtower) (Config, []string, e
 	if err != nil {
 		return Config{}, nil, err
 	}
+	if err := l.checkValues(&l.s); err != nil {
+		return Config{}, nil, err
+	}
 	if err := l.readSecrets(); err != nil {
 		return Config{}, nil, err
 	}
@@ -87,6 +91,12 @@ func loadAll(path string, environ []string, wt *Watchtower) (Config, []string, e
 	if err := l.validate(c); err != nil {
 		return Config{}, nil, err
 	}
+	if c.HTTP.TLSKey != "" {
+		if fi, err := os.Stat(c.HTTP.TLSKey); err == nil {
+			l.warnReadable("http.tls_key", c.HTTP.TLSKey, fi)
+		}
+	}
+	c.Warnings = l.warnings
 	return c, notes, nil
 }
 
@@ -614,12 +624,14 @@ func (l *loader) applyAuthEnv(groups map[string]map[string]string, vars map[stri
 
 // ----- secrets -----
 
-// readSecret reads a secret file, without its trailing newline.
-func readSecret(path string) (string, error) {
+// readSecret reads a secret file, without its trailing newline, and notes in the warnings (under
+// key) when every user may read it.
+func (l *loader) readSecret(key, path string) (string, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", err
 	}
+	l.warnReadable(key, path, fi)
 	if !fi.Mode().IsRegular() {
 		return "", fmt.Errorf("%s is not a regular file", path)
 	}
@@ -641,7 +653,7 @@ func readSecret(path string) (string, error) {
 // readSecrets replaces each secret whose _file key is set by the file's content.
 func (l *loader) readSecrets() error {
 	if l.s.tokenFile != "" {
-		tok, err := readSecret(l.s.tokenFile)
+		tok, err := l.readSecret("http.token_file", l.s.tokenFile)
 		if err != nil {
 			return l.errAt("http.token_file", "cannot read secret: %v", err)
 		}
@@ -651,7 +663,7 @@ func (l *loader) readSecrets() error {
 		l.s.HTTP.Token = tok
 	}
 	if l.s.urlsFile != "" {
-		text, err := readSecret(l.s.urlsFile)
+		text, err := l.readSecret("notify.urls_file", l.s.urlsFile)
 		if err != nil {
 			return l.errAt("notify.urls_file", "cannot read secret: %v", err)
 		}
@@ -670,7 +682,7 @@ func (l *loader) readSecrets() error {
 			continue
 		}
 		key := "registry.auth." + host + ".password_file"
-		pw, err := readSecret(a.passwordFile)
+		pw, err := l.readSecret(key, a.passwordFile)
 		if err != nil {
 			return l.errAt(key, "cannot read secret: %v", err)
 		}
@@ -680,6 +692,17 @@ func (l *loader) readSecrets() error {
 		a.password = pw
 	}
 	return nil
+}
+
+// warnReadable adds a warning when the secret file at path (whose Stat is fi) is readable by
+// every user of the host: the watcher needs it readable by its own user or group only.
+func (l *loader) warnReadable(key, path string, fi fs.FileInfo) {
+	if fi.Mode().Perm()&0o004 == 0 {
+		return
+	}
+	l.warnings = append(l.warnings, fmt.Sprintf("config: %s: %s is readable by every user (mode %04o); "+
+		"make it readable by the watcher's user or group only (chmod 0440 with a group the watcher runs with, or 0400 owned by its user)",
+		key, printable(path), fi.Mode().Perm()))
 }
 
 // kubernetesServiceVar reports whether name is one of the variables Kubernetes injects for a

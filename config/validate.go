@@ -11,6 +11,12 @@ import (
 
 // validate checks the merged configuration; errors are located where the bad value was set.
 func (l *loader) validate(c Config) error {
+	if err := l.checkValues(&settings{Config: c, tokenFile: l.s.tokenFile, urlsFile: l.s.urlsFile}); err != nil {
+		return err
+	}
+	if err := l.checkToken(c.HTTP.Token); err != nil {
+		return err
+	}
 	if c.Schedule != "" {
 		if _, err := parseCron(c.Schedule); err != nil {
 			return l.errAt("schedule", "%v", err)

@@ -555,7 +555,7 @@ func (w *wtLoader) urls(v wtValue) error {
 			urls = append(urls, u)
 			continue
 		}
-		text, err := readSecret(u)
+		text, err := w.l.readSecret(v.origin, u)
 		if err != nil {
 			return &Error{Key: v.origin, Msg: "cannot read the URL file: " + err.Error()}
 		}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,13 +10,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -26,7 +25,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
 
@@ -292,139 +290,66 @@ func moduleProxy(t *testing.T, root string) string {
 	return "http://" + l.Addr().String()
 }
 
-// ignorePattern is one line of .dockerignore.
-type ignorePattern struct {
-	re        *regexp.Regexp
-	exception bool // "!pattern": put back what an earlier line excluded
-}
-
-// dockerignore reads root/.dockerignore with the Docker CLI's rules: one path pattern a line
-// relative to the context root, `*` and `?` within a path element, `**` across elements, a
-// pattern matching a directory matching everything below it, `!` re-including, the last
-// matching line deciding.
-func dockerignore(t testing.TB, root string) []ignorePattern {
+// dockerCLI runs the Docker CLI found on PATH, as a user would type it, in dir, against the
+// test's engine (DOCKER_HOST is inherited). It returns the combined output and fails the test
+// when the command fails.
+func dockerCLI(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	f, err := os.Open(filepath.Join(root, ".dockerignore"))
+	bin, err := exec.LookPath("docker")
 	if err != nil {
-		t.Fatalf(".dockerignore: %v", err)
-	}
-	defer f.Close()
-	var out []ignorePattern
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		p := ignorePattern{}
-		if rest, ok := strings.CutPrefix(line, "!"); ok {
-			p.exception, line = true, strings.TrimSpace(rest)
-		}
-		pat := path.Clean(strings.TrimPrefix(line, "/"))
-		var re strings.Builder
-		re.WriteString("^")
-		for i := 0; i < len(pat); i++ {
-			switch c := pat[i]; {
-			case strings.HasPrefix(pat[i:], "**/"):
-				re.WriteString("(.*/)?")
-				i += 2
-			case strings.HasPrefix(pat[i:], "**"):
-				re.WriteString(".*")
-				i++
-			case c == '*':
-				re.WriteString("[^/]*")
-			case c == '?':
-				re.WriteString("[^/]")
-			default:
-				re.WriteString(regexp.QuoteMeta(string(c)))
-			}
-		}
-		re.WriteString("$")
-		p.re = regexp.MustCompile(re.String())
-		out = append(out, p)
-	}
-	return out
-}
-
-// ignored reports whether .dockerignore keeps rel (slash-separated) out of the context.
-func ignored(rel string, pats []ignorePattern) bool {
-	excluded := false
-	for _, p := range pats {
-		match := false
-		for q := rel; q != "." && !match; q = path.Dir(q) {
-			match = p.re.MatchString(q)
-		}
-		if match {
-			excluded = !p.exception
-		}
-	}
-	return excluded
-}
-
-// buildContext tars the repository as `docker build .` would send it: every file .dockerignore
-// lets through, plus the Dockerfile and .dockerignore themselves (the builder reads them, then
-// hides them from COPY). It returns the archive and the files it holds.
-func buildContext(t *testing.T, root string) ([]byte, []string) {
-	t.Helper()
-	pats := dockerignore(t, root)
-	var buf strings.Builder
-	tw := tar.NewWriter(&buf)
-	var names []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		switch {
-		case rel == ".git" && d.IsDir():
-			return filepath.SkipDir // no sources live there; spare the walk
-		case d.IsDir():
-			return nil // directories come with their files; an excluded one may hold exceptions
-		case rel != "Dockerfile" && rel != ".dockerignore" && ignored(rel, pats):
-			return nil
-		}
-		names = append(names, rel)
-		return addFile(tw, p, rel, d)
-	})
-	if err == nil {
-		err = tw.Close()
-	}
-	if err != nil {
-		t.Fatalf("build context: %v", err)
-	}
-	return []byte(buf.String()), names
-}
-
-// dockerBuild runs `docker build` of the repository's Dockerfile with the legacy builder (what
-// every engine from API 1.40 has without a BuildKit session) and returns the image ID. The build
-// runs on the host network only to reach the module proxy on 127.0.0.1.
-func dockerBuild(t *testing.T, e *testenv.Env, contextTar []byte, tag string, args map[string]string) string {
-	t.Helper()
-	buildArgs := map[string]*string{}
-	for k, v := range args {
-		buildArgs[k] = &v
+		t.Fatalf("the Docker CLI is not on PATH (Debian's docker.io ships it): %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	res, err := e.Docker.ImageBuild(ctx, strings.NewReader(string(contextTar)), client.ImageBuildOptions{
-		Tags: []string{tag}, Dockerfile: "Dockerfile", Version: build.BuilderV1, BuildArgs: buildArgs,
-		NetworkMode: "host", Remove: true, ForceRemove: true,
-	})
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	var out stampWriter
+	out.began = time.Now()
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("docker %s (in %s): %v\n%s", strings.Join(args, " "), dir, err, out.b.String())
+	}
+	return out.b.String()
+}
+
+// stampWriter keeps a command's output, each build step's line stamped with the time since began.
+type stampWriter struct {
+	mu    sync.Mutex
+	b     strings.Builder
+	began time.Time
+	mid   bool // the last write ended inside a line
+}
+
+func (w *stampWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for line := range strings.Lines(string(p)) {
+		if !w.mid && strings.HasPrefix(line, "Step ") {
+			fmt.Fprintf(&w.b, "[%6.1fs] ", time.Since(w.began).Seconds())
+		}
+		w.b.WriteString(line)
+		w.mid = !strings.HasSuffix(line, "\n")
+	}
+	return len(p), nil
+}
+
+// dockerBuild runs `docker build` in dir, the repository root, as the README says, with the
+// options a user without Docker Hub and without a bridge network would add: build arguments
+// (GO_IMAGE, GOPROXY, …) and --network host so that `go mod download` reaches the module proxy
+// on 127.0.0.1. It returns the image ID.
+func dockerBuild(t *testing.T, e *testenv.Env, dir, tag string, args map[string]string) string {
+	t.Helper()
+	cmd := []string{"build", "--network", "host", "--force-rm", "-t", tag}
+	for _, k := range slices.Sorted(maps.Keys(args)) {
+		cmd = append(cmd, "--build-arg", k+"="+args[k])
+	}
+	out := dockerCLI(t, dir, append(cmd, ".")...)
+	t.Logf("docker %s:\n%s", strings.Join(cmd, " "), out)
+	img, err := e.Docker.ImageInspect(context.Background(), tag)
 	if err != nil {
-		t.Fatalf("docker build: %v", err)
+		t.Fatalf("the image docker build tagged %s: %v", tag, err)
 	}
-	defer res.Body.Close()
-	var log strings.Builder
-	id, err := readJSONStream(res.Body, &log)
-	if err != nil {
-		t.Fatalf("docker build: %v\n%s", err, log.String())
-	}
-	if id == "" {
-		t.Fatalf("docker build: no image ID in the output\n%s", log.String())
-	}
-	t.Logf("docker build output:\n%s", log.String())
-	return id
+	return img.ID
 }
 
 // readJSONStream reads an engine progress stream to its end. It returns the error the stream

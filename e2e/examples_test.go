@@ -13,8 +13,9 @@ import (
 )
 
 // TestComposeExample keeps examples/compose.yaml a deployment that works: the socket and a state
-// volume mounted, a read-only root, the token from a Compose secret, a labelled app, and an
-// environment the real config loader accepts. It needs no engine.
+// volume mounted, a read-only root, no new privileges and no capabilities, the token from a
+// Compose secret made readable by the socket's group only, a labelled app, and an environment
+// the real config loader accepts without a warning. It needs no engine.
 func TestComposeExample(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(moduleRoot(t), "examples", "compose.yaml"))
 	if err != nil {
@@ -23,6 +24,8 @@ func TestComposeExample(t *testing.T) {
 	type service struct {
 		Image       string            `yaml:"image"`
 		ReadOnly    bool              `yaml:"read_only"`
+		SecurityOpt []string          `yaml:"security_opt"`
+		CapDrop     []string          `yaml:"cap_drop"`
 		GroupAdd    []string          `yaml:"group_add"`
 		Volumes     []string          `yaml:"volumes"`
 		Secrets     []string          `yaml:"secrets"`
@@ -49,6 +52,10 @@ func TestComposeExample(t *testing.T) {
 	if !w.ReadOnly {
 		t.Error("watcher: read_only is not set")
 	}
+	if !slices.Contains(w.SecurityOpt, "no-new-privileges:true") || !slices.Equal(w.CapDrop, []string{"ALL"}) {
+		t.Errorf("watcher: security_opt %v, cap_drop %v; want no-new-privileges:true and [ALL]", w.SecurityOpt, w.CapDrop)
+	}
+	checkTokenAdvice(t, "examples/compose.yaml", string(b))
 	if len(w.GroupAdd) == 0 {
 		t.Error("watcher: no group_add for the socket's group (the image is not root)")
 	}
@@ -82,7 +89,7 @@ func TestComposeExample(t *testing.T) {
 
 	// The environment as the real loader sees it, with the secret file where Compose puts it.
 	token := filepath.Join(t.TempDir(), "watcher_token")
-	if err := os.WriteFile(token, []byte("s3cret\n"), 0o444); err != nil {
+	if err := os.WriteFile(token, []byte(randomHex(16)+"\n"), 0o440); err != nil {
 		t.Fatal(err)
 	}
 	var env []string
@@ -98,7 +105,51 @@ func TestComposeExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the example's environment is refused: %v", err)
 	}
-	if cfg.HTTP.Token == "" || cfg.StateDir != "/var/lib/watcher" {
-		t.Errorf("config from the example: token set %v, state_dir %q; want a token and /var/lib/watcher", cfg.HTTP.Token != "", cfg.StateDir)
+	if cfg.HTTP.Token == "" || cfg.StateDir != "/var/lib/watcher" || len(cfg.Warnings) > 0 {
+		t.Errorf("config from the example: token set %v, state_dir %q, warnings %q; want a token, /var/lib/watcher, no warning",
+			cfg.HTTP.Token != "", cfg.StateDir, cfg.Warnings)
+	}
+}
+
+// TestSidecarDocs keeps the README's and docs/sidecar.md's `docker run` of the watcher in step
+// with what TestSidecar runs: no new privileges, no capabilities, the token from a file readable
+// by the socket's group only. It needs no engine.
+func TestSidecarDocs(t *testing.T) {
+	for _, doc := range []string{"README.md", "docs/sidecar.md"} {
+		b, err := os.ReadFile(filepath.Join(moduleRoot(t), doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		checkTokenAdvice(t, doc, text)
+		run := ""
+		for _, block := range strings.Split(text, "```")[1:] {
+			if i := strings.Index(block, "docker run -d --name watcher"); i >= 0 {
+				run, _, _ = strings.Cut(block[i:], "watcher:latest")
+				break
+			}
+		}
+		if run == "" {
+			t.Errorf("%s: no `docker run -d --name watcher` block", doc)
+			continue
+		}
+		for _, flag := range []string{"--read-only", "--security-opt no-new-privileges", "--cap-drop ALL", "--group-add",
+			"-v /var/run/docker.sock:/var/run/docker.sock", "WATCHER_HTTP_TOKEN_FILE=/run/secrets/watcher_token"} {
+			if !strings.Contains(run, flag) {
+				t.Errorf("%s: the watcher's docker run lacks %s", doc, flag)
+			}
+		}
+	}
+}
+
+// checkTokenAdvice fails when text tells to make the token readable by every user, or does not
+// show making it readable by the socket's group only.
+func checkTokenAdvice(t *testing.T, name, text string) {
+	t.Helper()
+	if strings.Contains(text, "0444") || strings.Contains(text, "0644") {
+		t.Errorf("%s recommends a secret file readable by every user", name)
+	}
+	if !strings.Contains(text, "chmod 0440 watcher_token") || !strings.Contains(text, "chgrp ") {
+		t.Errorf("%s does not show the token file made readable by the socket's group only (chgrp, chmod 0440)", name)
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -39,7 +41,7 @@ func TestSidecar(t *testing.T) {
 	root := moduleRoot(t)
 	dumpLogsOnFailure(t, e)
 
-	// The image: the real Dockerfile, built by the engine from this repository.
+	// The image: the real Dockerfile, built by `docker build` on this repository.
 	phase := time.Now()
 	baseRef := e.Registry.Ref("golang", "e2e")
 	baseID := goBaseImage(t, e, baseRef)
@@ -47,15 +49,9 @@ func TestSidecar(t *testing.T) {
 	t.Logf("Go base image from %s loaded in %v", goEnv(t, "GOROOT"), time.Since(phase).Round(time.Millisecond))
 
 	phase = time.Now()
-	ctxTar, files := buildContext(t, root)
-	for _, f := range files {
-		if !contextFile(f) {
-			t.Fatalf("build context holds %s; .dockerignore should keep it out", f)
-		}
-	}
 	version := "e2e-" + e.Owner
 	watcherRef := e.Registry.Ref("watcher", "latest")
-	imageID := dockerBuild(t, e, ctxTar, watcherRef, map[string]string{
+	imageID := dockerBuild(t, e, root, watcherRef, map[string]string{
 		"GO_IMAGE":      baseRef,
 		"BUILDPLATFORM": "linux/" + runtime.GOARCH,
 		"TARGETOS":      "linux",
@@ -64,7 +60,7 @@ func TestSidecar(t *testing.T) {
 		"GOSUMDB":       "off", // go.sum has every hash; nothing is looked up off this machine
 		"VERSION":       version,
 	})
-	t.Logf("docker build (context %d files, %d KiB) took %v", len(files), len(ctxTar)/1024, time.Since(phase).Round(time.Millisecond))
+	t.Logf("docker build took %v", time.Since(phase).Round(time.Millisecond))
 	push(t, e, watcherRef)
 
 	t.Run("image metadata", func(t *testing.T) {
@@ -130,16 +126,17 @@ func TestSidecar(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the sidecar's process: %v", err)
 		}
-		var uid, groups []string
-		for _, line := range strings.Split(string(status), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && k == "Uid" {
-				uid = strings.Fields(v)
-			} else if ok && k == "Groups" {
-				groups = strings.Fields(v)
-			}
-		}
+		uid, groups := strings.Fields(procField(string(status), "Uid")), strings.Fields(procField(string(status), "Groups"))
 		if len(uid) == 0 || uid[0] != "65532" || !slices.Contains(groups, sc.gid) {
 			t.Errorf("the watcher runs with uid %v and groups %v, want 65532 with the socket's group %s", uid, groups, sc.gid)
+		}
+		for k, want := range map[string]string{"NoNewPrivs": "1", "CapEff": "0000000000000000", "CapBnd": "0000000000000000"} {
+			if got := procField(string(status), k); got != want {
+				t.Errorf("the watcher's %s = %q, want %q (no-new-privileges, cap-drop ALL)", k, got, want)
+			}
+		}
+		if logs := containerLogs(e, sc.id); strings.Contains(logs, "readable by every user") {
+			t.Errorf("the token file (0440, the socket's group) was warned about:\n%s", logs)
 		}
 		for _, f := range []string{"/etc/ssl/certs/ca-certificates.crt", "/var/lib/watcher/watcher.db"} {
 			if st, err := e.Docker.ContainerStatPath(ctx, sc.id, client.ContainerStatPathOptions{Path: f}); err != nil || st.Stat.Size == 0 {
@@ -264,8 +261,10 @@ func TestSidecar(t *testing.T) {
 		if w.Image != newImage.ID || w.Image == imageID {
 			t.Errorf("the watcher runs %s, want the new image %s", w.Image, newImage.ID)
 		}
-		if !w.HostConfig.ReadonlyRootfs || !slices.Contains(w.HostConfig.GroupAdd, sc.gid) {
-			t.Errorf("the successor lost its configuration: read-only %v, groups %v", w.HostConfig.ReadonlyRootfs, w.HostConfig.GroupAdd)
+		if hc := w.HostConfig; !hc.ReadonlyRootfs || !slices.Contains(hc.GroupAdd, sc.gid) ||
+			!slices.Equal(hc.CapDrop, []string{"ALL"}) || !slices.Contains(hc.SecurityOpt, "no-new-privileges") {
+			t.Errorf("the successor lost its configuration: read-only %v, groups %v, cap drop %v, security options %v",
+				hc.ReadonlyRootfs, hc.GroupAdd, hc.CapDrop, hc.SecurityOpt)
 		}
 		sc.id = w.ID
 		waitHealthz(t, sc)
@@ -395,11 +394,12 @@ type sidecar struct {
 	gid   string // the engine socket's group, added to the watcher's process
 }
 
-// startSidecar runs the watcher image as the README's quick start does, adapted to the test:
-// the private engine's socket, the socket's group for the non-root user, host network (to reach
-// the registry on 127.0.0.1, and for the test to reach the API on 127.0.0.1; no published port),
-// read-only root filesystem, state on the image's volume, config from the environment, scoped
-// to this test's containers.
+// startSidecar runs the watcher image with `docker run` as docs/sidecar.md does, adapted to the
+// test: the private engine's socket and the socket's group for the non-root user, the token
+// from a file readable by that group only (mode 0440), read-only root filesystem, no new
+// privileges and no capabilities, state on the image's volume, config from the environment,
+// scoped to this test's containers; host network (to reach the registry on 127.0.0.1, and for
+// the test to reach the API on 127.0.0.1; no published port).
 func startSidecar(t *testing.T, e *testenv.Env, sock, ref string, labels map[string]string) *sidecar {
 	t.Helper()
 	var st syscall.Stat_t
@@ -413,25 +413,41 @@ func startSidecar(t *testing.T, e *testenv.Env, sock, ref string, labels map[str
 	addr := l.Addr().String()
 	_ = l.Close()
 	sc := &sidecar{e: e, url: "http://" + addr, token: randomHex(16), gid: strconv.FormatUint(uint64(st.Gid), 10)}
-	env := []string{
-		"WATCHER_HTTP_TOKEN=" + sc.token,
-		"WATCHER_HTTP_LISTEN=" + addr,
-		"WATCHER_SCHEDULE=", // only the HTTP trigger
-		"WATCHER_WATCH_SCOPE=" + e.Owner,
-		"WATCHER_UPDATE_VERIFY=1s",
-		"WATCHER_LOG_LEVEL=debug",
-		"TZ=Asia/Kolkata",
+	tokenFile := filepath.Join(t.TempDir(), "watcher_token")
+	if err := os.WriteFile(tokenFile, []byte(sc.token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	sc.id = e.Run(e.Name("watcher"), &container.Config{
-		Image: ref, Env: env, Labels: labels,
+	if err := os.Chown(tokenFile, -1, int(st.Gid)); err != nil {
+		t.Fatalf("chgrp of the token file: %v", err)
+	}
+	if err := os.Chmod(tokenFile, 0o440); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"run", "--detach", "--name", e.Name("watcher"),
+		"--read-only", "--security-opt", "no-new-privileges", "--cap-drop", "ALL",
+		"--group-add", sc.gid,
+		"-v", sock + ":/var/run/docker.sock",
+		"-v", tokenFile + ":/run/secrets/watcher_token:ro",
+		"-e", "WATCHER_HTTP_TOKEN_FILE=/run/secrets/watcher_token",
+		"-e", "WATCHER_HTTP_LISTEN=" + addr,
+		"-e", "WATCHER_SCHEDULE=", // only the HTTP trigger
+		"-e", "WATCHER_WATCH_SCOPE=" + e.Owner,
+		"-e", "WATCHER_UPDATE_VERIFY=1s",
+		"-e", "WATCHER_LOG_LEVEL=debug",
+		"-e", "TZ=Asia/Kolkata",
+		"--network", "host",
 		// The image's healthcheck command, probed every second instead of every 30s.
-		Healthcheck: &container.HealthConfig{Interval: time.Second, Timeout: 5 * time.Second, Retries: 3},
-	}, &container.HostConfig{
-		NetworkMode:    "host",
-		ReadonlyRootfs: true,
-		Binds:          []string{sock + ":/var/run/docker.sock"},
-		GroupAdd:       []string{sc.gid},
-	}, nil)
+		"--health-interval", "1s", "--health-timeout", "5s", "--health-retries", "3",
+		"--label", testenv.OwnerLabel + "=" + e.Owner,
+	}
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		args = append(args, "--label", k+"="+labels[k])
+	}
+	out := strings.Fields(dockerCLI(t, "", append(args, ref)...))
+	if len(out) == 0 {
+		t.Fatal("docker run printed no container ID")
+	}
+	sc.id = out[len(out)-1]
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(sc.url + "/healthz")
@@ -543,8 +559,8 @@ func (sc *sidecar) exec(t *testing.T, cmd ...string) string {
 	return out.String()
 }
 
-// report is the run report POST /v1/update?wait=true answers with (DESIGN.md, HTTP API): the
-// fields this test reads, decoded from the wire as any client would.
+// report is the run report POST /v1/update?wait=true answers with (docs/api.md): the fields
+// this test reads, decoded from the wire as any client would.
 type report struct {
 	ID         string       `json:"id"`
 	Trigger    string       `json:"trigger"`
@@ -622,6 +638,16 @@ func containerLogs(e *testenv.Env, id string) string {
 	var out bytes.Buffer
 	_, _ = stdcopy.StdCopy(&out, &out, rc)
 	return out.String()
+}
+
+// procField is the value of field k in a /proc/PID/status text, trimmed.
+func procField(status, k string) string {
+	for line := range strings.Lines(status) {
+		if key, v, ok := strings.Cut(line, ":"); ok && key == k {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 func randomHex(n int) string {

@@ -221,30 +221,33 @@ func buildWatchtowerHarness(t *testing.T, e *testenv.Env) *wtHarness {
 	baseRef := e.Registry.Ref("golang", "wt-e2e")
 	baseID := goBaseImage(t, e, baseRef)
 	t.Cleanup(func() { removeDescendants(t, e.Docker, baseID) })
-	ctxTar, _ := buildContext(t, root)
 	ref := e.Registry.Ref("watcher", "wt-e2e")
-	dockerBuild(t, e, ctxTar, ref, map[string]string{
+	dockerBuild(t, e, root, ref, map[string]string{
 		"GO_IMAGE": baseRef, "BUILDPLATFORM": "linux/" + runtime.GOARCH, "TARGETOS": "linux", "TARGETARCH": runtime.GOARCH,
 		"GOPROXY": moduleProxy(t, root), "GOSUMDB": "off", "VERSION": "wt-e2e-" + e.Owner,
 	})
 	return &wtHarness{e: e, image: ref, sock: sock, gid: strconv.FormatUint(uint64(st.Gid), 10), token: "wt-" + randomHex(16)}
 }
 
-// start runs the image as a Watchtower container would run: the socket mounted, its command
-// line and environment, plus what the test needs (host network, the socket's group, a fast
-// verify window). binds are more volumes.
+// start runs the image with the Docker CLI as Watchtower's docs run Watchtower — `docker run
+// -v /var/run/docker.sock:/var/run/docker.sock IMAGE ARGS…` with its environment — plus what
+// the test needs: the socket's group (the image is not root), the host network, a fast verify
+// window. binds are more volumes.
 func (w *wtHarness) start(t *testing.T, name string, env, binds []string, args ...string) string {
 	t.Helper()
-	env = append([]string{"WATCHER_UPDATE_VERIFY=1s"}, env...)
-	cfg := &container.Config{Image: w.image, Env: env}
-	if args != nil {
-		cfg.Cmd = args // after the image's ENTRYPOINT, as a compose `command:` or `docker run … ARGS`
+	cli := []string{"run", "--detach", "--name", w.e.Name("wt-" + name), "--label", testenv.OwnerLabel + "=" + w.e.Owner,
+		"--group-add", w.gid, "--network", "host", "-v", w.sock + ":/var/run/docker.sock"}
+	for _, b := range binds {
+		cli = append(cli, "-v", b)
 	}
-	return w.e.Run(w.e.Name("wt-"+name), cfg, &container.HostConfig{
-		NetworkMode: "host",
-		Binds:       append([]string{w.sock + ":/var/run/docker.sock"}, binds...),
-		GroupAdd:    []string{w.gid},
-	}, nil)
+	for _, kv := range append([]string{"WATCHER_UPDATE_VERIFY=1s"}, env...) {
+		cli = append(cli, "-e", kv)
+	}
+	out := strings.Fields(dockerCLI(t, "", append(append(cli, w.image), args...)...))
+	if len(out) == 0 {
+		t.Fatal("docker run printed no container ID")
+	}
+	return out[len(out)-1]
 }
 
 // runOnce starts a watcher that runs once and returns its exit code and output.

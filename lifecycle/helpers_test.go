@@ -1,7 +1,6 @@
 package lifecycle
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -175,22 +174,7 @@ func subnetIP(t testing.TB, e *testenv.Env, name string) (netip.Prefix, netip.Ad
 }
 
 // safeBuffer is a bytes.Buffer for a child process's output.
-type safeBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *safeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *safeBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type safeBuffer = testenv.SyncBuffer
 
 // watchOOM subscribes to the engine's oom events for this test's containers from now on and
 // returns a function that says whether the engine reported one (waiting out oomGrace for a late

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/watcher-dev/watcher/internal/defaults"
 	"github.com/watcher-dev/watcher/store"
 )
 
@@ -69,13 +70,13 @@ type Manager struct {
 // New returns a Manager on engine d with journal s.
 func New(d Docker, s Journal, o Options) *Manager {
 	if o.StopTimeout <= 0 {
-		o.StopTimeout = 10 * time.Second
+		o.StopTimeout = defaults.StopTimeout
 	}
 	if o.Verify <= 0 {
-		o.Verify = 10 * time.Second
+		o.Verify = defaults.Verify
 	}
 	if o.HealthTimeout <= 0 {
-		o.HealthTimeout = 2 * time.Minute
+		o.HealthTimeout = defaults.HealthTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

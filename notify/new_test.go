@@ -79,7 +79,7 @@ func TestDefaultTemplate(t *testing.T) {
 		updater.ContainerReport{Name: "cache", Image: "redis:7", Outcome: updater.OutcomeUpdateAvailable, NewImage: "redis:8", Mode: "monitor"},
 		updater.ContainerReport{Name: "old", Image: "x:1", Outcome: updater.OutcomeSkipped, Message: "not running"},
 		updater.ContainerReport{Name: "reg", Image: "gone:1", Outcome: updater.OutcomeFailed,
-			Failure: &updater.Failure{Stage: failure.StageCheck, Reason: "ManifestUnknown", Message: "tag gone\nsecond line"}},
+			Failure: &updater.Failure{Stage: failure.StageCheck, Reason: failure.ManifestUnknown, Message: "tag gone\nsecond line"}},
 	)
 	got, err := render(tmpl, rep)
 	if err != nil {
@@ -95,7 +95,7 @@ run run-7 (schedule), 1m35s`
 		t.Errorf("default message =\n%s\nwant\n%s", got, want)
 	}
 
-	rep = &updater.Report{ID: "r", Trigger: "http", Error: "docker engine unreachable"}
+	rep = &updater.Report{ID: "r", Trigger: updater.TriggerHTTP, Error: "docker engine unreachable"}
 	got, _ = render(tmpl, rep)
 	if want := "watcher on box: run failed\nrun failed: docker engine unreachable\nrun r (http), 0s"; got != want {
 		t.Errorf("failed run message = %q, want %q", got, want)
@@ -105,7 +105,7 @@ run run-7 (schedule), 1m35s`
 // TestLongMessage: a huge run is cut at a line, under maxMessage, pointing to the full report.
 func TestLongMessage(t *testing.T) {
 	tmpl, _ := parseTemplate(DefaultTemplate, "box")
-	rep := &updater.Report{ID: "big", Trigger: "schedule", StartedAt: time.Now(), FinishedAt: time.Now()}
+	rep := &updater.Report{ID: "big", Trigger: updater.TriggerSchedule, StartedAt: time.Now(), FinishedAt: time.Now()}
 	for range 500 {
 		rep.Containers = append(rep.Containers, updater.ContainerReport{Name: "container-with-a-long-name", Image: "ünïcode/image:1", Outcome: updater.OutcomeUpdated})
 	}

@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/watcher-dev/watcher/failure"
+	"github.com/watcher-dev/watcher/internal/testenv"
 
 	"github.com/nicholas-fedor/shoutrrr/pkg/types"
 
@@ -91,25 +91,8 @@ func (r *results) next(t *testing.T) error {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLogger() (*slog.Logger, *syncBuffer) {
-	b := &syncBuffer{}
+func testLogger() (*slog.Logger, *testenv.SyncBuffer) {
+	b := &testenv.SyncBuffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 
@@ -117,7 +100,7 @@ func testLogger() (*slog.Logger, *syncBuffer) {
 func changedReport() *updater.Report {
 	t0 := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	return &updater.Report{
-		ID: "run-7", Trigger: "schedule", StartedAt: t0, FinishedAt: t0.Add(95 * time.Second),
+		ID: "run-7", Trigger: updater.TriggerSchedule, StartedAt: t0, FinishedAt: t0.Add(95 * time.Second),
 		Containers: []updater.ContainerReport{
 			{Name: "web", Image: "nginx:1.27", Outcome: updater.OutcomeUpdated,
 				OldDigest: "sha256:" + strings.Repeat("1", 64), NewDigest: "sha256:" + strings.Repeat("2", 64), Downtime: 1200 * time.Millisecond},
@@ -179,7 +162,7 @@ func TestWebhookJSON(t *testing.T) {
 	defer n.Close()
 	rep := changedReport()
 	rep.Containers[1] = updater.ContainerReport{Name: "api", Image: "x:1", Outcome: updater.OutcomeFailed,
-		Failure: &updater.Failure{Stage: "rollback", Reason: "RollbackFailed", Message: "could not rename"}}
+		Failure: &updater.Failure{Stage: failure.StageRollback, Reason: failure.RollbackFailed, Message: "could not rename"}}
 	n.RunFinished(rep)
 	if err := res.next(t); err != nil {
 		t.Fatalf("OnResult = %v", err)

@@ -155,7 +155,7 @@ func title(r *updater.Report) string {
 func sampleReport() *updater.Report {
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	d := "sha256:" + strings.Repeat("ab", 32)
-	r := &updater.Report{ID: "sample", Trigger: "schedule", StartedAt: t0, FinishedAt: t0.Add(time.Minute), Error: "sample"}
+	r := &updater.Report{ID: "sample", Trigger: updater.TriggerSchedule, StartedAt: t0, FinishedAt: t0.Add(time.Minute), Error: "sample"}
 	for _, o := range summaryOrder {
 		r.Containers = append(r.Containers, updater.ContainerReport{
 			Name: "c-" + string(o), ID: "0123456789ab", NewID: "ba9876543210", Image: "example/app:1", NewImage: "example/app:2",

@@ -15,7 +15,7 @@ import (
 	"github.com/watcher-dev/watcher/failure"
 )
 
-// classified is a classified error: the reason DESIGN.md names, whether another attempt may help,
+// classified is a classified error: its reason (package failure), whether another attempt may help,
 // and a message for people.
 type classified struct {
 	reason failure.Reason

@@ -6,5 +6,6 @@
 // multi-platform index does it GET the index (and at most one platform manifest) to tell a
 // rebuild for another architecture from a real update. Tokens are kept per repository across
 // calls, concurrency is bounded overall and per host, a 429 keeps the host quiet until the time it
-// names, and every failure carries one of the reasons in DESIGN.md's "Failure classification".
+// names, and every failure carries one of the check-stage reasons of package failure (listed in
+// docs/api.md, "Failure stages and reasons").
 package registry

@@ -13,7 +13,7 @@ import (
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
-// Every row of DESIGN.md's check-stage classification against the registry, with how many HEADs
+// Every check-stage row of docs/api.md's failure table against the registry, with how many HEADs
 // it may cost: permanent failures one, failure.RegistryUnavailable 1+Retries.
 func TestClassification(t *testing.T) {
 	const retries = 2

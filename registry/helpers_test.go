@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/watcher-dev/watcher/internal/testenv"
 )
 
@@ -71,17 +72,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // pushTags pushes one image (built from spec) under every tag of repo and returns its digest.
 func pushTags(t testing.TB, reg *testenv.Registry, repo string, spec testenv.ImageSpec, tags ...string) v1.Hash {
 	t.Helper()
-	img := cachedImage(t, spec)
-	for _, tag := range tags {
-		if err := reg.Push(reg.Ref(repo, tag), img); err != nil {
-			t.Fatalf("push %s:%s: %v", repo, tag, err)
-		}
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return reg.PushTags(t, repo, cachedImage(t, spec), tags...)
 }
 
 // pulled is the Query for a container running ref, pulled when it had digest d.

@@ -59,7 +59,7 @@ func (e *rateLimitedError) Error() string {
 //   - RateLimit-Reset: seconds until the window resets (IETF RateLimit header draft); values that
 //     look like a Unix time (> 1e9) are taken as one;
 //   - RateLimit-Remaining "0;w=SECONDS" (Docker Hub): the quota is spent and the window is w
-//     seconds long; we wait for the next window, as DESIGN.md says;
+//     seconds long; we wait for the next window (docs/api.md, reason RateLimited);
 //   - none of these: fallback.
 //
 // The source names the header used, for messages. The result is never before now and never more

@@ -23,7 +23,7 @@ const lockTimeout = time.Second
 
 var (
 	bucketRuns      = []byte("runs")
-	bucketDigests   = []byte("digests")
+	bucketKnown     = []byte("last_known") // container name -> its last known state (updater's JSON)
 	bucketJournal   = []byte("journal")    // txid -> {container, data}
 	bucketJournalBy = []byte("journal_by") // containerID \x00 txid -> nothing
 	keyContainer    = []byte("container")
@@ -50,7 +50,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRuns, bucketDigests, bucketJournal, bucketJournalBy} {
+		for _, b := range [][]byte{bucketRuns, bucketKnown, bucketJournal, bucketJournalBy} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -132,13 +132,48 @@ func (s *Store) PruneRuns(keep int) error {
 	})
 }
 
-// PutDigest records the last-known digest for key (e.g. an image reference).
-func (s *Store) PutDigest(key, digest string) error {
-	return s.put(bucketDigests, key, []byte(digest))
+// PutLastKnown records the last known state of each container in states (by name) in one write.
+// With prune, every name not in states is forgotten: the caller saw every container there is.
+func (s *Store) PutLastKnown(states map[string][]byte, prune bool) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKnown)
+		if prune {
+			var gone [][]byte
+			err := b.ForEach(func(k, _ []byte) error {
+				if _, ok := states[string(k)]; !ok {
+					gone = append(gone, bytes.Clone(k))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, k := range gone {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		for name, data := range states {
+			if name == "" {
+				return errors.New("store: empty key")
+			}
+			if err := b.Put([]byte(name), data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
-// Digest returns the last-known digest for key, or ErrNotFound.
-func (s *Store) Digest(key string) (string, error) {
-	v, err := s.get(bucketDigests, key)
-	return string(v), err
+// LastKnown returns every recorded state, by container name.
+func (s *Store) LastKnown() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKnown).ForEach(func(k, v []byte) error {
+			out[string(k)] = bytes.Clone(v)
+			return nil
+		})
+	})
+	return out, err
 }

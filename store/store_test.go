@@ -51,15 +51,29 @@ func TestRuns(t *testing.T) {
 	}
 }
 
-func TestDigests(t *testing.T) {
+func TestLastKnown(t *testing.T) {
 	s := open(t)
-	if _, err := s.Digest("r"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Digest(missing) = %v, want ErrNotFound", err)
+	if got, err := s.LastKnown(); err != nil || len(got) != 0 {
+		t.Fatalf("LastKnown() on a new file = %q, %v; want nothing", got, err)
 	}
-	_ = s.PutDigest("r", "sha256:a")
-	_ = s.PutDigest("r", "sha256:b")
-	if d, err := s.Digest("r"); err != nil || d != "sha256:b" {
-		t.Fatalf("Digest(r) = %q, %v, want sha256:b", d, err)
+	if err := s.PutLastKnown(map[string][]byte{"a": []byte("1"), "b": []byte("1"), "c": []byte("1")}, false); err != nil {
+		t.Fatal(err)
+	}
+	// A partial write keeps the others; a pruning one forgets every name it does not hold.
+	if err := s.PutLastKnown(map[string][]byte{"a": []byte("2")}, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.LastKnown(); len(got) != 3 || string(got["a"]) != "2" || string(got["c"]) != "1" {
+		t.Fatalf("LastKnown() after a partial write = %q, want a=2 b=1 c=1", got)
+	}
+	if err := s.PutLastKnown(map[string][]byte{"b": []byte("3")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.LastKnown(); len(got) != 1 || string(got["b"]) != "3" {
+		t.Fatalf("LastKnown() after a pruning write = %q, want only b=3", got)
+	}
+	if err := s.PutLastKnown(map[string][]byte{"": nil}, false); err == nil {
+		t.Error("PutLastKnown with an empty name succeeded, want an error")
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
+	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
 	"github.com/watcher-dev/watcher/lifecycle"
 	"github.com/watcher-dev/watcher/registry"
@@ -40,8 +41,7 @@ func newRig(t *testing.T, mod func(*updater.Options)) *rig {
 	t.Cleanup(func() { _ = st.Close() })
 	opts := updater.Options{
 		Selection: updater.Selection{LabelEnable: true},
-		Defaults:  updater.Defaults{Mode: updater.ModeUpdate, StopTimeout: 5 * time.Second, Verify: time.Second, HealthTimeout: 20 * time.Second},
-		Rollback:  true,
+		Defaults:  updater.Defaults{Mode: updater.ModeUpdate},
 		Cleanup:   true,
 		Parallel:  4,
 		Logger:    quietLogger(t),
@@ -80,6 +80,21 @@ func (r *rig) start(name, ref string, labels map[string]string, mod ...func(*con
 		m(cfg, hc)
 	}
 	return r.Run(r.Name(name), cfg, hc, nil)
+}
+
+// pushed pushes repo:latest (version v1), pulls it and returns its reference.
+func (r *rig) pushed(repo string) string {
+	r.t.Helper()
+	ref, _ := r.Registry.PushImage(r.t, repo, "latest", testenv.ImageSpec{Version: "v1"})
+	r.Pull(ref)
+	return ref
+}
+
+// network makes a user network on subnet; onNet puts a container on it.
+func (r *rig) network(subnet string) (name string, onNet func(*container.Config, *container.HostConfig)) {
+	r.t.Helper()
+	name = r.Network("net", subnet)
+	return name, func(_ *container.Config, hc *container.HostConfig) { hc.NetworkMode = container.NetworkMode(name) }
 }
 
 func (r *rig) run(req updater.Request) *updater.Report {
@@ -144,7 +159,7 @@ func TestSelectionByLabels(t *testing.T) {
 
 // newRigOn is a second updater with other options over the same engine, registry and containers.
 func newRigOn(t *testing.T, base *rig, mod func(*updater.Options)) *rig {
-	opts := updater.Options{Defaults: updater.Defaults{Mode: updater.ModeUpdate, Verify: time.Second}, Rollback: true, Logger: quietLogger(t)}
+	opts := updater.Options{Logger: quietLogger(t)}
 	mod(&opts)
 	life := lifecycle.New(base.Docker, base.store, lifecycle.Options{Verify: time.Second})
 	return &rig{Env: base.Env, t: t, store: base.store, upd: updater.New(ownedOnly{base.Docker, base.Owner}, registry.New(registry.Options{}), life, nil, opts)}
@@ -203,18 +218,14 @@ func TestUpdateMonitorAndBadLabels(t *testing.T) {
 
 func TestDependencyOrder(t *testing.T) {
 	r := newRig(t, nil)
-	dbRef, _ := r.Registry.PushImage(t, "db", "latest", testenv.ImageSpec{Version: "v1"})
-	appRef, _ := r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
-	r.Pull(dbRef)
-	r.Pull(appRef)
-	net := r.Network("net", "10.231.9.0/24")
-	onNet := func(_ *container.Config, hc *container.HostConfig) { hc.NetworkMode = container.NetworkMode(net) }
+	dbRef, appRef := r.pushed("db"), r.pushed("app")
+	net, onNet := r.network("10.231.9.0/24")
 	r.start("db", dbRef, enabled, onNet)
 	r.start("app", appRef, map[string]string{"watcher.enable": "true", "watcher.depends-on": r.Name("db")})
-	// Not watched, but linked to db: restarted after db is replaced.
-	// As `docker run --network net --link db:database` sends it: a link on a user network lives in
-	// the endpoint.
-	webID := r.Run(r.Name("web"), &container.Config{Image: appRef}, &container.HostConfig{NetworkMode: container.NetworkMode(net)},
+	// Not watched, but linked to db and following it (watcher.follow=true): restarted after db is
+	// replaced. As `docker run --network net --link db:database` sends it: a link on a user
+	// network lives in the endpoint.
+	webID := r.Run(r.Name("web"), &container.Config{Image: appRef, Labels: map[string]string{"watcher.follow": "true"}}, &container.HostConfig{NetworkMode: container.NetworkMode(net)},
 		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{net: {Links: []string{r.Name("db") + ":database"}}}})
 	webBefore := started(t, r, webID)
 	r.Registry.PushImage(t, "db", "latest", testenv.ImageSpec{Version: "v2"})
@@ -270,7 +281,7 @@ func TestParallelUpdatesOneFails(t *testing.T) {
 		}
 	}
 	bad := line(t, rep, r.Name("bad"))
-	if bad.Outcome != updater.OutcomeRolledBack || bad.Failure == nil || bad.Failure.Reason != "ContainerExited" {
+	if bad.Outcome != updater.OutcomeRolledBack || bad.Failure == nil || bad.Failure.Reason != failure.ContainerExited {
 		t.Errorf("bad: %s %+v, want rolled_back with ContainerExited", bad.Outcome, bad.Failure)
 	}
 	if ins := r.Inspect(r.Name("bad")); !ins.State.Running || !slices.Contains(ins.Config.Env, "APP_VERSION=v1") {
@@ -380,7 +391,7 @@ func TestContainerNetworkModeDependentRecreated(t *testing.T) {
 	r.Pull(cliRef)
 	net := r.Network("net", "10.231.10.0/24")
 	vpnID := r.start("vpn", vpnRef, enabled, func(_ *container.Config, hc *container.HostConfig) { hc.NetworkMode = container.NetworkMode(net) })
-	cliID := r.start("client", cliRef, nil, func(_ *container.Config, hc *container.HostConfig) {
+	cliID := r.start("client", cliRef, map[string]string{"watcher.follow": "true"}, func(_ *container.Config, hc *container.HostConfig) {
 		hc.NetworkMode = container.NetworkMode("container:" + r.Name("vpn"))
 	})
 	r.Registry.PushImage(t, "vpn", "latest", testenv.ImageSpec{Version: "v2"})
@@ -396,6 +407,94 @@ func TestContainerNetworkModeDependentRecreated(t *testing.T) {
 	if cl.Outcome != updater.OutcomeRestarted || now.ID == cliID || !now.State.Running || string(now.HostConfig.NetworkMode) != "container:"+newVPN.ID {
 		t.Errorf("client: %s %+v; now id %s (was %s) running %v mode %s; want recreated into the new vpn %s (old %s)",
 			cl.Outcome, cl.Failure, short(now.ID), short(cliID), now.State.Running, now.HostConfig.NetworkMode, short(newVPN.ID), short(vpnID))
+	}
+}
+
+// Opt-out is absolute: containers this watcher does not watch — watcher.enable=false, unlabelled
+// under label_enable, another scope — are never stopped as dependents. A depends-on dependent is
+// left running; a network_mode container: dependent holds its parent's update, since recreating
+// the parent would cut it off and it may not be recreated.
+func TestOptOutIsAbsolute(t *testing.T) {
+	r := newRig(t, nil)
+	dbRef, vpnRef := r.pushed("db"), r.pushed("vpn")
+	_, onNet := r.network("10.231.11.0/24")
+	r.start("db", dbRef, enabled, onNet)
+	dependent := func(extra map[string]string) map[string]string {
+		l := map[string]string{"watcher.depends-on": r.Name("db")}
+		for k, v := range extra {
+			l[k] = v
+		}
+		return l
+	}
+	bystanders := map[string]string{
+		"off":   r.start("off", dbRef, dependent(map[string]string{"watcher.enable": "false"}), onNet),
+		"scope": r.start("scope", dbRef, dependent(map[string]string{"watcher.enable": "true", "watcher.scope": "other"}), onNet),
+	}
+	vpnID := r.start("vpn", vpnRef, enabled, onNet)
+	bystanders["client"] = r.start("client", vpnRef, nil, func(_ *container.Config, hc *container.HostConfig) {
+		hc.NetworkMode = container.NetworkMode("container:" + r.Name("vpn"))
+	})
+	before := map[string]time.Time{}
+	for n := range bystanders {
+		before[n] = started(t, r, r.Name(n))
+	}
+	r.Registry.PushImage(t, "db", "latest", testenv.ImageSpec{Version: "v2"})
+	r.Registry.PushImage(t, "vpn", "latest", testenv.ImageSpec{Version: "v2"})
+
+	rep := r.run(updater.Request{})
+	if db := line(t, rep, r.Name("db")); db.Outcome != updater.OutcomeUpdated {
+		t.Fatalf("db: %s %+v, want updated", db.Outcome, db.Failure)
+	}
+	vpn := line(t, rep, r.Name("vpn"))
+	if vpn.Outcome != updater.OutcomeSkipped || vpn.Failure == nil || vpn.Failure.Stage != failure.StagePlan || vpn.Failure.Reason != failure.DependentNotManaged ||
+		!strings.Contains(vpn.Failure.Message, r.Name("client")) || !strings.Contains(vpn.Failure.Message, "watcher.follow=true") {
+		t.Errorf("vpn: %s %+v; want skipped, plan/DependentNotManaged naming %s and watcher.follow=true", vpn.Outcome, vpn.Failure, r.Name("client"))
+	}
+	if got := r.Inspect(r.Name("vpn")); got.ID != vpnID || !got.State.Running {
+		t.Errorf("vpn was touched: id %s (was %s), running %v", short(got.ID), short(vpnID), got.State.Running)
+	}
+	for n, id := range bystanders {
+		got := r.Inspect(r.Name(n))
+		if got.ID != id || !got.State.Running || !started(t, r, r.Name(n)).Equal(before[n]) {
+			t.Errorf("opted-out %s was touched: id %s (was %s), running %v, started %v (was %v)", n, short(got.ID), short(id), got.State.Running, got.State.StartedAt, before[n])
+		}
+		if slices.Contains(names(rep), r.Name(n)) {
+			t.Errorf("report has a line for opted-out %s: %+v", n, line(t, rep, r.Name(n)))
+		}
+	}
+	if rep.Plan == nil || !strings.Contains(rep.Plan.String(), "leave "+r.Name("off")+": not managed by this watcher") {
+		t.Errorf("plan = %v, want it to say why %s is left alone", rep.Plan, r.Name("off"))
+	}
+	if rep.Failed() {
+		t.Error("a held update is not a failure")
+	}
+}
+
+// What a run found survives a restart: a new updater over the same state file answers
+// /v1/containers with the states the last run recorded, as long as the containers are the same.
+func TestLastKnownSurvivesRestart(t *testing.T) {
+	r := newRig(t, nil)
+	ref, _ := r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
+	r.Pull(ref)
+	r.start("fresh", ref, enabled)
+	r.start("mon", ref, map[string]string{"watcher.enable": "true", "watcher.mode": "monitor"})
+	_, newDigest := r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
+	r.run(updater.Request{}) // fresh is updated; mon stays on v1, its update available
+
+	restarted := updater.New(ownedOnly{r.Docker, r.Owner}, registry.New(registry.Options{}), nil, r.store, updater.Options{Selection: updater.Selection{LabelEnable: true}, Logger: quietLogger(t)})
+	got, err := restarted.Containers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]updater.ContainerStatus{}
+	for _, c := range got {
+		states[c.Name] = c
+	}
+	if st := states[r.Name("fresh")]; st.State != updater.StateUpToDate || st.LocalDigest != newDigest.String() || st.ID != r.Inspect(r.Name("fresh")).ID {
+		t.Errorf("fresh after a restart: %+v, want up_to_date on %s with its new ID", st, newDigest)
+	}
+	if st := states[r.Name("mon")]; st.State != updater.StateUpdateAvailable || st.RemoteDigest != newDigest.String() {
+		t.Errorf("mon after a restart: %+v, want update_available to %s", st, newDigest)
 	}
 }
 

@@ -12,25 +12,37 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// Target is one container as this cycle observed it. Observation makes few engine calls: one
+// Container is one container as this cycle observed it. Observation makes few engine calls: one
 // list, one inspect per distinct image, and container inspects only where the list does not say
-// enough (an image reference shown as an ID) or when an update needs the dependency graph.
-type Target struct {
-	Name        string
-	ID          string
-	Image       string // the reference the container runs, as it was created (Config.Image)
-	ImageID     string
-	State       string // running, exited, ...
-	NetworkMode string
-	Labels      map[string]string
-	Settings    Settings
-	SettingsErr error // malformed labels: the container is reported failed, the rest go on
-	Watched     bool
-	Self        bool // the watcher's own container
+// enough (an image reference shown as an ID) or when a plan needs the dependency graph.
+type Container struct {
+	Name    string
+	ID      string
+	Image   string // the reference the container runs, as it was created (Config.Image)
+	ImageID string
+	// ManifestDigest is the platform manifest the container's image was pulled as, when the
+	// engine reports it (the containerd image store): the check's proof of "unchanged" without
+	// a request when only other platforms of a multi-platform tag moved.
+	ManifestDigest string
+	State          string // running, exited, ...
+	NetworkMode    string
+	Labels         map[string]string
+	Settings       Settings
+	SettingsErr    error // malformed labels: the container is reported failed, the rest go on
+	Watched        bool  // selected by labels and scope, in a state the selection covers, not set aside
+	Self           bool  // the watcher's own container
 
 	image   *imageInfo
-	inspect *container.InspectResponse // filled by inspectAll when a plan needs it
+	inspect *container.InspectResponse // filled by inspectTargets when a plan needs it
 }
+
+// Target is the container as plan entries name it.
+func (c *Container) Target() Target { return Target{Kind: KindContainer, Name: c.Name, ID: c.ID} }
+
+// managed reports whether a plan may stop c to follow what it depends on: it is watched, or it
+// is opted out but carries watcher.follow=true. Opt-out is otherwise absolute, and the watcher's
+// own container is never stopped as a dependent (it would stop the run).
+func (c *Container) managed() bool { return !c.Self && (c.Watched || c.Settings.Follow) }
 
 type imageInfo struct {
 	RepoDigests []string
@@ -43,10 +55,26 @@ type imageInfo struct {
 // Observed is the state a cycle works from: every container on the engine (dependents of an
 // updated container need restarting whether or not they are watched) and the watched subset.
 type Observed struct {
-	All     []*Target
-	byName  map[string]*Target
-	byID    map[string]*Target
-	Watched []*Target
+	All     []*Container
+	byName  map[string]*Container
+	byID    map[string]*Container
+	Watched []*Container
+}
+
+// nameOf returns the name of the container ref names: an ID, a short ID (12 or more hex digits)
+// or a name, as container:<ref> modes and links spell it. An unknown ref is returned as it is.
+func (obs *Observed) nameOf(ref string) string {
+	if c := obs.byID[ref]; c != nil {
+		return c.Name
+	}
+	if len(ref) >= 12 {
+		for _, c := range obs.All {
+			if strings.HasPrefix(c.ID, ref) {
+				return c.Name
+			}
+		}
+	}
+	return ref
 }
 
 var hexID = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
@@ -66,9 +94,12 @@ func (u *Updater) list(ctx context.Context) (*Observed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing containers: %w", err)
 	}
-	obs := &Observed{byName: map[string]*Target{}, byID: map[string]*Target{}}
+	obs := &Observed{byName: map[string]*Container{}, byID: map[string]*Container{}}
 	for _, c := range list.Items {
-		t := &Target{ID: c.ID, Image: c.Image, ImageID: c.ImageID, State: string(c.State), NetworkMode: c.HostConfig.NetworkMode, Labels: c.Labels}
+		t := &Container{ID: c.ID, Image: c.Image, ImageID: c.ImageID, State: string(c.State), NetworkMode: c.HostConfig.NetworkMode, Labels: c.Labels}
+		if d := c.ImageManifestDescriptor; d != nil {
+			t.ManifestDigest = d.Digest.String()
+		}
 		if len(c.Names) > 0 {
 			t.Name = strings.TrimPrefix(c.Names[0], "/")
 		}
@@ -99,7 +130,7 @@ func (u *Updater) observe(ctx context.Context) (*Observed, error) {
 
 	// A list entry shows the image ID instead of the reference once the tag has moved to another
 	// image; the reference the container was created with is in its config.
-	var needInspect []*Target
+	var needInspect []*Container
 	for _, t := range obs.Watched {
 		if imageIsID(t.Image, t.ImageID) {
 			needInspect = append(needInspect, t)
@@ -142,8 +173,8 @@ func (u *Updater) observe(ctx context.Context) (*Observed, error) {
 	return obs, ctx.Err()
 }
 
-// inspectTargets fills t.inspect for each target, a few at a time.
-func (u *Updater) inspectTargets(ctx context.Context, ts []*Target) error {
+// inspectTargets fills c.inspect for each container, a few at a time.
+func (u *Updater) inspectTargets(ctx context.Context, ts []*Container) error {
 	var mu sync.Mutex
 	var firstErr error
 	u.forEach(ctx, len(ts), func(i int) {

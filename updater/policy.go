@@ -248,7 +248,7 @@ func retag(image, tag string) string {
 
 // tagWork is one container under a semver policy, through this cycle.
 type tagWork struct {
-	t        *Target
+	t        *Container
 	line     *ContainerReport
 	repo     string // normalised repository: the listing is shared by this key
 	cur      version
@@ -256,7 +256,7 @@ type tagWork struct {
 	chain    []string // tags to try, newest first; the last is the container's own tag
 }
 
-func newTagWork(t *Target, line *ContainerReport) (*tagWork, error) {
+func newTagWork(t *Container, line *ContainerReport) (*tagWork, error) {
 	policy := t.Settings.Policy
 	ref, err := name.ParseReference(t.Image, name.WeakValidation)
 	if err != nil {
@@ -281,13 +281,11 @@ func (w *tagWork) ref(tag string) string {
 	return retag(w.t.Image, tag)
 }
 
-func (w *tagWork) query(tag string) registry.Query {
-	return registry.Query{Ref: w.ref(tag), Platform: w.platform, RepoDigests: w.t.image.RepoDigests, ImageID: w.t.ImageID}
-}
+func (w *tagWork) query(tag string) registry.Query { return w.t.query(w.ref(tag)) }
 
 // checkTagPolicies checks the targets under patch, minor and major, fills their report lines and
-// returns the updates to plan. cycle has inspected their images; their lines start as failed.
-func (u *Updater) checkTagPolicies(ctx context.Context, req Request, ts []*Target, lines map[string]*ContainerReport) []Candidate {
+// returns the updates available. cycle has inspected their images; their lines start as failed.
+func (u *Updater) checkTagPolicies(ctx context.Context, ts []*Container, lines map[string]*ContainerReport) []Candidate {
 	tc, _ := u.checker.(TagChecker)
 	var work []*tagWork
 	for _, t := range ts {
@@ -308,12 +306,51 @@ func (u *Updater) checkTagPolicies(ctx context.Context, req Request, ts []*Targe
 		return nil
 	}
 
-	// One listing per repository per cycle, shared by its containers.
-	type listing struct {
-		ref  string
-		tags []string
-		err  error
+	lists := listTags(ctx, tc, work)
+	var queries []registry.Query
+	var queued []*tagWork
+	for _, w := range work {
+		l := lists[w.repo]
+		if l.err != nil {
+			reason, msg := registry.ReasonOf(l.err)
+			checkFailed(w.line, reason, "listing tags: "+msg)
+			continue
+		}
+		w.plotChain(l.tags)
+		queries = append(queries, w.query(w.chain[0]))
+		queued = append(queued, w)
 	}
+
+	// The first tag of every chain in one Check: containers that picked the same tag share a HEAD.
+	results := u.checker.Check(ctx, queries)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		cands []Candidate
+	)
+	for i, w := range queued {
+		wg.Go(func() {
+			if c := u.walk(ctx, tc, w, results[i]); c != nil {
+				mu.Lock()
+				cands = append(cands, *c)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(cands, func(a, b Candidate) int { return strings.Compare(a.Container.Name, b.Container.Name) })
+	return cands
+}
+
+// listing is one repository's tags, listed once per cycle for all of its containers.
+type listing struct {
+	ref  string // a reference in the repository, to list it by
+	tags []string
+	err  error
+}
+
+// listTags lists the tags of every repository the work runs, concurrently, once each.
+func listTags(ctx context.Context, tc TagChecker, work []*tagWork) map[string]*listing {
 	lists := map[string]*listing{}
 	for _, w := range work {
 		if lists[w.repo] == nil {
@@ -325,48 +362,24 @@ func (u *Updater) checkTagPolicies(ctx context.Context, req Request, ts []*Targe
 		wg.Go(func() { l.tags, l.err = tc.Tags(ctx, l.ref) })
 	}
 	wg.Wait()
+	return lists
+}
 
-	var queries []registry.Query
-	var queued []*tagWork
-	for _, w := range work {
-		l := lists[w.repo]
-		if l.err != nil {
-			reason, msg := registry.ReasonOf(l.err)
-			checkFailed(w.line, reason, "listing tags: "+msg)
-			continue
-		}
-		s := w.t.Settings
-		n := 1
-		if s.MinAge > 0 {
-			n += minAgeSteps
-		}
-		for _, c := range candidates(w.cur, l.tags, s.Policy, s.TagInclude, s.TagExclude) {
-			if len(w.chain) == n {
-				break
-			}
-			w.chain = append(w.chain, c.tag)
-		}
-		w.chain = append(w.chain, w.cur.tag)
-		queries = append(queries, w.query(w.chain[0]))
-		queued = append(queued, w)
+// plotChain picks the tags w tries, newest first: the newest its policy allows (and, under
+// min-age, up to minAgeSteps older ones to fall back to), then its own tag.
+func (w *tagWork) plotChain(tags []string) {
+	s := w.t.Settings
+	n := 1
+	if s.MinAge > 0 {
+		n += minAgeSteps
 	}
-
-	// The first tag of every chain in one Check: containers that picked the same tag share a HEAD.
-	results := u.checker.Check(ctx, queries)
-	var mu sync.Mutex
-	var cands []Candidate
-	for i, w := range queued {
-		wg.Go(func() {
-			if c := u.walk(ctx, req, tc, w, results[i]); c != nil {
-				mu.Lock()
-				cands = append(cands, *c)
-				mu.Unlock()
-			}
-		})
+	for _, c := range candidates(w.cur, tags, s.Policy, s.TagInclude, s.TagExclude) {
+		if len(w.chain) == n {
+			break
+		}
+		w.chain = append(w.chain, c.tag)
 	}
-	wg.Wait()
-	slices.SortFunc(cands, func(a, b Candidate) int { return strings.Compare(a.Target.Name, b.Target.Name) })
-	return cands
+	w.chain = append(w.chain, w.cur.tag)
 }
 
 // walk goes down w.chain (res answers its first tag) and takes the first tag that is an update
@@ -382,7 +395,7 @@ func (u *Updater) checkTagPolicies(ctx context.Context, req Request, ts []*Targe
 // the container is skipped with "too new (age …)" naming the newest; a later cycle takes it
 // once it is old enough. A failure stops the walk: the container is reported failed, not moved
 // to something older than the registry would have given.
-func (u *Updater) walk(ctx context.Context, req Request, tc TagChecker, w *tagWork, res registry.Result) *Candidate {
+func (u *Updater) walk(ctx context.Context, tc TagChecker, w *tagWork, res registry.Result) *Candidate {
 	line, minAge := w.line, w.t.Settings.MinAge
 	var tooNew, tooNewTag string // why the newest tag tried was passed over, and which it was
 	for i, tag := range w.chain {
@@ -421,7 +434,7 @@ func (u *Updater) walk(ctx context.Context, req Request, tc TagChecker, w *tagWo
 				continue
 			}
 		}
-		return u.take(req, w, tag, res, tooNew, tooNewTag)
+		return take(w, tag, res, tooNew, tooNewTag)
 	}
 	line.Outcome, line.Message = OutcomeSkipped, fmt.Sprintf("too new (%s): %s", tooNew, tooNewTag)
 	return nil
@@ -441,10 +454,9 @@ func tooYoung(created time.Time, minAge time.Duration, now time.Time) string {
 	return fmt.Sprintf("age %s, min-age %s", age.Round(time.Second), minAge)
 }
 
-// take records the chosen tag on the line and returns the update, or reports it available when
-// the container is not to be touched (the watcher itself, monitor mode, dry run).
-func (u *Updater) take(req Request, w *tagWork, tag string, res registry.Result, tooNew, tooNewTag string) *Candidate {
-	t, line := w.t, w.line
+// take records the chosen tag on the line and returns the update.
+func take(w *tagWork, tag string, res registry.Result, tooNew, tooNewTag string) *Candidate {
+	line := w.line
 	line.NewDigest = res.Digest
 	cause := fmt.Sprintf("digest %s -> %s", shortDigest(line.OldDigest), shortDigest(res.Digest))
 	newImage := ""
@@ -455,47 +467,15 @@ func (u *Updater) take(req Request, w *tagWork, tag string, res registry.Result,
 	}
 	if tooNew != "" {
 		cause += fmt.Sprintf("; %s is too new (%s)", tooNewTag, tooNew)
-	}
-	if tooNew != "" {
 		line.Message = cause
 	}
-	return u.decide(req, line, Candidate{Target: t, NewDigest: res.Digest, NewImage: newImage, Cause: cause})
-}
-
-// decide turns an available update into a candidate to apply, or reports it available when the
-// container is not to be touched: monitor mode, a dry run, the watcher itself when it cannot
-// hand over (once, check), another watcher instance (it updates itself: two instances replacing
-// each other would stop each other mid-transaction).
-func (u *Updater) decide(req Request, line *ContainerReport, c Candidate) *Candidate {
-	switch {
-	case c.Target.Settings.Mode == ModeMonitor:
-		line.Outcome, line.Message = OutcomeUpdateAvailable, "monitor mode: "+c.Cause
-	case req.DryRun:
-		line.Outcome, line.Message = OutcomeUpdateAvailable, "would update: "+c.Cause
-	case c.Target.Self && !u.canHandOver():
-		line.Outcome, line.Message = OutcomeUpdateAvailable, "this is the watcher's own container; only the daemon (watcher run) updates itself"
-	case !c.Target.Self && c.Target.Labels[WatcherImageLabel] == WatcherImageTitle:
-		line.Outcome, line.Message = OutcomeSkipped, "another watcher instance ("+c.Cause+"); it updates itself"
-	default:
-		return &c
-	}
-	return nil
-}
-
-// checkFailed records a check-stage failure; an InvalidReference is a skip (nothing to look up),
-// as for the digest policy.
-func checkFailed(line *ContainerReport, reason failure.Reason, msg string) {
-	line.Failure = &Failure{Stage: failure.StageCheck, Reason: reason, Message: msg}
-	line.Outcome = OutcomeFailed
-	if reason == failure.InvalidReference {
-		line.Outcome, line.Message = OutcomeSkipped, msg
-	}
+	return &Candidate{Container: w.t, NewDigest: res.Digest, NewImage: newImage, Cause: cause}
 }
 
 // tooNew applies watcher.min-age to a digest-policy update: it reports whether the new image is
 // younger than min-age (or its age cannot be read), filling line with why. The next cycle takes
 // the image once it is old enough.
-func (u *Updater) tooNew(ctx context.Context, t *Target, res registry.Result, line *ContainerReport) bool {
+func (u *Updater) tooNew(ctx context.Context, t *Container, res registry.Result, line *ContainerReport) bool {
 	tc, ok := u.checker.(TagChecker)
 	if !ok {
 		line.Outcome, line.Message = OutcomeSkipped, "min-age is set but image ages cannot be read with this registry client"

@@ -1,12 +1,10 @@
 package updater
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/watcher-dev/watcher/internal/testenv"
 	"github.com/watcher-dev/watcher/registry"
@@ -209,41 +206,14 @@ func (r *policyRig) image(version string, created time.Time) v1.Image {
 	return img
 }
 
-// tag points tags of repo at img: one push, then one manifest PUT per further tag.
+// tag points tags of repo at img.
 func (r *policyRig) tag(repo string, img v1.Image, tags ...string) {
 	r.t.Helper()
-	if err := r.reg.Push(r.reg.Ref(repo, tags[0]), img); err != nil {
-		r.t.Fatal(err)
-	}
-	raw, _ := img.RawManifest()
-	mt, _ := img.MediaType()
-	var g errgroup.Group
-	g.SetLimit(8)
-	for _, tag := range tags[1:] {
-		g.Go(func() error {
-			req, err := http.NewRequest(http.MethodPut, r.reg.URL()+"/v2/"+repo+"/manifests/"+tag, bytes.NewReader(raw))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", string(mt))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				return fmt.Errorf("PUT %s:%s: %s", repo, tag, resp.Status)
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		r.t.Fatal(err)
-	}
+	r.reg.PushTags(r.t, repo, img, tags...)
 }
 
 // target is a container named name running img as repo:tag, with labels.
-func (r *policyRig) target(name, repo, tag string, img v1.Image, labels map[string]string) *Target {
+func (r *policyRig) target(name, repo, tag string, img v1.Image, labels map[string]string) *Container {
 	r.t.Helper()
 	d, _ := img.Digest()
 	cfg, _ := img.ConfigName()
@@ -251,19 +221,35 @@ func (r *policyRig) target(name, repo, tag string, img v1.Image, labels map[stri
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return &Target{Name: name, ID: name + "-id", Image: r.reg.Ref(repo, tag), ImageID: cfg.String(), State: "running", Settings: s, Watched: true,
+	return &Container{Name: name, ID: name + "-id", Image: r.reg.Ref(repo, tag), ImageID: cfg.String(), State: "running", Settings: s, Watched: true,
 		image: &imageInfo{RepoDigests: []string{r.reg.Host + "/" + repo + "@" + d.String()}}}
 }
 
-// check runs the tag-policy half of a cycle over ts.
-func (r *policyRig) check(req Request, ts ...*Target) (map[string]*ContainerReport, []Candidate) {
+// check runs the tag-policy half of a cycle over ts, and plans what it found as a cycle would:
+// it returns the report lines with the plan's holds (and, in a dry run, what would be done) and
+// the candidates the plan updates.
+func (r *policyRig) check(o planOptions, ts ...*Container) (map[string]*ContainerReport, []Candidate) {
 	lines := map[string]*ContainerReport{}
 	for _, t := range ts {
-		lines[t.Name] = &ContainerReport{Name: t.Name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Outcome: OutcomeFailed}
+		lines[t.Name] = newLine(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return lines, r.u.checkTagPolicies(ctx, req, ts, lines)
+	cands := r.u.checkTagPolicies(ctx, ts, lines)
+	plan := buildPlan(observed(ts...), cands, o)
+	notePlan(plan, lines)
+	if o.DryRun {
+		reportDryRun(plan, lines)
+	}
+	var planned []Candidate
+	for _, c := range cands {
+		for _, g := range plan.Groups {
+			if slices.ContainsFunc(g, func(s *Step) bool { return s.c == c.Container }) {
+				planned = append(planned, c)
+			}
+		}
+	}
+	return lines, planned
 }
 
 func policy(p string, more ...string) map[string]string {
@@ -276,7 +262,7 @@ func policy(p string, more ...string) map[string]string {
 
 func candidateFor(cands []Candidate, name string) *Candidate {
 	for i := range cands {
-		if cands[i].Target.Name == name {
+		if cands[i].Container.Name == name {
 			return &cands[i]
 		}
 	}
@@ -302,7 +288,7 @@ func TestTagPoliciesAgainstRegistry(t *testing.T) {
 	r.tag("app", v200, "2.0.0", "3.0.0-beta1")
 	ref := func(tag string) string { return r.reg.Ref("app", tag) }
 
-	targets := []*Target{
+	targets := []*Container{
 		r.target("patch", "app", "1.0.0", v100, policy(PolicyPatch)),
 		r.target("minor", "app", "1.0.0", v100, policy(PolicyMinor)),
 		r.target("major", "app", "1.0.0", v100, policy(PolicyMajor)),
@@ -315,7 +301,7 @@ func TestTagPoliciesAgainstRegistry(t *testing.T) {
 		r.target("junk", "app", "latest", v100, policy(PolicyPatch)),
 	}
 	r.reg.ResetRequests()
-	lines, cands := r.check(Request{}, targets...)
+	lines, cands := r.check(planOptions{}, targets...)
 
 	want := map[string]struct {
 		outcome  Outcome
@@ -364,10 +350,10 @@ func TestTagPoliciesAgainstRegistry(t *testing.T) {
 		t.Errorf("manifest HEADs = %d, want 6 (one per distinct tag asked about)", n)
 	}
 
-	// A dry run reports what it would do and plans nothing.
-	lines, cands = r.check(Request{DryRun: true}, r.target("dry", "app", "1.0.0", v100, policy(PolicyPatch)))
-	if l := lines["dry"]; len(cands) != 0 || l.Outcome != OutcomeUpdateAvailable || l.NewImage != ref("1.0.1") || !strings.Contains(l.Message, "would update: tag 1.0.0 -> 1.0.1") {
-		t.Errorf("dry run: %+v, %d candidates; want update_available to 1.0.1 and none", l, len(cands))
+	// A dry run plans the same update and reports it as what it would do.
+	lines, cands = r.check(planOptions{DryRun: true}, r.target("dry", "app", "1.0.0", v100, policy(PolicyPatch)))
+	if l := lines["dry"]; len(cands) != 1 || l.Outcome != OutcomeUpdateAvailable || l.NewImage != ref("1.0.1") || !strings.Contains(l.Message, "would update: tag 1.0.0 -> 1.0.1") {
+		t.Errorf("dry run: %+v, %d candidates; want update_available to 1.0.1, planned", l, len(cands))
 	}
 }
 
@@ -381,7 +367,7 @@ func TestTagPolicyCatchesRepush(t *testing.T) {
 	tgPatch := r.target("patch", "rep", "2.0", old, policy(PolicyPatch))
 	tgMinor := r.target("minor", "rep", "2.0", old, policy(PolicyMinor))
 	r.tag("rep", cur, "2.0") // re-pushed
-	lines, cands := r.check(Request{}, tgPatch, tgMinor)
+	lines, cands := r.check(planOptions{}, tgPatch, tgMinor)
 	c := candidateFor(cands, "patch")
 	if c == nil || c.NewImage != "" || c.NewDigest != digestOf(t, cur) || !strings.HasPrefix(c.Cause, "digest ") {
 		t.Errorf("patch on re-pushed 2.0: %+v (line %+v); want an update of the same tag to %s", c, lines["patch"], digestOf(t, cur))
@@ -405,7 +391,7 @@ func TestTagPolicyPaginatedListing(t *testing.T) {
 	r.tag("big", other, tags...)
 	r.reg.PageSize(100)
 	r.reg.ResetRequests()
-	lines, cands := r.check(Request{},
+	lines, cands := r.check(planOptions{},
 		r.target("patch", "big", "3.0.0", run, policy(PolicyPatch)),
 		r.target("minor", "big", "3.0.0", run, policy(PolicyMinor)))
 	if c := candidateFor(cands, "patch"); c == nil || c.NewImage != r.reg.Ref("big", "3.0.99") {
@@ -431,7 +417,7 @@ func TestTagPolicyMinAge(t *testing.T) {
 	r.tag("aged", mid, "1.0.1")
 	r.tag("aged", young, "1.0.2")
 	r.reg.ResetRequests()
-	lines, cands := r.check(Request{},
+	lines, cands := r.check(planOptions{},
 		r.target("day", "aged", "1.0.0", run, policy(PolicyPatch, LabelMinAge, "24h")),
 		r.target("week", "aged", "1.0.0", run, policy(PolicyPatch, LabelMinAge, "168h")),
 		r.target("none", "aged", "1.0.0", run, policy(PolicyPatch)),
@@ -467,13 +453,13 @@ func TestTagPolicyListingFailure(t *testing.T) {
 	r.tag("fine", img, "1.0.0")
 	r.tag("fine", next, "1.0.1")
 	r.reg.AddFault(testenv.Fault{Path: "/v2/denied/tags/list", Status: 403, Code: "DENIED"})
-	lines, cands := r.check(Request{},
+	lines, cands := r.check(planOptions{},
 		r.target("denied", "denied", "1.0.0", img, policy(PolicyPatch)),
 		r.target("fine", "fine", "1.0.0", img, policy(PolicyPatch)))
 	if l := lines["denied"]; l.Outcome != OutcomeFailed || l.Failure == nil || l.Failure.Reason != failure.Unauthorized || !strings.Contains(l.Failure.Message, "listing tags") {
 		t.Errorf("denied: %+v %+v; want failed Unauthorized while listing tags", l, l.Failure)
 	}
-	if len(cands) != 1 || cands[0].Target.Name != "fine" {
+	if len(cands) != 1 || cands[0].Container.Name != "fine" {
 		t.Errorf("candidates = %+v, want only fine's", cands)
 	}
 }

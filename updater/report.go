@@ -23,7 +23,8 @@ const (
 	OutcomeHandedOver      Outcome = "handed_over"      // the watcher's own update: its successor runs and finishes it
 )
 
-// Failure names where and why something went wrong, with DESIGN.md's stage and reason strings.
+// Failure names where and why something went wrong, in package failure's vocabulary (docs/api.md
+// lists every stage and reason).
 type Failure struct {
 	Stage   failure.Stage  `json:"stage"`
 	Reason  failure.Reason `json:"reason"`
@@ -48,15 +49,32 @@ type ContainerReport struct {
 	Downtime  time.Duration `json:"downtime_ns,omitempty"` // old stopped -> new started
 }
 
+// Trigger says what started a run.
+type Trigger string
+
+const (
+	TriggerSchedule Trigger = "schedule" // the cron schedule
+	TriggerHTTP     Trigger = "http"     // POST /v1/update
+	TriggerOnce     Trigger = "once"     // watcher once
+	TriggerCheck    Trigger = "check"    // watcher check (a dry run)
+	TriggerRecovery Trigger = "recovery" // a starting daemon finished transactions a crash left
+)
+
 // Report is one run: what triggered it, when, and a line per container it looked at.
 type Report struct {
 	ID         string            `json:"id"`
-	Trigger    string            `json:"trigger"` // schedule | http | once | check | startup
+	Trigger    Trigger           `json:"trigger"`
 	DryRun     bool              `json:"dry_run,omitempty"`
 	StartedAt  time.Time         `json:"started_at"`
 	FinishedAt time.Time         `json:"finished_at"`
 	Containers []ContainerReport `json:"containers"`
-	Error      string            `json:"error,omitempty"` // the run as a whole failed (engine unreachable)
+	// Watched is how many containers the engine held that this watcher watches, as the run saw
+	// them (whatever the request's filter); nil when the run did not observe the engine (a
+	// recovery run, or the engine was unreachable).
+	Watched *int `json:"watched,omitempty"`
+	// Plan is what the run decided to do, hold and leave (nil when there was nothing to decide).
+	Plan  *Plan  `json:"plan,omitempty"`
+	Error string `json:"error,omitempty"` // the run as a whole failed (engine unreachable)
 }
 
 // Count returns how many containers ended with outcome o.
@@ -85,8 +103,8 @@ func (r *Report) Changed() bool {
 type Request struct {
 	Containers []string // names (without the leading slash); empty = all
 	Images     []string // image references as containers name them; empty = all
-	Trigger    string
-	DryRun     bool // check only: report update_available instead of updating
+	Trigger    Trigger
+	DryRun     bool // plan only: report update_available instead of updating
 }
 
 // State is a watched container's state as GET /v1/containers shows it.

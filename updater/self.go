@@ -68,33 +68,32 @@ func (u *Updater) canHandOver() bool {
 	return ok && u.selfID != "" && u.opts.Release != nil
 }
 
-// handOver runs the watcher's own update, last in a run. On success the run's report is stored
-// with the watcher's line handed_over before the store is released, observers are told once
-// the release succeeded, and handOver returns true: nothing else may use the store. Otherwise
-// the line says what failed (nothing of the attempted handover is left on it) and the caller
-// finishes the report, storing it over the handed_over one and telling observers only then.
-func (u *Updater) handOver(ctx context.Context, rep *Report, c *Candidate) bool {
-	i := slices.IndexFunc(rep.Containers, func(l ContainerReport) bool { return l.ID == c.Target.ID })
+// handOver runs the watcher's own update (the plan's last step). On success the run's report is
+// stored with the watcher's line handed_over before the store is released, observers are told
+// once the release succeeded, and handOver returns true: nothing else may use the store.
+// Otherwise the line says what failed (nothing of the attempted handover is left on it) and the
+// caller finishes the report, storing it over the handed_over one and telling observers only then.
+func (u *Updater) handOver(ctx context.Context, rep *Report, s *Step) bool {
+	t := s.c
+	i := slices.IndexFunc(rep.Containers, func(l ContainerReport) bool { return l.ID == t.ID })
 	if i < 0 {
 		return false
 	}
 	line := &rep.Containers[i]
-	t := c.Target
 	if ctx.Err() != nil {
 		line.Outcome, line.Message = OutcomeSkipped, "the watcher is stopping; its own update waits for the next run"
 		return false
 	}
-	step := &Step{Target: t, Op: OpUpdate, NewDigest: c.NewDigest, NewImage: c.NewImage, Cause: c.Cause}
-	u.setStatus(ContainerStatus{Name: t.Name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode, State: StateUpdating})
-	u.log.Info("updating the watcher itself: handing over to a successor", "container", t.Name, "id", short(t.ID), "cause", c.Cause)
+	u.setStatus(t, t.status(StateUpdating))
+	u.log.Info("updating the watcher itself: handing over to a successor", "container", t.Name, "id", short(t.ID), "cause", s.Cause)
 	start := time.Now()
 	released := false
-	res := u.life.(SelfReplacer).Handover(ctx, u.spec(step, nil), func(ctx context.Context, successor string) error {
+	res := u.life.(SelfReplacer).Handover(ctx, u.spec(s, nil), func(ctx context.Context, successor string) error {
 		before := *line
 		line.Outcome, line.Failure, line.NewID = OutcomeHandedOver, nil, successor
-		line.Message = "successor " + short(successor) + " started (" + c.Cause + "); it verifies itself and removes this container, see its history"
-		if c.NewImage != "" && c.NewImage != t.Image {
-			line.NewImage = c.NewImage
+		line.Message = "successor " + short(successor) + " started (" + s.Cause + "); it verifies itself and removes this container, see its history"
+		if s.NewImage != "" && s.NewImage != t.Image {
+			line.NewImage = s.NewImage
 		}
 		line.Duration = time.Since(start)
 		rep.FinishedAt = time.Now().UTC()
@@ -116,8 +115,8 @@ func (u *Updater) handOver(ctx context.Context, rep *Report, c *Candidate) bool 
 	if released {
 		return true
 	}
-	u.record(line, step, res)
+	record(line, s, res)
 	line.Duration = time.Since(start)
-	u.setStatus(ContainerStatus{Name: t.Name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode, State: stateOf(line), LastError: line.Failure})
+	u.setStatus(t, statusOf(t, line))
 	return false
 }

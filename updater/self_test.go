@@ -22,7 +22,7 @@ import (
 	"github.com/watcher-dev/watcher/registry"
 )
 
-// These tests drive the self-update paths of the updater (decide, handOver, the run loop after a
+// These tests drive the self-update paths of the updater (the plan's hold or handover, handOver, the run loop after a
 // handover, Recover's report) over fakes: the order of the steps, what is stored when, and what
 // later triggers get cannot be observed deterministically against a real engine. The real
 // handover is covered by lifecycle's integration tests and the e2e test.
@@ -48,6 +48,7 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 type fakeEngine struct {
 	containers  []container.Summary
 	repoDigests map[string][]string // image ID -> RepoDigests
+	inspectErr  error               // when set, every container inspect fails with it
 }
 
 func (f *fakeEngine) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
@@ -55,6 +56,9 @@ func (f *fakeEngine) ContainerList(context.Context, client.ContainerListOptions)
 }
 
 func (f *fakeEngine) ContainerInspect(_ context.Context, id string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
+	if f.inspectErr != nil {
+		return client.ContainerInspectResult{}, f.inspectErr
+	}
 	for _, c := range f.containers {
 		if c.ID == id {
 			return client.ContainerInspectResult{Container: container.InspectResponse{
@@ -148,7 +152,7 @@ func (r *selfReplacer) Handover(ctx context.Context, s lifecycle.Spec, release f
 	r.mu.Unlock()
 	if h == nil {
 		return lifecycle.Result{OldID: s.ContainerID, Outcome: lifecycle.OutcomeFailed,
-			Err: &lifecycle.Error{ContainerID: s.ContainerID, Stage: failure.StageCheck, Reason: "Unexpected", Message: "no handover expected"}}
+			Err: &lifecycle.Error{ContainerID: s.ContainerID, Stage: failure.StagePlan, Reason: failure.Unsupported, Message: "no handover expected"}}
 	}
 	return h(ctx, s, release)
 }
@@ -309,69 +313,76 @@ func waitDone(t *testing.T, done <-chan struct{}) {
 	}
 }
 
-func TestDecideSelfAndOtherWatchers(t *testing.T) {
+// The plan's decision about the watcher's own container and other watcher instances, with the
+// Updater's ability to hand over (Release, SelfID, a SelfReplacer), as a cycle makes it.
+func TestPlanSelfAndOtherWatchers(t *testing.T) {
 	release := func(context.Context, string) error { return nil }
-	self := func() *Target {
-		return &Target{Name: "watcher", ID: selfID, Self: true, Settings: Settings{Mode: ModeUpdate}, Labels: map[string]string{WatcherImageLabel: WatcherImageTitle}}
-	}
-	other := func() *Target {
-		return &Target{Name: "watcher-2", ID: otherID, Settings: Settings{Mode: ModeUpdate}, Labels: map[string]string{WatcherImageLabel: WatcherImageTitle}}
-	}
-	plain := func() *Target {
-		return &Target{Name: "app", ID: otherID, Settings: Settings{Mode: ModeUpdate}, Labels: map[string]string{WatcherImageLabel: "something-else"}}
-	}
-	monitor := func(t *Target) *Target { t.Settings.Mode = ModeMonitor; return t }
+	own := func() *Container { return tgt("watcher", withID(selfID), self, otherWatcher) }
+	other := func() *Container { return tgt("watcher-2", withID(otherID), otherWatcher) }
+	plain := func() *Container { return tgt("app", withID(otherID), labels(WatcherImageLabel, "something-else")) }
+	mon := func(c *Container) *Container { monitor(c); return c }
 	var (
 		canHandOver = Options{SelfID: selfID, Release: release}
 		noRelease   = Options{SelfID: selfID}
 		noSelfID    = Options{Release: release}
+	)
+	const (
+		onlyDaemon = "only the daemon"
+		waits      = "waits for the rest of the run"
 	)
 
 	tests := []struct {
 		name    string
 		life    Replacer
 		opts    Options
-		req     Request
-		target  *Target
-		outcome Outcome // "" = a candidate is returned
+		dryRun  bool
+		target  *Container
+		op      Op      // the step planned for it, "" = none
+		outcome Outcome // its line before apply
 		message string  // in the line's message
 	}{
-		{name: "self without Release", life: &selfReplacer{}, opts: noRelease, target: self(), outcome: OutcomeUpdateAvailable, message: "only the daemon"},
-		{name: "self without SelfID", life: &selfReplacer{}, opts: noSelfID, target: self(), outcome: OutcomeUpdateAvailable, message: "only the daemon"},
-		{name: "self with a Replacer that cannot hand over", life: &phaseReplacer{}, opts: canHandOver, target: self(), outcome: OutcomeUpdateAvailable, message: "only the daemon"},
-		{name: "self that can hand over", life: &selfReplacer{}, opts: canHandOver, target: self()},
-		{name: "self in monitor mode", life: &selfReplacer{}, opts: canHandOver, target: monitor(self()), outcome: OutcomeUpdateAvailable, message: "monitor mode: "},
-		{name: "self in a dry run", life: &selfReplacer{}, opts: canHandOver, req: Request{DryRun: true}, target: self(), outcome: OutcomeUpdateAvailable, message: "would update: "},
-		{name: "self without Release in monitor mode", life: &selfReplacer{}, opts: noRelease, target: monitor(self()), outcome: OutcomeUpdateAvailable, message: "monitor mode: "},
-		{name: "self without Release in a dry run", life: &selfReplacer{}, opts: noRelease, req: Request{DryRun: true}, target: self(), outcome: OutcomeUpdateAvailable, message: "would update: "},
+		{name: "self without Release", life: &selfReplacer{}, opts: noRelease, target: own(), outcome: OutcomeUpdateAvailable, message: onlyDaemon},
+		{name: "self without SelfID", life: &selfReplacer{}, opts: noSelfID, target: own(), outcome: OutcomeUpdateAvailable, message: onlyDaemon},
+		{name: "self with a Replacer that cannot hand over", life: panicReplacer{}, opts: canHandOver, target: own(), outcome: OutcomeUpdateAvailable, message: onlyDaemon},
+		{name: "self that can hand over", life: &selfReplacer{}, opts: canHandOver, target: own(), op: OpHandOver, outcome: OutcomeSkipped, message: waits},
+		{name: "self in monitor mode", life: &selfReplacer{}, opts: canHandOver, target: mon(own()), outcome: OutcomeUpdateAvailable, message: "monitor mode: "},
+		{name: "self in a dry run", life: &selfReplacer{}, opts: canHandOver, dryRun: true, target: own(), op: OpHandOver, outcome: OutcomeUpdateAvailable, message: "would update: "},
+		{name: "self without Release in monitor mode", life: &selfReplacer{}, opts: noRelease, target: mon(own()), outcome: OutcomeUpdateAvailable, message: "monitor mode: "},
+		{name: "self without Release in a dry run", life: &selfReplacer{}, opts: noRelease, dryRun: true, target: own(), outcome: OutcomeUpdateAvailable, message: onlyDaemon},
 		{name: "another watcher instance", life: &selfReplacer{}, opts: canHandOver, target: other(), outcome: OutcomeSkipped, message: "another watcher instance"},
 		{name: "another watcher instance, this one without Release", life: &selfReplacer{}, opts: noRelease, target: other(), outcome: OutcomeSkipped, message: "another watcher instance"},
-		{name: "another watcher instance in monitor mode", life: &selfReplacer{}, opts: canHandOver, target: monitor(other()), outcome: OutcomeUpdateAvailable, message: "monitor mode: "},
-		{name: "another watcher instance in a dry run", life: &selfReplacer{}, opts: canHandOver, req: Request{DryRun: true}, target: other(), outcome: OutcomeUpdateAvailable, message: "would update: "},
-		{name: "another image title is an ordinary container", life: &selfReplacer{}, opts: canHandOver, target: plain()},
+		{name: "another watcher instance in monitor mode", life: &selfReplacer{}, opts: canHandOver, target: mon(other()), outcome: OutcomeUpdateAvailable, message: "monitor mode: "},
+		{name: "another watcher instance in a dry run", life: &selfReplacer{}, opts: canHandOver, dryRun: true, target: other(), outcome: OutcomeSkipped, message: "another watcher instance"},
+		{name: "another image title is an ordinary container", life: &selfReplacer{}, opts: canHandOver, target: plain(), op: OpUpdate, outcome: OutcomeFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.opts.Logger = discardLogger()
 			u := New(nil, &fakeChecker{}, tt.life, nil, tt.opts)
-			line := &ContainerReport{Name: tt.target.Name, ID: tt.target.ID, Outcome: OutcomeFailed}
-			c := u.decide(tt.req, line, Candidate{Target: tt.target, NewDigest: newSelfDigest, Cause: "digest a -> b"})
-			if tt.outcome == "" {
-				if c == nil || c.Target != tt.target || c.NewDigest != newSelfDigest {
-					t.Fatalf("decide = %+v (line %+v), want the candidate back", c, line)
-				}
-				if line.Outcome != OutcomeFailed || line.Message != "" {
-					t.Errorf("line = %+v, want it untouched for a candidate", line)
-				}
-				return
+			c := tt.target
+			plan := buildPlan(observed(c), []Candidate{{Container: c, NewDigest: newSelfDigest, Cause: "digest a -> b"}},
+				planOptions{DryRun: tt.dryRun, CanHandOver: u.canHandOver()})
+			lines := map[string]*ContainerReport{c.Name: newLine(c)}
+			notePlan(plan, lines)
+			if plan.DryRun {
+				reportDryRun(plan, lines)
 			}
-			if c != nil {
-				t.Errorf("decide returned a candidate for %s, want none", tt.target.Name)
+			var op Op
+			for _, g := range append(plan.Groups, plan.Last) {
+				for _, s := range g {
+					if s.c == c {
+						op = s.Op
+					}
+				}
 			}
+			if op != tt.op {
+				t.Errorf("plan\n%s: %s has step %q, want %q", plan, c.Name, op, tt.op)
+			}
+			line := lines[c.Name]
 			if line.Outcome != tt.outcome || !strings.Contains(line.Message, tt.message) {
 				t.Errorf("line = %s %q, want %s with a message containing %q", line.Outcome, line.Message, tt.outcome, tt.message)
 			}
-			if tt.outcome == OutcomeSkipped && !strings.Contains(line.Message, "digest a -> b") {
+			if tt.outcome == OutcomeSkipped && tt.op == "" && !strings.Contains(line.Message, "digest a -> b") {
 				t.Errorf("message %q does not say what the update would be", line.Message)
 			}
 		})
@@ -382,7 +393,7 @@ func TestDecideSelfAndOtherWatchers(t *testing.T) {
 // never hands over; the other container is updated as usual.
 func TestExecuteWithoutReleaseLeavesSelf(t *testing.T) {
 	r := newSelfRig(nil)
-	rep := r.u.Execute(context.Background(), "", Request{Trigger: "once"})
+	rep := r.u.Execute(context.Background(), "", Request{Trigger: TriggerOnce})
 	if l := lineOf(rep, selfID); l == nil || l.Outcome != OutcomeUpdateAvailable || !strings.Contains(l.Message, "only the daemon") {
 		t.Errorf("self line = %+v, want update_available (only the daemon updates itself)", l)
 	}
@@ -432,7 +443,7 @@ func TestExecuteHandsOverLast(t *testing.T) {
 		return lifecycle.Result{OldID: s.ContainerID, NewID: succID, Outcome: lifecycle.OutcomeHandedOver}
 	}
 
-	rep := r.u.Execute(context.Background(), "", Request{Trigger: "schedule"})
+	rep := r.u.Execute(context.Background(), "", Request{Trigger: TriggerSchedule})
 
 	if handoverErr != nil {
 		t.Errorf("release returned %v, want nil", handoverErr)
@@ -476,7 +487,7 @@ func TestExecuteHandsOverLast(t *testing.T) {
 	}
 
 	// Nothing runs any more: the store belongs to the successor.
-	if _, _, err := r.u.Trigger(context.Background(), Request{Trigger: "http"}); !errors.Is(err, ErrHandedOver) {
+	if _, _, err := r.u.Trigger(context.Background(), Request{Trigger: TriggerHTTP}); !errors.Is(err, ErrHandedOver) {
 		t.Errorf("Trigger after the handover = %v, want ErrHandedOver", err)
 	}
 }
@@ -500,15 +511,15 @@ func TestRunQueuedDuringHandover(t *testing.T) {
 	)
 	r.life.handover = func(ctx context.Context, s lifecycle.Spec, release func(context.Context, string) error) lifecycle.Result {
 		// Called on the run loop's goroutine: the run is in progress, so this trigger queues.
-		queuedID, queuedDone, queueErr = r.u.Trigger(context.Background(), Request{Trigger: "http"})
+		queuedID, queuedDone, queueErr = r.u.Trigger(context.Background(), Request{Trigger: TriggerHTTP})
 		if err := release(ctx, succID); err != nil {
 			t.Errorf("release: %v", err)
 		}
-		_, _, afterErr = r.u.Trigger(context.Background(), Request{Trigger: "http"})
+		_, _, afterErr = r.u.Trigger(context.Background(), Request{Trigger: TriggerHTTP})
 		return lifecycle.Result{OldID: s.ContainerID, NewID: succID, Outcome: lifecycle.OutcomeHandedOver}
 	}
 
-	id, done, err := r.u.Trigger(context.Background(), Request{Trigger: "schedule"})
+	id, done, err := r.u.Trigger(context.Background(), Request{Trigger: TriggerSchedule})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,7 +586,7 @@ func TestHandoverReleaseFails(t *testing.T) {
 					Err: &lifecycle.Error{ContainerID: s.ContainerID, Stage: tt.stage, Reason: tt.reason, Message: "releasing the state file and listener for the successor", Err: err}}
 			}
 
-			rep := r.u.Execute(context.Background(), "", Request{Trigger: "schedule"})
+			rep := r.u.Execute(context.Background(), "", Request{Trigger: TriggerSchedule})
 
 			l := lineOf(rep, selfID)
 			if l == nil || l.Outcome != tt.want || l.Failure == nil || l.Failure.Reason != tt.reason || l.Failure.Stage != tt.stage {
@@ -601,7 +612,7 @@ func TestHandoverReleaseFails(t *testing.T) {
 
 			// Not handed over: the watcher goes on.
 			r.checker.set(nil)
-			id, done, err := r.u.Trigger(context.Background(), Request{Trigger: "http"})
+			id, done, err := r.u.Trigger(context.Background(), Request{Trigger: TriggerHTTP})
 			if err != nil {
 				t.Fatalf("Trigger after a failed release = %v, want a run", err)
 			}
@@ -634,8 +645,8 @@ func TestRecoverStoresARecoveryRun(t *testing.T) {
 		t.Fatalf("%d runs stored, want 1", len(runs))
 	}
 	rep := &runs[0]
-	if rep.Trigger != "recovery" || rep.Error != "" || rep.StartedAt.IsZero() || rep.FinishedAt.Before(rep.StartedAt) || len(rep.Containers) != 3 {
-		t.Fatalf("recovery run = %+v, want trigger recovery with 3 lines", rep)
+	if rep.Trigger != TriggerRecovery || rep.Error != "" || rep.Watched != nil || rep.StartedAt.IsZero() || rep.FinishedAt.Before(rep.StartedAt) || len(rep.Containers) != 3 {
+		t.Fatalf("recovery run = %+v, want trigger recovery with 3 lines and no watched count", rep)
 	}
 	if l := rep.Containers[0]; l.Name != "app" || l.ID != otherID || l.NewID != otherID+"-new" || l.Outcome != OutcomeUpdated || l.Failure != nil || l.Downtime != time.Second || !strings.Contains(l.Message, "tx1") {
 		t.Errorf("app line = %+v, want updated to the new container, naming tx1", l)

@@ -1,13 +1,16 @@
 package updater
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
 
-// Labels on watched containers (DESIGN.md "Labels on watched containers").
+// Labels on containers (README.md "Labels" lists them for users).
 const (
 	LabelEnable        = "watcher.enable"
 	LabelMode          = "watcher.mode"
@@ -21,6 +24,10 @@ const (
 	LabelVerify        = "watcher.verify"
 	LabelHealthTimeout = "watcher.health-timeout"
 	LabelMinAge        = "watcher.min-age"
+	// LabelFollow=true on an opted-out container lets a plan restart or recreate it (on its own
+	// image) to follow a container it depends on; without it an opted-out container is never
+	// touched.
+	LabelFollow = "watcher.follow"
 
 	// Watchtower's labels, honoured when the watcher.* label is absent so existing deployments
 	// work unchanged.
@@ -48,12 +55,11 @@ const (
 	PolicyMajor  = "major"
 )
 
-// Defaults are the config values labels override.
+// Defaults are the config values labels override in the updater. The durations (stop timeout,
+// verify, health timeout) are lifecycle's: a label overrides them per update, and without one
+// the Spec leaves them zero so lifecycle.Options (update.*) apply.
 type Defaults struct {
-	Mode          string
-	StopTimeout   time.Duration
-	Verify        time.Duration
-	HealthTimeout time.Duration
+	Mode string // update.mode; "" = ModeUpdate
 }
 
 // Settings are one container's effective settings: its labels over the config.
@@ -66,10 +72,11 @@ type Settings struct {
 	TagExclude    *regexp.Regexp
 	DependsOn     []string
 	StopSignal    string         // "" = the container's own
-	StopTimeout   *time.Duration // nil = the container's own StopTimeout, else config
-	Verify        time.Duration
-	HealthTimeout time.Duration
+	StopTimeout   *time.Duration // nil = the container's own StopTimeout, else update.stop_timeout
+	Verify        time.Duration  // 0 = update.verify
+	HealthTimeout time.Duration  // 0 = update.health_timeout
 	MinAge        time.Duration
+	Follow        bool // watcher.follow=true (see LabelFollow)
 }
 
 // label returns the watcher label, else the Watchtower one, and whether either was set.
@@ -87,65 +94,20 @@ func label(labels map[string]string, ours, theirs string) (string, bool) {
 
 // ParseSettings reads a container's labels over the defaults. A malformed value is an error
 // naming the label and value; the caller marks that container failed and goes on with the rest.
-// Enabled and Scope are filled in even when an error is returned, so selection still works.
+// Enabled, Scope and Follow are filled in even when an error is returned, so selection (and the
+// opt-out rule) still work.
 func ParseSettings(labels map[string]string, d Defaults) (Settings, error) {
-	s := Settings{Mode: d.Mode, Policy: PolicyDigest, Verify: d.Verify, HealthTimeout: d.HealthTimeout}
-	var errs []string
-	bad := func(key, val, why string) { errs = append(errs, fmt.Sprintf("label %s=%q: %s", key, val, why)) }
-
-	if v, ok := labels[LabelEnable]; ok {
-		b, err := parseBool(v)
-		if err != nil {
-			bad(LabelEnable, v, "want true or false")
-		} else {
-			s.Enabled = &b
-		}
-	} else if v, ok := labels[wtEnable]; ok {
-		if b, err := parseBool(v); err == nil {
-			s.Enabled = &b
-		} else {
-			bad(wtEnable, v, "want true or false")
-		}
-	}
+	r := &labelReader{labels: labels}
+	s := Settings{Mode: cmp.Or(d.Mode, ModeUpdate), Policy: PolicyDigest}
+	s.Enabled = r.bool(LabelEnable, wtEnable)
 	s.Scope, _ = label(labels, LabelScope, wtScope)
-
-	if v, ok := labels[LabelMode]; ok {
-		switch v {
-		case ModeUpdate, ModeMonitor:
-			s.Mode = v
-		default:
-			bad(LabelMode, v, "want update or monitor")
-		}
-	} else if v, ok := labels[wtMonitorOnly]; ok {
-		b, err := parseBool(v)
-		switch {
-		case err != nil:
-			bad(wtMonitorOnly, v, "want true or false")
-		case b:
-			s.Mode = ModeMonitor
-		}
+	if _, ok := labels[LabelMode]; ok {
+		s.Mode = r.oneOf(LabelMode, s.Mode, "want update or monitor", ModeUpdate, ModeMonitor)
+	} else if monitorOnly := r.bool(wtMonitorOnly, ""); monitorOnly != nil && *monitorOnly {
+		s.Mode = ModeMonitor
 	}
-	if v, ok := labels[LabelPolicy]; ok {
-		switch v {
-		case PolicyDigest, PolicyPatch, PolicyMinor, PolicyMajor:
-			s.Policy = v
-		default:
-			bad(LabelPolicy, v, "want digest, patch, minor or major")
-		}
-	}
-	for _, re := range []struct {
-		key string
-		dst **regexp.Regexp
-	}{{LabelTagInclude, &s.TagInclude}, {LabelTagExclude, &s.TagExclude}} {
-		if v, ok := labels[re.key]; ok && v != "" {
-			r, err := regexp.Compile(v)
-			if err != nil {
-				bad(re.key, v, "bad regular expression: "+err.Error())
-			} else {
-				*re.dst = r
-			}
-		}
-	}
+	s.Policy = r.oneOf(LabelPolicy, s.Policy, "want digest, patch, minor or major", PolicyDigest, PolicyPatch, PolicyMinor, PolicyMajor)
+	s.TagInclude, s.TagExclude = r.regexp(LabelTagInclude), r.regexp(LabelTagExclude)
 	if v, ok := label(labels, LabelDependsOn, wtDependsOn); ok {
 		for _, n := range strings.Split(v, ",") {
 			if n = strings.TrimPrefix(strings.TrimSpace(n), "/"); n != "" {
@@ -154,28 +116,94 @@ func ParseSettings(labels map[string]string, d Defaults) (Settings, error) {
 		}
 	}
 	s.StopSignal, _ = label(labels, LabelStopSignal, wtStopSignal)
-	for _, dur := range []struct {
-		key string
-		set func(time.Duration)
-	}{
-		{LabelStopTimeout, func(d time.Duration) { s.StopTimeout = &d }},
-		{LabelVerify, func(d time.Duration) { s.Verify = d }},
-		{LabelHealthTimeout, func(d time.Duration) { s.HealthTimeout = d }},
-		{LabelMinAge, func(d time.Duration) { s.MinAge = d }},
-	} {
-		if v, ok := labels[dur.key]; ok {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 {
-				bad(dur.key, v, "want a duration such as 30s or 5m")
-				continue
-			}
-			dur.set(d)
-		}
+	if f := r.bool(LabelFollow, ""); f != nil {
+		s.Follow = *f
 	}
-	if len(errs) > 0 {
-		return s, fmt.Errorf("%s", strings.Join(errs, "; "))
+	if d, ok := r.duration(LabelStopTimeout); ok {
+		s.StopTimeout = &d
 	}
-	return s, nil
+	s.Verify, _ = r.duration(LabelVerify)
+	s.HealthTimeout, _ = r.duration(LabelHealthTimeout)
+	s.MinAge, _ = r.duration(LabelMinAge)
+	return s, r.err()
+}
+
+// labelReader reads typed label values and collects what is malformed, one phrase per label.
+type labelReader struct {
+	labels map[string]string
+	errs   []string
+}
+
+func (r *labelReader) bad(key, val, why string) {
+	r.errs = append(r.errs, fmt.Sprintf("label %s=%q: %s", key, val, why))
+}
+
+func (r *labelReader) err() error {
+	if len(r.errs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(r.errs, "; "))
+}
+
+// bool reads ours, else theirs (Watchtower's; "" = none): nil when neither is set or the value
+// is not a boolean.
+func (r *labelReader) bool(ours, theirs string) *bool {
+	key := ours
+	v, ok := r.labels[ours]
+	if !ok && theirs != "" {
+		key = theirs
+		v, ok = r.labels[theirs]
+	}
+	if !ok {
+		return nil
+	}
+	b, err := parseBool(v)
+	if err != nil {
+		r.bad(key, v, "want true or false")
+		return nil
+	}
+	return &b
+}
+
+// oneOf reads key as one of the allowed values; def when it is absent or not allowed.
+func (r *labelReader) oneOf(key, def, want string, allowed ...string) string {
+	v, ok := r.labels[key]
+	if !ok {
+		return def
+	}
+	if !slices.Contains(allowed, v) {
+		r.bad(key, v, want)
+		return def
+	}
+	return v
+}
+
+// regexp compiles key's value; nil when it is absent, empty or does not compile.
+func (r *labelReader) regexp(key string) *regexp.Regexp {
+	v, ok := r.labels[key]
+	if !ok || v == "" {
+		return nil
+	}
+	re, err := regexp.Compile(v)
+	if err != nil {
+		r.bad(key, v, "bad regular expression: "+err.Error())
+		return nil
+	}
+	return re
+}
+
+// duration reads key as a non-negative duration; ok is false when it is absent or malformed.
+func (r *labelReader) duration(key string) (time.Duration, bool) {
+	v, ok := r.labels[key]
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		r.bad(key, v, "want a duration such as 30s or 5m")
+		return 0, false
+	}
+	return d, true
 }
 
 func parseBool(v string) (bool, error) {

@@ -7,7 +7,7 @@ import (
 )
 
 func TestParseSettings(t *testing.T) {
-	d := Defaults{Mode: ModeUpdate, Verify: 10 * time.Second, HealthTimeout: time.Minute}
+	d := Defaults{Mode: ModeUpdate}
 	tests := []struct {
 		name    string
 		labels  map[string]string
@@ -15,7 +15,7 @@ func TestParseSettings(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", nil, func(s Settings) bool {
-			return s.Mode == ModeUpdate && s.Policy == PolicyDigest && s.Verify == 10*time.Second && s.Enabled == nil && s.StopTimeout == nil
+			return s.Mode == ModeUpdate && s.Policy == PolicyDigest && s.Verify == 0 && s.Enabled == nil && s.StopTimeout == nil && !s.Follow
 		}, ""},
 		{"watcher labels", map[string]string{LabelEnable: "true", LabelMode: "monitor", LabelPolicy: "minor", LabelVerify: "3s", LabelStopTimeout: "1m", LabelDependsOn: "a, /b,", LabelMinAge: "24h"},
 			func(s Settings) bool {
@@ -34,6 +34,8 @@ func TestParseSettings(t *testing.T) {
 		{"bad mode", map[string]string{LabelMode: "auto"}, nil, "watcher.mode"},
 		{"bad regex", map[string]string{LabelTagInclude: "(["}, nil, "watcher.tag.include"},
 		{"bad enable", map[string]string{LabelEnable: "maybe"}, nil, "watcher.enable"},
+		{"follow", map[string]string{LabelEnable: "false", LabelFollow: "true"}, func(s Settings) bool { return !*s.Enabled && s.Follow }, ""},
+		{"bad follow", map[string]string{LabelFollow: "sure"}, nil, `label watcher.follow="sure": want true or false`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,6 +53,12 @@ func TestParseSettings(t *testing.T) {
 				t.Errorf("ParseSettings(%v) = %+v, not as expected", tc.labels, s)
 			}
 		})
+	}
+}
+
+func TestParseSettingsZeroDefaults(t *testing.T) {
+	if s, err := ParseSettings(nil, Defaults{}); err != nil || s.Mode != ModeUpdate {
+		t.Errorf("ParseSettings(nil, Defaults{}) = mode %q, %v; want %q", s.Mode, err, ModeUpdate)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -14,8 +13,10 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
+	"github.com/watcher-dev/watcher/internal/defaults"
 	"github.com/watcher-dev/watcher/lifecycle"
 	"github.com/watcher-dev/watcher/registry"
+	"github.com/watcher-dev/watcher/store"
 )
 
 // Engine is the part of the Docker Engine API a cycle uses directly (lifecycle makes the rest).
@@ -49,23 +50,28 @@ type History interface {
 }
 
 var (
-	_ Engine   = (*client.Client)(nil)
-	_ Checker  = (*registry.Checker)(nil)
-	_ Replacer = (*lifecycle.Manager)(nil)
+	_ Engine    = (*client.Client)(nil)
+	_ Checker   = (*registry.Checker)(nil)
+	_ Replacer  = (*lifecycle.Manager)(nil)
+	_ History   = (*store.Store)(nil)
+	_ LastKnown = (*store.Store)(nil)
 )
 
-// Options are the cycle's settings from config.
+// Options are the cycle's settings from config. The zero value is safe: failed updates are
+// rolled back, superseded images are kept, only opted-in containers are watched.
 type Options struct {
 	Selection      Selection
 	IncludeStopped bool
 	Defaults       Defaults
-	Rollback       bool
-	Cleanup        bool
-	Parallel       int    // independent updates at once; default 4
-	SelfID         string // the watcher's own container ID ("" = not in a container)
-	KeepRuns       int    // history rows kept; default 500
-	Logger         *slog.Logger
-	Observers      []Observer
+	// NoRollback keeps a new container that runs but failed its health gate (update.rollback:
+	// false); lifecycle still rolls back one that exited or never ran. Default false: roll back.
+	NoRollback bool
+	Cleanup    bool         // remove images updates superseded when nothing uses them; default false
+	Parallel   int          // containers in the disruptive part of an update at once; default 4
+	SelfID     string       // the watcher's own container ID ("" = not in a container)
+	KeepRuns   int          // history rows kept; default 500
+	Logger     *slog.Logger // default slog.Default()
+	Observers  []Observer
 	// Release, when set, lets the watcher update its own container (self.go): it is called
 	// during the handover, after this run's report is stored, and must give up the HTTP
 	// listener and the store for the successor (see lifecycle.Handover). Without it (once,
@@ -85,6 +91,8 @@ type Updater struct {
 	baseCtx context.Context // runs started by Trigger use it; cancelled = stop starting steps
 	idle    sync.Cond       // signalled when a triggered run sequence ends
 
+	loadOnce sync.Once // the last known states are read from History once (status.go)
+
 	mu      sync.Mutex
 	running *run
 	queued  *run
@@ -102,19 +110,17 @@ type run struct {
 	report *Report
 }
 
-// New wires an Updater. History may be nil (no history kept).
+// New wires an Updater. History may be nil (no history kept). Replacer may be nil: that Updater
+// only checks, and every run is a dry run (`watcher check`).
 func New(e Engine, c Checker, l Replacer, h History, o Options) *Updater {
 	if o.Parallel < 1 {
-		o.Parallel = 4
+		o.Parallel = defaults.Parallel
 	}
 	if o.KeepRuns < 1 {
 		o.KeepRuns = 500
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
-	}
-	if o.Defaults.Mode == "" {
-		o.Defaults.Mode = ModeUpdate
 	}
 	u := &Updater{engine: e, checker: c, life: l, history: h, opts: o, selfID: o.SelfID, log: o.Logger,
 		baseCtx: context.Background(), recent: map[string]*run{}, status: map[string]ContainerStatus{}}
@@ -136,14 +142,17 @@ func (u *Updater) Wait() {
 }
 
 // Recover drives every unfinished transaction (a crash or kill mid-update) to commit or rollback.
-// The daemon calls it before its first cycle.
+// The daemon calls it before its first cycle; without a Replacer there is nothing to recover.
 //
 // What it finished is stored as a run with trigger "recovery", so an update interrupted by a
 // crash — or a self-update finished by the successor — shows in the history with its outcome.
 func (u *Updater) Recover(ctx context.Context) []lifecycle.Result {
+	if u.life == nil {
+		return nil
+	}
 	start := time.Now().UTC()
 	res := u.life.Recover(ctx)
-	rep := &Report{ID: newRunID(start), Trigger: "recovery", StartedAt: start}
+	rep := &Report{ID: newRunID(start), Trigger: TriggerRecovery, StartedAt: start}
 	for _, r := range res {
 		l := u.log.With("container", r.Name, "id", short(r.OldID), "txid", r.TxID, "outcome", r.Outcome)
 		if r.Err != nil {
@@ -151,29 +160,34 @@ func (u *Updater) Recover(ctx context.Context) []lifecycle.Result {
 		} else {
 			l.Info("recovered an unfinished update")
 		}
-		line := ContainerReport{Name: r.Name, ID: r.OldID, Outcome: OutcomeFailed, Downtime: r.Downtime,
-			Message: "finished an update the watcher was interrupted in (transaction " + r.TxID + ")"}
-		if r.NewID != r.OldID {
-			line.NewID = r.NewID
-		}
-		switch r.Outcome {
-		case lifecycle.OutcomeUpdated:
-			line.Outcome = OutcomeUpdated
-		case lifecycle.OutcomeRolledBack:
-			line.Outcome = OutcomeRolledBack
-		case lifecycle.OutcomeHandedOver:
-			line.Outcome, line.Message = OutcomeHandedOver, "the self-update's successor runs and finishes it (transaction "+r.TxID+")"
-		}
-		if r.Err != nil {
-			line.Failure = &Failure{Stage: r.Err.Stage, Reason: r.Err.Reason, Message: r.Err.Message}
-		}
-		rep.Containers = append(rep.Containers, line)
+		rep.Containers = append(rep.Containers, recoveredLine(r))
 	}
 	if len(rep.Containers) > 0 {
 		rep.FinishedAt = time.Now().UTC()
 		u.finish(rep)
 	}
 	return res
+}
+
+// recoveredLine is the report line of a transaction Recover finished.
+func recoveredLine(r lifecycle.Result) ContainerReport {
+	line := ContainerReport{Name: r.Name, ID: r.OldID, Outcome: OutcomeFailed, Downtime: r.Downtime,
+		Message: "finished an update the watcher was interrupted in (transaction " + r.TxID + ")"}
+	if r.NewID != r.OldID {
+		line.NewID = r.NewID
+	}
+	switch r.Outcome {
+	case lifecycle.OutcomeUpdated:
+		line.Outcome = OutcomeUpdated
+	case lifecycle.OutcomeRolledBack:
+		line.Outcome = OutcomeRolledBack
+	case lifecycle.OutcomeHandedOver:
+		line.Outcome, line.Message = OutcomeHandedOver, "the self-update's successor runs and finishes it (transaction "+r.TxID+")"
+	}
+	if r.Err != nil {
+		line.Failure = &Failure{Stage: r.Err.Stage, Reason: r.Err.Reason, Message: r.Err.Message}
+	}
+	return line
 }
 
 // Trigger asks for a run. When none is running, it starts now; otherwise the request joins the
@@ -294,9 +308,12 @@ func (u *Updater) Execute(ctx context.Context, id string, req Request) *Report {
 	if id == "" {
 		id = newRunID(time.Now())
 	}
-	rep := &Report{ID: id, Trigger: req.Trigger, DryRun: req.DryRun, StartedAt: time.Now().UTC()}
-	if self := u.cycle(ctx, req, rep); self != nil && u.handOver(ctx, rep, self) {
-		return rep // finished and stored before the store was handed over
+	u.loadStatus()
+	rep := &Report{ID: id, Trigger: req.Trigger, DryRun: req.DryRun || u.life == nil, StartedAt: time.Now().UTC()}
+	for _, s := range u.cycle(ctx, req, rep) {
+		if u.handOver(ctx, rep, s) {
+			return rep // finished and stored before the store was handed over
+		}
 	}
 	rep.FinishedAt = time.Now().UTC()
 	u.finish(rep)
@@ -402,6 +419,7 @@ func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	u.loadStatus()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var out []ContainerStatus
@@ -417,8 +435,9 @@ func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
 			out = append(out, known)
 			continue
 		}
-		out = append(out, ContainerStatus{Name: name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode,
-			State: StateUnknown, LastError: known.LastError})
+		st := t.status(StateUnknown)
+		st.LastError = known.LastError
+		out = append(out, st)
 	}
 	return out, nil
 }
@@ -427,12 +446,6 @@ func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
 func (u *Updater) Ready(ctx context.Context) error {
 	_, err := u.engine.Ping(ctx, client.PingOptions{})
 	return err
-}
-
-func (u *Updater) setStatus(st ContainerStatus) {
-	u.mu.Lock()
-	u.status[st.Name] = st
-	u.mu.Unlock()
 }
 
 func newRunID(t time.Time) string {
@@ -449,8 +462,3 @@ func short(id string) string {
 }
 
 func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
-
-// EngineUnreachable reports whether err means the Docker engine could not be reached at all.
-func EngineUnreachable(err error) bool {
-	return err != nil && (client.IsErrConnectionFailed(err) || errors.Is(err, context.DeadlineExceeded))
-}

@@ -83,8 +83,7 @@ func (b *bench) startContainers(ctx context.Context, from, to int, refs []string
 func (b *bench) newUpdater(scope string, opts func(*updater.Options)) *updater.Updater {
 	o := updater.Options{
 		Selection: updater.Selection{LabelEnable: true, Scope: scope},
-		Defaults:  updater.Defaults{Mode: updater.ModeUpdate, StopTimeout: 10 * time.Second, Verify: 5 * time.Second, HealthTimeout: 2 * time.Minute},
-		Rollback:  true,
+		Defaults:  updater.Defaults{Mode: updater.ModeUpdate},
 		Cleanup:   true,
 		Logger:    quiet(),
 	}

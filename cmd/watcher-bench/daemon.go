@@ -56,7 +56,7 @@ func (b *bench) daemonMemory(ctx context.Context, scope string, want int) (*daem
 		"WATCHER_WATCH_SCOPE=" + scope,
 		"WATCHER_SCHEDULE=@every 1h",
 		"WATCHER_HTTP_LISTEN=" + addr,
-		"WATCHER_HTTP_TOKEN=x",
+		"WATCHER_HTTP_TOKEN=bench-token-0123456789",
 	}
 	logFile, _ := os.Create(filepath.Join(dir, "daemon.log"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -97,7 +97,7 @@ func (b *bench) daemonMemory(ctx context.Context, scope string, want int) (*daem
 	r.idle = procStatus(pid, "VmRSS")
 
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/update?wait=true", nil)
-	req.Header.Set("Authorization", "Bearer x")
+	req.Header.Set("Authorization", "Bearer bench-token-0123456789")
 	start := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -97,8 +97,7 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 		}
 		u := updater.New(b.cli, registry.New(registry.Options{}), life, st, updater.Options{
 			Selection: updater.Selection{LabelEnable: true, Scope: scope},
-			Defaults:  updater.Defaults{Mode: updater.ModeUpdate, StopTimeout: 10 * time.Second, Verify: c.verify, HealthTimeout: 2 * time.Minute},
-			Rollback:  true,
+			Defaults:  updater.Defaults{Mode: updater.ModeUpdate},
 			Cleanup:   true,
 			Parallel:  p,
 			Logger:    quiet(),

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/watcher-dev/watcher/failure"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/moby/client"
@@ -42,8 +39,34 @@ type app struct {
 	handoff *handoff // the daemon's self-update state (handover.go); nil for once and check
 }
 
+// newApp wires what cmd needs; wtFlags are the flags of a Watchtower command line (watchtower.go).
 func newApp(ctx context.Context, cmd, configPath string, environ []string, wtFlags []config.Flag, stderr io.Writer) (*app, error) {
-	path := configPath
+	cfg, notices, err := loadConfig(configPath, environ, wtFlags)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: newLogger(cfg.Log, stderr)}
+	if cmd == "healthcheck" {
+		return a, nil // every 30s in the image: the daemon has said it once
+	}
+	for _, w := range cfg.Warnings {
+		a.log.Warn(w)
+	}
+	for _, n := range notices {
+		a.log.Info("config: " + n)
+	}
+	if err := a.connect(ctx, cmd, environ, wtFlags); err != nil {
+		a.close()
+		return nil, err
+	}
+	a.upd = updater.New(a.docker, a.newChecker(), a.newLifecycle(), a.history(), a.updaterOptions())
+	return a, nil
+}
+
+// loadConfig reads the config file named by --config, else $WATCHER_CONFIG, else the default
+// path when it exists (else only defaults and the environment), with Watchtower's flags and
+// variables beneath; notices are what the Watchtower layer wants said once.
+func loadConfig(path string, environ []string, wtFlags []config.Flag) (config.Config, []string, error) {
 	if path == "" {
 		path = lookupEnv(environ, "WATCHER_CONFIG")
 	}
@@ -54,97 +77,110 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, wtFla
 	}
 	cfg, notices, err := config.LoadWatchtower(path, environ, config.Watchtower{Flags: wtFlags, Legacy: notify.WatchtowerURLs})
 	if err != nil {
-		return nil, fail(exitUsage, "%v", err)
+		return cfg, nil, fail(exitUsage, "%v", err)
 	}
-	a := &app{cfg: cfg, log: newLogger(cfg.Log, stderr)}
-	if cmd == "healthcheck" {
-		return a, nil
-	}
+	return cfg, notices, nil
+}
+
+// connect opens what the command needs besides the updater: the engine client, the state file
+// (run and once; check changes nothing and needs none), metrics, notifications (run), and finds
+// the watcher's own container.
+func (a *app) connect(ctx context.Context, cmd string, environ []string, wtFlags []config.Flag) error {
 	dockerOpts, warnings, err := dockerOptions(environ, wtFlags)
 	if err != nil {
-		return nil, fail(exitUsage, "%v", err)
-	}
-	for _, n := range notices {
-		a.log.Info("config: " + n)
+		return fail(exitUsage, "%v", err)
 	}
 	for _, w := range warnings {
 		a.log.Warn(w)
 	}
-	a.docker, err = engine.Connect(dockerOpts...)
-	if err != nil {
-		return nil, fail(exitUsage, "docker client: %v", err)
+	if a.docker, err = engine.Connect(dockerOpts...); err != nil {
+		return fail(exitUsage, "docker client: %v", err)
 	}
 	if cmd == "run" || cmd == "once" {
-		dbPath := filepath.Join(cfg.StateDir, "watcher.db")
 		wait := time.Duration(0)
 		if cmd == "run" {
 			wait = storeWait // a predecessor handing over may still hold it (handover.go)
 		}
-		a.store, err = openStore(ctx, dbPath, wait, a.log)
-		if err != nil {
-			a.close()
-			return nil, fail(exitUsage, "state_dir: %v", err)
+		if a.store, err = openStore(ctx, filepath.Join(a.cfg.StateDir, "watcher.db"), wait, a.log); err != nil {
+			return fail(exitUsage, "state_dir: %v", err)
 		}
 	}
 	a.metrics = api.NewMetrics()
-	if cmd == "run" && len(cfg.Notify.URLs) > 0 {
-		a.notify, err = notify.New(notify.Options{URLs: cfg.Notify.URLs, Template: cfg.Notify.Template, Logger: a.log, OnResult: a.metrics.NotifyResult})
+	if cmd == "run" && len(a.cfg.Notify.URLs) > 0 {
+		a.notify, err = notify.New(notify.Options{URLs: a.cfg.Notify.URLs, Template: a.cfg.Notify.Template, Logger: a.log, OnResult: a.metrics.NotifyResult})
 		if err != nil {
-			a.close()
-			return nil, fail(exitUsage, "%v", err)
+			return fail(exitUsage, "%v", err)
 		}
 	}
-
-	auth := map[string]authn.AuthConfig{}
-	for host, c := range cfg.Registry.Auth {
-		auth[host] = authn.AuthConfig{Username: c.Username, Password: c.Password}
-	}
-	checker := registry.New(registry.Options{
-		Concurrency: cfg.Registry.Concurrency,
-		PerHost:     cfg.Registry.PerHost,
-		Timeout:     cfg.Registry.Timeout,
-		Auth:        auth,
-		OnRequest:   a.metrics.RegistryRequest,
-	})
 	if err := a.ping(ctx); err == nil {
 		a.selfID = updater.DetectSelf(ctx, a.docker)
 	}
-	var life updater.Replacer = noReplacer{}
-	if a.store != nil {
-		life = lifecycle.New(a.docker, a.store, lifecycle.Options{
-			StopTimeout: cfg.Update.StopTimeout, Verify: cfg.Update.Verify, HealthTimeout: cfg.Update.HealthTimeout, Logger: a.log,
-			SelfID: a.selfID,
-			SelfCheck: func(ctx context.Context) error {
-				return api.CheckHealth(ctx, cfg.HTTP.Listen, cfg.HTTP.TLSCert != "")
-			},
-		})
-	}
-	var release func(context.Context, string) error
 	if cmd == "run" && a.selfID != "" {
 		a.handoff = newHandoff()
-		release = a.release
 	}
+	return nil
+}
+
+func (a *app) newChecker() *registry.Checker {
+	auth := map[string]authn.AuthConfig{}
+	for host, c := range a.cfg.Registry.Auth {
+		auth[host] = authn.AuthConfig{Username: c.Username, Password: c.Password}
+	}
+	return registry.New(registry.Options{
+		Concurrency: a.cfg.Registry.Concurrency,
+		PerHost:     a.cfg.Registry.PerHost,
+		Timeout:     a.cfg.Registry.Timeout,
+		Auth:        auth,
+		OnRequest:   a.metrics.RegistryRequest,
+	})
+}
+
+// newLifecycle is the transaction manager over the state file's journal; nil without a state
+// file (check), which makes an updater that only checks.
+func (a *app) newLifecycle() updater.Replacer {
+	if a.store == nil {
+		return nil
+	}
+	cfg := a.cfg
+	return lifecycle.New(a.docker, a.store, lifecycle.Options{
+		StopTimeout: cfg.Update.StopTimeout, Verify: cfg.Update.Verify, HealthTimeout: cfg.Update.HealthTimeout, Logger: a.log,
+		SelfID: a.selfID,
+		SelfCheck: func(ctx context.Context) error {
+			return api.CheckHealth(ctx, cfg.HTTP.Listen, cfg.HTTP.TLSCert != "")
+		},
+	})
+}
+
+// history is the state file as the updater's run history and last known states; nil without one.
+func (a *app) history() updater.History {
+	if a.store == nil {
+		return nil
+	}
+	return a.store
+}
+
+func (a *app) updaterOptions() updater.Options {
 	observers := []updater.Observer{a.metrics}
 	if a.notify != nil {
 		observers = append(observers, a.notify)
 	}
-	var history updater.History
-	if a.store != nil {
-		history = a.store
+	var release func(context.Context, string) error
+	if a.handoff != nil {
+		release = a.release
 	}
-	a.upd = updater.New(a.docker, checker, life, history, updater.Options{
+	cfg := a.cfg
+	return updater.Options{
 		Selection:      updater.Selection{LabelEnable: cfg.Watch.LabelEnable, Scope: cfg.Watch.Scope},
 		IncludeStopped: cfg.Watch.IncludeStopped,
-		Defaults:       updater.Defaults{Mode: cfg.Update.Mode, StopTimeout: cfg.Update.StopTimeout, Verify: cfg.Update.Verify, HealthTimeout: cfg.Update.HealthTimeout},
-		Rollback:       cfg.Update.Rollback,
+		Defaults:       updater.Defaults{Mode: cfg.Update.Mode},
+		NoRollback:     !cfg.Update.Rollback,
 		Cleanup:        cfg.Update.Cleanup,
 		Parallel:       cfg.Update.Parallel,
 		SelfID:         a.selfID,
 		Logger:         a.log,
 		Observers:      observers,
 		Release:        release,
-	})
-	return a, nil
+	}
 }
 
 func (a *app) close() {
@@ -178,7 +214,7 @@ func (a *app) once(ctx context.Context, out io.Writer, asJSON bool) error {
 		return a.engineError(err)
 	}
 	a.upd.Recover(ctx)
-	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: "once"})
+	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: updater.TriggerOnce})
 	if err := printReport(out, rep, asJSON); err != nil {
 		return err
 	}
@@ -191,14 +227,18 @@ func (a *app) once(ctx context.Context, out io.Writer, asJSON bool) error {
 	return nil
 }
 
-// check is a dry run: it asks the registries and prints what would update; it changes nothing.
+// check is a dry run: it asks the registries and prints what would update and the plan a run
+// would apply; it changes nothing (its updater has no lifecycle).
 func (a *app) check(ctx context.Context, out io.Writer, asJSON bool) error {
 	if err := a.ping(ctx); err != nil {
 		return a.engineError(err)
 	}
-	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: "check", DryRun: true})
+	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: updater.TriggerCheck, DryRun: true})
 	if err := printReport(out, rep, asJSON); err != nil {
 		return err
+	}
+	if !asJSON && rep.Error == "" {
+		printPlan(out, rep.Plan)
 	}
 	if rep.Failed() {
 		return fail(exitFailed, "")
@@ -206,98 +246,29 @@ func (a *app) check(ctx context.Context, out io.Writer, asJSON bool) error {
 	return nil
 }
 
-// daemon runs the schedule and the HTTP API until ctx ends (SIGTERM/SIGINT).
+// daemon runs the schedule and the HTTP API until ctx ends (SIGTERM/SIGINT): API first (health
+// answers while the engine is awaited), then the engine, recovery, the schedule, and the wait.
 func (a *app) daemon(ctx context.Context) error {
 	a.log.Info("watcher starting", "version", version, "schedule", a.cfg.Schedule, "mode", a.cfg.Update.Mode,
 		"label_enable", a.cfg.Watch.LabelEnable, "scope", a.cfg.Watch.Scope, "state_dir", a.cfg.StateDir, "http", a.cfg.HTTP.Listen)
-	srv := api.New(a.upd, api.Options{
-		Listen: a.cfg.HTTP.Listen, Token: a.cfg.HTTP.Token, PublicRead: a.cfg.HTTP.PublicRead,
-		TLSCert: a.cfg.HTTP.TLSCert, TLSKey: a.cfg.HTTP.TLSKey, RateLimit: a.cfg.HTTP.RateLimit,
-		Logger: a.log, Metrics: a.metrics,
-	})
-	httpCtx, stopHTTP := context.WithCancel(ctx)
+	httpErr, stopHTTP := a.serveAPI(ctx)
 	defer stopHTTP()
-	httpErr := make(chan error, 1)
-	httpDone := make(chan struct{})
-	go func() {
-		defer close(httpDone)
-		httpErr <- srv.ListenAndServe(httpCtx)
-	}()
-	if h := a.handoff; h != nil {
-		h.stopHTTP = func() { stopHTTP(); <-httpDone }
-	}
-
-	// The engine may not be up yet (a host booting): wait for it, then finish what a crash left
-	// behind before anything else touches a container.
-	for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
-		err := a.ping(ctx)
-		if err == nil {
-			break
-		}
-		a.log.Error("docker engine unreachable; retrying (no container is touched meanwhile)", "host", a.docker.DaemonHost(), "err", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-httpErr:
-			return fail(exitUsage, "http: %v", err)
-		case <-time.After(delay):
-		}
+	if up, err := a.awaitEngine(ctx, httpErr); !up {
+		return err
 	}
 	a.upd.SetContext(ctx)
-	for _, res := range a.upd.Recover(ctx) {
-		if res.Outcome == lifecycle.OutcomeHandedOver && a.handoff != nil && res.OldID == a.selfID {
-			// A self-update's successor runs: give it the store and listener, and wait.
-			if err := a.release(ctx, res.NewID); err != nil {
-				return fail(exitFailed, "self-update: stepping back for the successor: %v", err)
-			}
-			return a.handedOver(ctx, <-a.handoff.done())
-		}
+	if stepBack, err := a.recoverFirst(ctx); stepBack {
+		return err
 	}
 	if a.notify != nil && a.cfg.Notify.Startup {
 		a.notify.Startup(version)
 	}
-
-	var sched *cron.Cron
-	if spec := a.cfg.Schedule; spec != "" {
-		schedule, err := a.cfg.CronSchedule()
-		if err != nil {
-			return fail(exitUsage, "schedule: %v", err)
-		}
-		sched = cron.New()
-		sched.Schedule(schedule, cron.FuncJob(func() {
-			if err := a.ping(ctx); err != nil {
-				a.log.Error("scheduled run skipped: docker engine unreachable", "err", err)
-				return
-			}
-			if _, _, err := a.upd.Trigger(ctx, updater.Request{Trigger: "schedule"}); err != nil {
-				a.log.Error("scheduled run not started", "err", err)
-			}
-		}))
-		sched.Start()
-		if h := a.handoff; h != nil {
-			h.stopSchedule = func() { <-sched.Stop().Done() }
-		}
-		a.log.Info("schedule active", "schedule", spec, "next", schedule.Next(time.Now()).Format(time.RFC3339))
-	} else {
-		a.log.Info("no schedule: runs only when triggered over HTTP")
+	sched, err := a.startSchedule(ctx)
+	if err != nil {
+		return err
 	}
-
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-httpErr:
-		if err != nil {
-			err = fail(exitUsage, "http: %v", err)
-		} else if a.handoff != nil && ctx.Err() == nil {
-			// Only a handover shuts the API down while the daemon runs: its release is
-			// about to say so.
-			select {
-			case successor := <-a.handoff.done():
-				return a.handedOver(ctx, successor)
-			case <-ctx.Done():
-			}
-		}
-	case successor := <-a.handoff.done():
+	successor, handedOver, err := a.awaitStop(ctx, httpErr)
+	if handedOver {
 		return a.handedOver(ctx, successor)
 	}
 	a.log.Info("stopping: no new update step starts; the one in flight finishes or is left for recovery")
@@ -306,6 +277,115 @@ func (a *app) daemon(ctx context.Context) error {
 	}
 	a.upd.Wait()
 	return err
+}
+
+// serveAPI starts the HTTP API; httpErr receives its end. stop shuts it down and waits for the
+// listener to close (the handover uses it too).
+func (a *app) serveAPI(ctx context.Context) (httpErr <-chan error, stop func()) {
+	srv := api.New(a.upd, api.Options{
+		Listen: a.cfg.HTTP.Listen, Token: a.cfg.HTTP.Token, PublicRead: a.cfg.HTTP.PublicRead,
+		TLSCert: a.cfg.HTTP.TLSCert, TLSKey: a.cfg.HTTP.TLSKey, RateLimit: a.cfg.HTTP.RateLimit,
+		Logger: a.log, Metrics: a.metrics,
+	})
+	httpCtx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		errc <- srv.ListenAndServe(httpCtx)
+	}()
+	stop = func() { cancel(); <-done }
+	if h := a.handoff; h != nil {
+		h.stopHTTP = stop
+	}
+	return errc, stop
+}
+
+// awaitEngine waits for the engine to answer (a host booting may start it after the watcher):
+// up is false when the daemon must return err instead (ctx ended, or the API failed).
+func (a *app) awaitEngine(ctx context.Context, httpErr <-chan error) (up bool, err error) {
+	for delay := time.Second; ; delay = min(delay*2, 30*time.Second) {
+		err := a.ping(ctx)
+		if err == nil {
+			return true, nil
+		}
+		a.log.Error("docker engine unreachable; retrying (no container is touched meanwhile)", "host", a.docker.DaemonHost(), "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case err := <-httpErr:
+			return false, fail(exitUsage, "http: %v", err)
+		case <-time.After(delay):
+		}
+	}
+}
+
+// recoverFirst finishes what a crash left behind before anything else touches a container. When
+// a self-update's successor runs, this process gives it the store and listener and waits:
+// stepBack is true and err is what the daemon returns.
+func (a *app) recoverFirst(ctx context.Context) (stepBack bool, err error) {
+	for _, res := range a.upd.Recover(ctx) {
+		if res.Outcome == lifecycle.OutcomeHandedOver && a.handoff != nil && res.OldID == a.selfID {
+			if err := a.release(ctx, res.NewID); err != nil {
+				return true, fail(exitFailed, "self-update: stepping back for the successor: %v", err)
+			}
+			return true, a.handedOver(ctx, <-a.handoff.done())
+		}
+	}
+	return false, nil
+}
+
+// startSchedule starts the cron schedule (nil without one: runs only when triggered over HTTP).
+func (a *app) startSchedule(ctx context.Context) (*cron.Cron, error) {
+	spec := a.cfg.Schedule
+	if spec == "" {
+		a.log.Info("no schedule: runs only when triggered over HTTP")
+		return nil, nil
+	}
+	schedule, err := a.cfg.CronSchedule()
+	if err != nil {
+		return nil, fail(exitUsage, "schedule: %v", err)
+	}
+	sched := cron.New()
+	sched.Schedule(schedule, cron.FuncJob(func() {
+		if err := a.ping(ctx); err != nil {
+			a.log.Error("scheduled run skipped: docker engine unreachable", "err", err)
+			return
+		}
+		if _, _, err := a.upd.Trigger(ctx, updater.Request{Trigger: updater.TriggerSchedule}); err != nil {
+			a.log.Error("scheduled run not started", "err", err)
+		}
+	}))
+	sched.Start()
+	if h := a.handoff; h != nil {
+		h.stopSchedule = func() { <-sched.Stop().Done() }
+	}
+	a.log.Info("schedule active", "schedule", spec, "next", schedule.Next(time.Now()).Format(time.RFC3339))
+	return sched, nil
+}
+
+// awaitStop waits for the daemon's end: ctx (SIGTERM), the API failing (err says how), or a
+// handover (handedOver, with the successor's ID).
+func (a *app) awaitStop(ctx context.Context, httpErr <-chan error) (successor string, handedOver bool, err error) {
+	select {
+	case <-ctx.Done():
+	case err := <-httpErr:
+		if err != nil {
+			return "", false, fail(exitUsage, "http: %v", err)
+		}
+		if a.handoff != nil && ctx.Err() == nil {
+			// Only a handover shuts the API down while the daemon runs: its release is
+			// about to say so.
+			select {
+			case successor := <-a.handoff.done():
+				return successor, true, nil
+			case <-ctx.Done():
+			}
+		}
+	case successor := <-a.handoff.done():
+		return successor, true, nil
+	}
+	return "", false, nil
 }
 
 // healthcheck asks the running daemon's /healthz on this machine.
@@ -358,6 +438,15 @@ func printReport(out io.Writer, rep *updater.Report, asJSON bool) error {
 	return nil
 }
 
+// printPlan prints the plan a run would apply, as the plan tests print it.
+func printPlan(out io.Writer, plan *updater.Plan) {
+	if plan == nil {
+		fmt.Fprintln(out, "\nplan: nothing to do")
+		return
+	}
+	fmt.Fprintf(out, "\nplan (nothing was changed):\n%s", plan)
+}
+
 func shortDigest(d string) string {
 	if d == "" {
 		return "-"
@@ -395,20 +484,3 @@ func lookupEnv(environ []string, key string) string {
 	}
 	return ""
 }
-
-// noReplacer stands in for lifecycle where a command must not change anything (check).
-type noReplacer struct{}
-
-var errDryRun = errors.New("dry run: nothing is changed")
-
-func (noReplacer) Replace(_ context.Context, s lifecycle.Spec) lifecycle.Result {
-	return lifecycle.Result{Outcome: lifecycle.OutcomeFailed, Err: dryRunError(s.ContainerID)}
-}
-func (noReplacer) Restart(_ context.Context, id string, _ string, _ *time.Duration) *lifecycle.Error {
-	return dryRunError(id)
-}
-
-func dryRunError(id string) *lifecycle.Error {
-	return &lifecycle.Error{ContainerID: id, Stage: failure.StagePlan, Reason: failure.Unsupported, Message: errDryRun.Error(), Err: errDryRun}
-}
-func (noReplacer) Recover(context.Context) []lifecycle.Result { return nil }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,13 +21,15 @@ func TestOpenStoreWaitsForPredecessor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
-	if _, err := openStore(context.Background(), path, 0, log); !errors.Is(err, store.ErrLocked) {
+	if _, err := openStore(context.Background(), path, 0, slog.New(slog.DiscardHandler)); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("openStore without a wait on a held file = %v, want ErrLocked", err)
 	}
+	// The holder lets go once openStore says it waits: a barrier, not a guess at how long it takes.
+	waiting := &onLine{match: "waiting", seen: make(chan struct{})}
+	log := slog.New(slog.NewTextHandler(waiting, nil))
 	released := make(chan struct{})
 	go func() {
-		time.Sleep(1500 * time.Millisecond)
+		<-waiting.seen
 		_ = held.Close()
 		close(released)
 	}()
@@ -39,6 +43,20 @@ func TestOpenStoreWaitsForPredecessor(t *testing.T) {
 	default:
 		t.Fatal("openStore returned before the holder let go")
 	}
+}
+
+// onLine is a log sink that closes seen at the first line containing match.
+type onLine struct {
+	match string
+	seen  chan struct{}
+	once  sync.Once
+}
+
+func (w *onLine) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), w.match) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
 }
 
 // TestOpenStoreGivesUp: the wait is bounded and a cancelled context ends it.

@@ -21,7 +21,7 @@ import (
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
-// Exit codes (DESIGN.md "Command line").
+// Exit codes (README.md "Commands").
 const (
 	exitOK          = 0
 	exitFailed      = 1

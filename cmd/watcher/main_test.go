@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -51,6 +52,9 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		{"bad cron in env", []string{"once"}, []string{state, "WATCHER_SCHEDULE=every day"}, 2, "WATCHER_SCHEDULE"},
 		{"unknown key", []string{"check", "--config", writeFile(t, "update:\n  verfy: 1s\n")}, nil, 2, "update.verfy"},
 		{"missing config file", []string{"once", "--config", "/nonexistent/watcher.yaml"}, nil, 2, "/nonexistent/watcher.yaml"},
+		{"short token", []string{"check"}, []string{"WATCHER_HTTP_TOKEN=hunter2"}, 2, "config: http.token: the token has 7 characters, at least 16 are needed"},
+		{"token with a space", []string{"run"}, []string{state, "WATCHER_HTTP_TOKEN=0123456789 abcdef"}, 2, "config: http.token: the token holds whitespace"},
+		{"newline in a value", []string{"check"}, []string{"WATCHER_WATCH_SCOPE=prod\nx"}, 2, `config: watch.scope: the value "prod\nx" holds a control character '\n'`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,6 +63,22 @@ func TestUsageAndConfigErrors(t *testing.T) {
 				t.Errorf("watcher %v = exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr, tc.wantCode, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestSecretFileWarning: a token file every user may read is named in one warning at start.
+func TestSecretFileWarning(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock") // the warning comes before the engine is asked
+	dir := t.TempDir()
+	for mode, want := range map[os.FileMode]int{0o444: 1, 0o440: 0} {
+		tok := filepath.Join(dir, fmt.Sprintf("token-%o", mode))
+		if err := os.WriteFile(tok, []byte("0123456789abcdef\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		_, _, stderr := runCmd(t, []string{"WATCHER_HTTP_TOKEN_FILE=" + tok, "WATCHER_STATE_DIR=" + dir}, "check")
+		if got := strings.Count(stderr, "is readable by every user"); got != want || (want == 1 && !strings.Contains(stderr, tok)) {
+			t.Errorf("token file mode %04o: %d warnings, want %d naming %s; stderr:\n%s", mode, got, want, tok, stderr)
+		}
 	}
 }
 
@@ -100,6 +120,17 @@ func TestOnceAndCheckAgainstRealEngine(t *testing.T) {
 	if code != 0 || rep.Count(updater.OutcomeUpdateAvailable) != 2 {
 		t.Fatalf("check = exit %d, report %+v; want exit 0 and 2 update_available", code, rep.Containers)
 	}
+	if rep.Plan == nil || !rep.Plan.DryRun || len(rep.Plan.Groups) != 2 || rep.Plan.Groups[0][0].Op != updater.OpUpdate {
+		t.Errorf("check --json plan = %+v, want a dry-run plan of two independent updates", rep.Plan)
+	}
+	// The table is followed by the plan, printed as the plan tests print it.
+	code, out, _ = runCmd(t, env, "check")
+	t.Logf("watcher check:\n%s", out)
+	for _, want := range []string{"plan (nothing was changed):\ngroup 1:\n  update " + e.Name("bad") + " (digest sha256:", "group 2:\n  update " + e.Name("ok")} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("check = exit %d\n%s\nwant exit 0 and %q", code, out, want)
+		}
+	}
 	if e.Inspect(e.Name("ok")).Config.Env[len(e.Inspect(e.Name("ok")).Config.Env)-1] == "APP_VERSION=v2" {
 		t.Fatal("check changed a container")
 	}
@@ -129,7 +160,7 @@ func TestDaemon(t *testing.T) {
 	e := testenv.New(t)
 	addr := freePort(t)
 	env := []string{"WATCHER_STATE_DIR=" + t.TempDir(), "WATCHER_WATCH_SCOPE=" + e.Owner, "WATCHER_UPDATE_VERIFY=1s",
-		"WATCHER_LOG_LEVEL=warn", "WATCHER_SCHEDULE=", "WATCHER_HTTP_LISTEN=" + addr, "WATCHER_HTTP_TOKEN=s3cret"}
+		"WATCHER_LOG_LEVEL=warn", "WATCHER_SCHEDULE=", "WATCHER_HTTP_LISTEN=" + addr, "WATCHER_HTTP_TOKEN=s3cret-token-0123456789"}
 	ref, _ := e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
 	e.Pull(ref)
 	oldID := e.Run(e.Name("app"), &container.Config{Image: ref, Labels: map[string]string{"watcher.enable": "true", "watcher.scope": e.Owner}}, nil, nil)
@@ -160,7 +191,7 @@ func TestDaemon(t *testing.T) {
 	}
 
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/update?wait=true", nil)
-	req.Header.Set("Authorization", "Bearer s3cret")
+	req.Header.Set("Authorization", "Bearer s3cret-token-0123456789")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

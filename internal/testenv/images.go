@@ -222,14 +222,18 @@ func (r *Registry) Push(ref string, img v1.Image) error {
 	if err != nil {
 		return err
 	}
+	return remote.Write(tagRef, img, r.remoteOptions()...)
+}
+
+// remoteOptions are the options of a push: the registry's credentials when it requires them.
+func (r *Registry) remoteOptions() []remote.Option {
 	r.mu.Lock()
 	auth := r.auth
 	r.mu.Unlock()
-	opts := []remote.Option{}
 	if auth != nil && auth.user != "" {
-		opts = append(opts, remote.WithAuth(basicAuth(auth.user, auth.pass)))
+		return []remote.Option{remote.WithAuth(basicAuth(auth.user, auth.pass))}
 	}
-	return remote.Write(tagRef, img, opts...)
+	return nil
 }
 
 // PlatformImage is one entry of a multi-platform index.

@@ -1,0 +1,107 @@
+package updater
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// What GET /v1/containers shows: the latest state a run found each watched container in, kept in
+// memory and, where the History can (LastKnown), in the state file, so a restarted daemon still
+// knows what is up to date and what has an update available.
+
+// LastKnown keeps each watched container's last known state across restarts (store.Store). It
+// is found on the History by type assertion. Values are opaque to it, keyed by container name.
+type LastKnown interface {
+	// PutLastKnown records states in one write; with prune, every name not among them is
+	// forgotten (a run over every watched container saw all there are).
+	PutLastKnown(states map[string][]byte, prune bool) error
+	// LastKnown returns every recorded state.
+	LastKnown() (map[string][]byte, error)
+}
+
+// status is c's state as /v1/containers shows it, with what the observation alone says.
+func (c *Container) status(state State) ContainerStatus {
+	return ContainerStatus{Name: c.Name, ID: c.ID, Image: c.Image, Policy: c.Settings.Policy, Mode: c.Settings.Mode, State: state}
+}
+
+// statusOf is the state c is in after what its report line says. Only an update moves the
+// container to the new image and digest; after a rollback it still runs the old ones.
+func statusOf(c *Container, line *ContainerReport) ContainerStatus {
+	st := c.status(stateOf(line))
+	st.ID = firstNonEmpty(line.NewID, c.ID)
+	st.LocalDigest, st.RemoteDigest = line.OldDigest, line.NewDigest
+	if line.Outcome == OutcomeUpdated {
+		st.Image, st.LocalDigest = firstNonEmpty(line.NewImage, c.Image), line.NewDigest
+	}
+	st.LastError = line.Failure
+	st.CheckedAt = time.Now().UTC()
+	return st
+}
+
+func stateOf(line *ContainerReport) State {
+	switch line.Outcome {
+	case OutcomeUpToDate, OutcomeUpdated, OutcomeRestarted:
+		return StateUpToDate
+	case OutcomeUpdateAvailable:
+		return StateUpdateAvailable
+	case OutcomeFailed, OutcomeRolledBack:
+		return StateFailed
+	}
+	return StateUnknown
+}
+
+// setStatus records st for c when c is watched (dependents the watcher restarts are not listed).
+func (u *Updater) setStatus(c *Container, st ContainerStatus) {
+	if !c.Watched {
+		return
+	}
+	u.mu.Lock()
+	u.status[st.Name] = st
+	u.mu.Unlock()
+}
+
+// saveStatus writes the states of this run's targets to the state file; a run over every watched
+// container (all) also forgets containers that are gone.
+func (u *Updater) saveStatus(targets []*Container, all bool) {
+	lk, ok := u.history.(LastKnown)
+	if !ok {
+		return
+	}
+	states := make(map[string][]byte, len(targets))
+	u.mu.Lock()
+	for _, t := range targets {
+		if st, ok := u.status[t.Name]; ok {
+			if b, err := json.Marshal(st); err == nil {
+				states[t.Name] = b
+			}
+		}
+	}
+	u.mu.Unlock()
+	if err := lk.PutLastKnown(states, all); err != nil {
+		u.log.Warn("could not store the containers' last known state", "err", err)
+	}
+}
+
+// loadStatus reads the last known states once, before the first run or status query, so what
+// an earlier process found answers until a run finds something newer.
+func (u *Updater) loadStatus() {
+	u.loadOnce.Do(func() {
+		lk, ok := u.history.(LastKnown)
+		if !ok {
+			return
+		}
+		rows, err := lk.LastKnown()
+		if err != nil {
+			u.log.Warn("could not read the containers' last known state", "err", err)
+			return
+		}
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		for name, b := range rows {
+			var st ContainerStatus
+			if _, seen := u.status[name]; !seen && json.Unmarshal(b, &st) == nil {
+				u.status[name] = st
+			}
+		}
+	})
+}

@@ -102,7 +102,7 @@ var wtVars = []wtVar{
 	{name: "WATCHTOWER_CLEANUP", flag: "cleanup", short: "c", kind: wtBool, key: "update.cleanup"},
 	{name: "WATCHTOWER_REMOVE_VOLUMES", flag: "remove-volumes", kind: wtBool, refuse: "watcher never removes volumes; the new container gets the old one's volumes, anonymous ones included; drop it"},
 	{name: "WATCHTOWER_LABEL_ENABLE", flag: "label-enable", short: "e", kind: wtBool, key: "watch.label_enable"},
-	{name: "WATCHTOWER_DISABLE_CONTAINERS", flag: "disable-containers", short: "x", kind: wtList, refuse: "label those containers com.centurylinklabs.watchtower.enable=false (or watcher.enable=false) instead"},
+	{name: "WATCHTOWER_DISABLE_CONTAINERS", flag: "disable-containers", short: "x", kind: wtList, ext: true},
 	{name: "WATCHTOWER_LOG_FORMAT", flag: "log-format", short: "l", key: "log.format", conv: logFormat},
 	{name: "WATCHTOWER_LOG_LEVEL", flag: "log-level", key: "log.level", conv: logLevel},
 	{name: "WATCHTOWER_DEBUG", flag: "debug", short: "d", kind: wtBool, apply: (*wtLoader).debug},
@@ -114,7 +114,7 @@ var wtVars = []wtVar{
 		return "update", nil
 	}},
 	{name: "WATCHTOWER_RUN_ONCE", flag: "run-once", short: "R", kind: wtBool, ext: true},
-	{name: "WATCHTOWER_INCLUDE_RESTARTING", flag: "include-restarting", kind: wtBool, note: "restarting containers are left alone until they run"},
+	{name: "WATCHTOWER_INCLUDE_RESTARTING", flag: "include-restarting", kind: wtBool, ext: true},
 	{name: "WATCHTOWER_INCLUDE_STOPPED", flag: "include-stopped", short: "S", kind: wtBool, key: "watch.include_stopped"},
 	{name: "WATCHTOWER_REVIVE_STOPPED", flag: "revive-stopped", kind: wtBool, refuse: "watcher never starts a container that was stopped: with --include-stopped it updates it and leaves it stopped (it may be stopped on purpose); start it with docker start, or drop it"},
 	{name: "WATCHTOWER_LIFECYCLE_HOOKS", flag: "enable-lifecycle-hooks", kind: wtBool, key: "update.lifecycle_hooks"},

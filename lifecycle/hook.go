@@ -206,3 +206,8 @@ func (s *hookStdout) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*hookStdout)(nil)
+
+// RunHook runs a lifecycle hook in a container on the manager's engine (see the function RunHook).
+func (m *Manager) RunHook(ctx context.Context, id, command string, timeout time.Duration) HookResult {
+	return RunHook(ctx, m.d, id, command, timeout)
+}

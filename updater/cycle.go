@@ -23,8 +23,10 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 	watched := len(obs.Watched)
 	rep.Watched = &watched
 	targets := selectTargets(obs.Watched, req)
+	preChecks := u.checkHooks(ctx, targets, HookPreCheck, rep.DryRun, runningID)
 	lines, cands := u.check(ctx, targets)
-	plan := u.plan(ctx, obs, cands, planOptions{DryRun: rep.DryRun, CanHandOver: u.canHandOver()}, lines)
+	addHookRuns(lines, preChecks)
+	plan := u.plan(ctx, obs, cands, planOptions{DryRun: rep.DryRun, CanHandOver: u.canHandOver(), Hooks: u.opts.Hooks != nil}, lines)
 	if !plan.Empty() {
 		rep.Plan = plan
 	}
@@ -42,6 +44,12 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 			u.cleanup(ctx, superseded)
 		}
 	}
+	addHookRuns(lines, u.checkHooks(ctx, targets, HookPostCheck, plan.DryRun, func(t *Container) string {
+		if line := lines[t.Name]; runningID(t) != "" && line.NewID != "" {
+			return line.NewID // the new container, after an update (or a rollback that recreated it)
+		}
+		return runningID(t)
+	}))
 	for _, t := range targets {
 		rep.Containers = append(rep.Containers, *lines[t.Name])
 	}

@@ -108,8 +108,9 @@ func (u *Updater) list(ctx context.Context) (*Observed, error) {
 		// Our own set-aside containers (<name>-watcher-<txid>) are never watched: they belong to a
 		// transaction in flight or in recovery.
 		aside := c.Labels["watcher.txid"] != "" && strings.Contains(t.Name, "-watcher-")
-		stateOK := t.State == "running" || (u.opts.IncludeStopped && (t.State == "exited" || t.State == "created"))
-		t.Watched = stateOK && !aside && u.opts.Selection.Watched(t.Settings)
+		stateOK := t.State == "running" || (u.opts.IncludeStopped && (t.State == "exited" || t.State == "created")) ||
+			(u.opts.IncludeRestarting && t.State == "restarting")
+		t.Watched = stateOK && !aside && u.opts.Selection.Watched(t.Settings) && u.opts.Selection.Named(t.Name)
 		obs.All = append(obs.All, t)
 		obs.byName[t.Name] = t
 		obs.byID[t.ID] = t

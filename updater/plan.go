@@ -64,6 +64,10 @@ type Step struct {
 	Follows   []string `json:"follows,omitempty"`
 	NewDigest string   `json:"new_digest,omitempty"` // OpUpdate, OpHandOver: the digest to pull
 	NewImage  string   `json:"new_image,omitempty"`  // OpUpdate, OpHandOver: the reference to run ("" = the same)
+	// PreUpdate and PostUpdate are the container's lifecycle hooks (OpUpdate; hooks.go): the update
+	// happens only if PreUpdate succeeds, and PostUpdate runs in the new container after it.
+	PreUpdate  *Hook `json:"pre_update,omitempty"`
+	PostUpdate *Hook `json:"post_update,omitempty"`
 
 	c *Container // what the check observed; apply builds the lifecycle spec from its settings
 }
@@ -141,6 +145,12 @@ func writeSteps(b *strings.Builder, steps []*Step) {
 		}
 		if len(s.DependsOn) > 0 {
 			fmt.Fprintf(b, " after %s", strings.Join(s.DependsOn, ","))
+		}
+		if s.PreUpdate != nil {
+			b.WriteString(" if its pre-update hook succeeds")
+		}
+		if s.PostUpdate != nil {
+			b.WriteString(", then its post-update hook")
 		}
 		b.WriteByte('\n')
 	}

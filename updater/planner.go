@@ -35,6 +35,7 @@ type Candidate struct {
 type planOptions struct {
 	DryRun      bool // nothing is applied; the plan says what would be
 	CanHandOver bool // the watcher's own container can be updated by a handover (the daemon)
+	Hooks       bool // lifecycle hooks run (update.lifecycle_hooks): updates carry theirs
 }
 
 // buildPlan turns the available updates into the plan a run applies.
@@ -61,6 +62,9 @@ func buildPlan(obs *Observed, cands []Candidate, o planOptions) *Plan {
 	affected := p.affected(updates)
 	order := topoOrder(affected, p.deps)
 	p.group(order, p.steps(order, updates, affected))
+	if o.Hooks && !o.DryRun {
+		attachHooks(plan)
+	}
 	return plan
 }
 
@@ -89,7 +93,7 @@ func holdOf(c Candidate, o planOptions) (*Hold, Op) {
 		return hold(OutcomeUpdateAvailable, "this is the watcher's own container; only the daemon (watcher run) updates itself")
 	case t.Self:
 		return nil, OpHandOver
-	case t.Labels[WatcherImageLabel] == WatcherImageTitle:
+	case t.Labels[WatcherImageLabel] == WatcherImageTitle, isWatchtower(t.Labels):
 		return hold(OutcomeSkipped, "another watcher instance ("+c.Cause+"); it updates itself")
 	}
 	return nil, OpUpdate

@@ -60,9 +60,11 @@ var (
 // Options are the cycle's settings from config. The zero value is safe: failed updates are
 // rolled back, superseded images are kept, only opted-in containers are watched.
 type Options struct {
-	Selection      Selection
-	IncludeStopped bool
-	Defaults       Defaults
+	Selection         Selection
+	IncludeStopped    bool
+	IncludeRestarting bool       // also watch restarting containers (Watchtower's --include-restarting)
+	Hooks             HookRunner // runs lifecycle hook labels; nil = off (update.lifecycle_hooks)
+	Defaults          Defaults
 	// NoRollback keeps a new container that runs but failed its health gate (update.rollback:
 	// false); lifecycle still rolls back one that exited or never ran. Default false: roll back.
 	NoRollback bool

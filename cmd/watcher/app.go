@@ -37,15 +37,20 @@ type app struct {
 	upd     *updater.Updater
 	selfID  string   // the watcher's own container, "" outside a container of this engine
 	handoff *handoff // the daemon's self-update state (handover.go); nil for once and check
+	compat  compat   // what a Watchtower configuration asks of the updater (watchtower.go)
 }
 
-// newApp wires what cmd needs; wtFlags are the flags of a Watchtower command line (watchtower.go).
-func newApp(ctx context.Context, cmd, configPath string, environ []string, wtFlags []config.Flag, stderr io.Writer) (*app, error) {
+// newApp wires what cmd needs; wt is a Watchtower command line (watchtower.go), or nil.
+func newApp(ctx context.Context, cmd, configPath string, environ []string, wt *wtArgs, stderr io.Writer) (*app, error) {
+	wtFlags := wt.configFlags()
 	cfg, notices, err := loadConfig(configPath, environ, wtFlags)
 	if err != nil {
 		return nil, err
 	}
 	a := &app{cfg: cfg, log: newLogger(cfg.Log, stderr)}
+	if a.compat, err = watchtowerCompat(environ, wt); err != nil {
+		return nil, fail(exitUsage, "%v", err)
+	}
 	if cmd == "healthcheck" {
 		return a, nil // every 30s in the image: the daemon has said it once
 	}
@@ -59,7 +64,12 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, wtFla
 		a.close()
 		return nil, err
 	}
-	a.upd = updater.New(a.docker, a.newChecker(), a.newLifecycle(), a.history(), a.updaterOptions())
+	life := a.newLifecycle()
+	opts := a.updaterOptions()
+	if m, ok := life.(*lifecycle.Manager); ok && cfg.Update.LifecycleHooks {
+		opts.Hooks = m // hooks run only where updates can happen: not in check
+	}
+	a.upd = updater.New(a.docker, a.newChecker(), life, a.history(), opts)
 	return a, nil
 }
 
@@ -83,7 +93,7 @@ func loadConfig(path string, environ []string, wtFlags []config.Flag) (config.Co
 }
 
 // connect opens what the command needs besides the updater: the engine client, the state file
-// (run and once; check changes nothing and needs none), metrics, notifications (run), and finds
+// (run and once; check changes nothing and needs none), metrics, notifications (run and once), and finds
 // the watcher's own container.
 func (a *app) connect(ctx context.Context, cmd string, environ []string, wtFlags []config.Flag) error {
 	dockerOpts, warnings, err := dockerOptions(environ, wtFlags)
@@ -106,7 +116,7 @@ func (a *app) connect(ctx context.Context, cmd string, environ []string, wtFlags
 		}
 	}
 	a.metrics = api.NewMetrics()
-	if cmd == "run" && len(a.cfg.Notify.URLs) > 0 {
+	if (cmd == "run" || cmd == "once") && len(a.cfg.Notify.URLs) > 0 { // once notifies like the daemon (a Watchtower --run-once did)
 		a.notify, err = notify.New(notify.Options{URLs: a.cfg.Notify.URLs, Template: a.cfg.Notify.Template, Logger: a.log, OnResult: a.metrics.NotifyResult})
 		if err != nil {
 			return fail(exitUsage, "%v", err)
@@ -170,16 +180,18 @@ func (a *app) updaterOptions() updater.Options {
 	}
 	cfg := a.cfg
 	return updater.Options{
-		Selection:      updater.Selection{LabelEnable: cfg.Watch.LabelEnable, Scope: cfg.Watch.Scope},
-		IncludeStopped: cfg.Watch.IncludeStopped,
-		Defaults:       updater.Defaults{Mode: cfg.Update.Mode},
-		NoRollback:     !cfg.Update.Rollback,
-		Cleanup:        cfg.Update.Cleanup,
-		Parallel:       cfg.Update.Parallel,
-		SelfID:         a.selfID,
-		Logger:         a.log,
-		Observers:      observers,
-		Release:        release,
+		Selection: updater.Selection{LabelEnable: cfg.Watch.LabelEnable, Scope: cfg.Watch.Scope,
+			Names: a.compat.names, Exclude: a.compat.exclude},
+		IncludeStopped:    cfg.Watch.IncludeStopped,
+		IncludeRestarting: a.compat.includeRestarting,
+		Defaults:          updater.Defaults{Mode: cfg.Update.Mode},
+		NoRollback:        !cfg.Update.Rollback,
+		Cleanup:           cfg.Update.Cleanup,
+		Parallel:          cfg.Update.Parallel,
+		SelfID:            a.selfID,
+		Logger:            a.log,
+		Observers:         observers,
+		Release:           release,
 	}
 }
 
@@ -350,6 +362,7 @@ func (a *app) startSchedule(ctx context.Context) (*cron.Cron, error) {
 	sched.Schedule(schedule, cron.FuncJob(func() {
 		if err := a.ping(ctx); err != nil {
 			a.log.Error("scheduled run skipped: docker engine unreachable", "err", err)
+			a.metrics.ScanSkipped()
 			return
 		}
 		if _, _, err := a.upd.Trigger(ctx, updater.Request{Trigger: updater.TriggerSchedule}); err != nil {

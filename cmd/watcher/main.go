@@ -95,7 +95,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return exitOK
 	case "run", "once", "check", "healthcheck":
 		var a *app
-		a, err = newApp(ctx, cmd, *configPath, environ, wt.configFlags(), stderr)
+		a, err = newApp(ctx, cmd, *configPath, environ, wt, stderr)
 		if err == nil {
 			defer a.close()
 			switch cmd {

@@ -117,9 +117,6 @@ func watchtowerCommand(cmd string, environ []string, wt *wtArgs) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if wt != nil && len(wt.names) > 0 {
-		return "", fmt.Errorf("container names on the command line (%s): not supported yet; label the containers to watch com.centurylinklabs.watchtower.enable=true and use --label-enable", strings.Join(wt.names, ", "))
-	}
 	if once == "true" {
 		return "once", nil
 	}
@@ -132,4 +129,29 @@ func (wt *wtArgs) configFlags() []config.Flag {
 		return nil
 	}
 	return wt.flags
+}
+
+// compat is what a Watchtower configuration asks of the updater beyond watcher's config keys.
+type compat struct {
+	names             []string // positional container names: only these are watched
+	exclude           []string // --disable-containers / WATCHTOWER_DISABLE_CONTAINERS
+	includeRestarting bool     // --include-restarting / WATCHTOWER_INCLUDE_RESTARTING
+}
+
+// watchtowerCompat reads them from the command line and the environment.
+func watchtowerCompat(environ []string, wt *wtArgs) (compat, error) {
+	var c compat
+	if wt != nil {
+		c.names = wt.names
+	}
+	v, _, err := config.WatchtowerValue(environ, wt.configFlags(), "WATCHTOWER_DISABLE_CONTAINERS")
+	if err != nil {
+		return c, err
+	}
+	for _, n := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' }) {
+		c.exclude = append(c.exclude, strings.TrimPrefix(n, "/"))
+	}
+	v, _, err = config.WatchtowerValue(environ, wt.configFlags(), "WATCHTOWER_INCLUDE_RESTARTING")
+	c.includeRestarting = v == "true"
+	return c, err
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 
@@ -69,7 +72,6 @@ func TestWatchtowerCommandLineErrors(t *testing.T) {
 		{[]string{"--cleanup"}, []string{"WATCHTOWER_NOTIFICATION_TEMPLATE={{.}}"}, "WATCHTOWER_NOTIFICATION_TEMPLATE: not supported"},
 		{[]string{"--cleanup"}, []string{"WATCHTOWER_NOTIFICATIONS=slack"}, "slack notifications need WATCHTOWER_NOTIFICATION_SLACK_HOOK_URL"},
 		{[]string{"--tlsverify", "-H", "tcp://127.0.0.1:9", "--run-once"}, nil, "--tlsverify: TLS verification needs DOCKER_CERT_PATH"},
-		{[]string{"--run-once", "nginx"}, nil, "container names on the command line (nginx)"},
 		{[]string{"run"}, []string{"WATCHTOWER_POLL_INTERVALL=30"}, "did you mean WATCHTOWER_POLL_INTERVAL?"},
 	}
 	for _, tc := range tests {
@@ -118,23 +120,45 @@ func TestWatchtowerRunOnceIsOnce(t *testing.T) {
 	}
 }
 
-// TestWatchtowerRunOnceUpdates: Watchtower's documented run-once line updates a container on the
-// real engine, and WATCHER_* settings still win.
+// TestWatchtowerRunOnceUpdates: Watchtower's documented run-once line with container names
+// updates only those containers on the real engine (minus --disable-containers), notifies, and
+// WATCHER_* settings still win.
 func TestWatchtowerRunOnceUpdates(t *testing.T) {
 	e := testenv.New(t)
 	ref, _ := e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1"})
 	e.Pull(ref)
 	scope := map[string]string{"com.centurylinklabs.watchtower.scope": e.Owner}
-	oldID := e.Run(e.Name("app"), &container.Config{Image: ref, Labels: scope}, nil, nil)
+	ids := map[string]string{}
+	for _, n := range []string{"named", "excluded", "unnamed"} {
+		ids[n] = e.Run(e.Name(n), &container.Config{Image: ref, Labels: scope}, nil, nil)
+	}
 	e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
+	got := make(chan string, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+	}))
+	defer hook.Close()
 
 	env := []string{"WATCHER_STATE_DIR=" + t.TempDir(), "WATCHER_UPDATE_VERIFY=1s", "WATCHTOWER_DEBUG=false", "WATCHER_LOG_LEVEL=info"}
-	code, out, stderr := runCmd(t, env, "--run-once", "--cleanup", "--scope", e.Owner)
-	if code != 0 || !strings.Contains(out, e.Name("app")) || !strings.Contains(out, "updated") {
-		t.Fatalf("watcher --run-once = exit %d\n%s%s\nwant exit 0 and the container updated", code, out, stderr)
+	code, out, stderr := runCmd(t, env, "--run-once", "--cleanup", "--scope", e.Owner, "--notification-url", "generic+"+hook.URL,
+		e.Name("named"), "/"+e.Name("excluded"), "-x", e.Name("excluded"))
+	if code != 0 || !strings.Contains(out, "1 containers, 1 updated") {
+		t.Fatalf("watcher --run-once NAMES = exit %d\n%s%s\nwant exit 0 and only the named container updated", code, out, stderr)
 	}
-	if now := e.Inspect(e.Name("app")); now.ID == oldID || !now.State.Running {
-		t.Errorf("app: id %s (was %s), running %v", now.ID, oldID, now.State.Running)
+	for n, id := range ids {
+		now := e.Inspect(e.Name(n))
+		if replaced := now.ID != id; replaced != (n == "named") || !now.State.Running {
+			t.Errorf("%s: replaced %v, running %v; want only the named one replaced", n, replaced, now.State.Running)
+		}
+	}
+	select {
+	case msg := <-got:
+		if !strings.Contains(msg, e.Name("named")) {
+			t.Errorf("notification %q does not name the updated container", msg)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("--run-once sent no notification")
 	}
 	if !strings.Contains(stderr, "Watchtower's defaults apply") {
 		t.Errorf("stderr does not log Watchtower's defaults in use:\n%s", stderr)

@@ -2,14 +2,11 @@ package api
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/updater"
@@ -18,19 +15,7 @@ import (
 // scrapeV1 fetches Watchtower's GET /v1/metrics with the token, as its Prometheus jobs do.
 func scrapeV1(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {
 	t.Helper()
-	req := httptest.NewRequest("GET", "/v1/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if rec.Code != http.StatusOK {
-		t.Fatalf("GET /v1/metrics = %d %s", rec.Code, rec.Body)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(rec.Body)
-	if err != nil {
-		t.Fatalf("parsing /v1/metrics: %v", err)
-	}
-	return fams
+	return scrapeAt(t, h, "/v1/metrics")
 }
 
 func TestWatchtowerMetrics(t *testing.T) {

@@ -43,6 +43,11 @@ type app struct {
 // newApp wires what cmd needs; wt is a Watchtower command line (watchtower.go), or nil.
 func newApp(ctx context.Context, cmd, configPath string, environ []string, wt *wtArgs, stderr io.Writer) (*app, error) {
 	wtFlags := wt.configFlags()
+	if cmd == "healthcheck" {
+		// The image's HEALTHCHECK runs without the daemon's command line, so Watchtower settings
+		// split between flags and variables may not stand alone; none of them moves the API.
+		environ, wtFlags = withoutWatchtower(environ), nil
+	}
 	cfg, notices, err := loadConfig(configPath, environ, wtFlags)
 	if err != nil {
 		return nil, err

@@ -155,3 +155,16 @@ func watchtowerCompat(environ []string, wt *wtArgs) (compat, error) {
 	c.includeRestarting = v == "true"
 	return c, err
 }
+
+// withoutWatchtower is environ without Watchtower's own variables (WATCHTOWER_*, REPO_USER,
+// REPO_PASS); Docker's stay.
+func withoutWatchtower(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "WATCHTOWER_") && name != "REPO_USER" && name != "REPO_PASS" {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

@@ -115,6 +115,11 @@ func TestWatchtowerRunOnceIsOnce(t *testing.T) {
 	if code, _, _ := runCmd(t, []string{state}, "--health-check"); code != exitFailed {
 		t.Errorf("--health-check with no daemon = exit %d, want 1 (healthcheck's)", code)
 	}
+	// The image's HEALTHCHECK has the daemon's environment but not its command line: a setting
+	// that needs a flag to be complete must not make it exit 2.
+	if code, _, stderr := runCmd(t, []string{state, "WATCHTOWER_HTTP_API_UPDATE=true"}, "healthcheck"); code != exitFailed {
+		t.Errorf("healthcheck with WATCHTOWER_HTTP_API_UPDATE and no token = exit %d (%s), want 1: no daemon", code, stderr)
+	}
 	if code, _, stderr := runCmd(t, nil, "--help"); code != exitOK || !strings.Contains(stderr, "--interval") {
 		t.Errorf("--help = exit %d, stderr %q", code, stderr)
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,108 +39,154 @@ func TestWatchtowerDropIn(t *testing.T) {
 	dumpLogsOnFailure(t, e)
 	w := buildWatchtowerHarness(t, e)
 
-	t.Run("run once", func(t *testing.T) {
-		// docker run --rm -v /var/run/docker.sock:/var/run/docker.sock containrrr/watchtower --run-once
-		scope := e.Owner + "-once"
-		a := w.app(t, "once-a", map[string]string{"com.centurylinklabs.watchtower.scope": scope})
-		b := w.app(t, "once-b", map[string]string{"com.centurylinklabs.watchtower.scope": scope, "com.centurylinklabs.watchtower.enable": "false"})
-		c := w.app(t, "once-c", map[string]string{"com.centurylinklabs.watchtower.scope": scope + "-other"})
-		for _, x := range []*wtApp{a, b, c} {
-			x.release(t, "v2")
-		}
-		code, logs := w.runOnce(t, "once", nil, "--run-once", "--cleanup", "--scope", scope)
-		if code != 0 {
-			t.Fatalf("--run-once exit code %d, want 0\n%s", code, logs)
-		}
-		a.wantUpdated(t, "v2")
-		b.wantUntouched(t) // enable=false always opts out
-		c.wantUntouched(t) // another scope
-		if _, err := e.Docker.ImageInspect(context.Background(), a.oldImage); !cerrdefs.IsNotFound(err) {
-			t.Errorf("--cleanup: the old image %s is still there (%v)", a.oldImage, err)
-		}
-		if !strings.Contains(logs, "1 updated") {
-			t.Errorf("the run's report does not say 1 updated:\n%s", logs)
-		}
-	})
-
-	t.Run("label-enable and monitor-only from the environment", func(t *testing.T) {
-		// environment: WATCHTOWER_LABEL_ENABLE, WATCHTOWER_MONITOR_ONLY, WATCHTOWER_RUN_ONCE; no command
-		scope := e.Owner + "-label"
-		on := w.app(t, "label-on", map[string]string{"com.centurylinklabs.watchtower.scope": scope, "com.centurylinklabs.watchtower.enable": "true"})
-		off := w.app(t, "label-off", map[string]string{"com.centurylinklabs.watchtower.scope": scope})
-		on.release(t, "v2")
-		off.release(t, "v2")
-		env := []string{"WATCHTOWER_LABEL_ENABLE=true", "WATCHTOWER_RUN_ONCE=true", "WATCHTOWER_SCOPE=" + scope}
-		code, logs := w.runOnce(t, "label-monitor", append(env, "WATCHTOWER_MONITOR_ONLY=true"))
-		if code != 0 || !strings.Contains(logs, "update_available") {
-			t.Fatalf("monitor-only run: exit %d, want 0 and the update reported available\n%s", code, logs)
-		}
-		on.wantUntouched(t)
-		off.wantUntouched(t)
-		code, logs = w.runOnce(t, "label", env)
-		if code != 0 {
-			t.Fatalf("label-enable run: exit %d\n%s", code, logs)
-		}
-		on.wantUpdated(t, "v2")
-		off.wantUntouched(t)
-	})
-
-	t.Run("interval with cleanup and the HTTP API's periodic polls", func(t *testing.T) {
-		// command: --interval 1 --cleanup --http-api-update --http-api-token … --http-api-periodic-polls
-		scope := e.Owner + "-interval"
-		a := w.app(t, "interval", map[string]string{"com.centurylinklabs.watchtower.scope": scope})
-		d := w.daemon(t, "interval", nil, "--interval", "1", "--cleanup", "--scope", scope,
-			"--http-api-update", "--http-api-token", w.token, "--http-api-periodic-polls")
-		a.release(t, "v2")
-		a.waitUpdated(t, "v2", 2*time.Minute)
-		waitFor(t, "the old image removed by --cleanup", time.Minute, func() bool {
-			_, err := e.Docker.ImageInspect(context.Background(), a.oldImage)
-			return cerrdefs.IsNotFound(err)
-		})
-		d.stop(t)
-	})
-
+	t.Run("run once", func(t *testing.T) { wtRunOnce(t, w) })
+	t.Run("label-enable and monitor-only from the environment", func(t *testing.T) { wtLabelMonitor(t, w) })
+	t.Run("lifecycle hooks, exit 75 included", func(t *testing.T) { wtHooks(t, w) })
+	t.Run("interval with cleanup and the HTTP API's periodic polls", func(t *testing.T) { wtInterval(t, w) })
 	t.Run("the migration guide's compose file", func(t *testing.T) { runAfterCompose(t, e, w) })
+	t.Run("HTTP API, metrics and notifications", func(t *testing.T) { wtHTTPAPI(t, w) })
+}
 
-	t.Run("HTTP API, metrics and notifications", func(t *testing.T) {
-		// command: --http-api-update --http-api-token … --http-api-metrics --notification-url …
-		// environment: the legacy WATCHTOWER_NOTIFICATIONS=gotify with its URL and token
-		scope := e.Owner + "-api"
-		a := w.app(t, "api-a", map[string]string{"com.centurylinklabs.watchtower.scope": scope})
-		b := w.app(t, "api-b", map[string]string{"com.centurylinklabs.watchtower.scope": scope})
-		hook, gotify := newHookReceiver(t, false), newHookReceiver(t, true)
-		env := []string{"WATCHTOWER_NOTIFICATIONS=gotify", "WATCHTOWER_NOTIFICATION_GOTIFY_URL=" + gotify.url,
-			"WATCHTOWER_NOTIFICATION_GOTIFY_TOKEN=AbCdEfGhIjKlMnO", "WATCHTOWER_NO_STARTUP_MESSAGE=true"}
-		d := w.daemon(t, "api", env, "--http-api-update", "--http-api-token", w.token, "--http-api-metrics",
-			"--scope", scope, "--notification-url", "generic+"+hook.url+"/watchtower")
-		if logs := containerLogs(e, d.id); !strings.Contains(logs, "no schedule: runs only when triggered over HTTP") {
-			t.Errorf("--http-api-update without --http-api-periodic-polls still schedules runs:\n%s", logs)
+// wtRunOnce: Watchtower's run-once line, with --cleanup and a scope; enable=false opts out.
+func wtRunOnce(t *testing.T, w *wtHarness) {
+	e := w.e
+	// docker run --rm -v /var/run/docker.sock:/var/run/docker.sock containrrr/watchtower --run-once
+	scope := e.Owner + "-once"
+	a := w.app(t, "once-a", map[string]string{"com.centurylinklabs.watchtower.scope": scope})
+	b := w.app(t, "once-b", map[string]string{"com.centurylinklabs.watchtower.scope": scope, "com.centurylinklabs.watchtower.enable": "false"})
+	c := w.app(t, "once-c", map[string]string{"com.centurylinklabs.watchtower.scope": scope + "-other"})
+	for _, x := range []*wtApp{a, b, c} {
+		x.release(t, "v2")
+	}
+	code, logs := w.runOnce(t, "once", nil, "--run-once", "--cleanup", "--scope", scope)
+	if code != 0 {
+		t.Fatalf("--run-once exit code %d, want 0\n%s", code, logs)
+	}
+	a.wantUpdated(t, "v2")
+	b.wantUntouched(t) // enable=false always opts out
+	c.wantUntouched(t) // another scope
+	if _, err := e.Docker.ImageInspect(context.Background(), a.oldImage); !cerrdefs.IsNotFound(err) {
+		t.Errorf("--cleanup: the old image %s is still there (%v)", a.oldImage, err)
+	}
+	if !strings.Contains(logs, "1 updated") {
+		t.Errorf("the run's report does not say 1 updated:\n%s", logs)
+	}
+}
+
+// wtLabelMonitor: label-enable and monitor-only from the environment alone (the image's own command).
+func wtLabelMonitor(t *testing.T, w *wtHarness) {
+	e := w.e
+	// environment: WATCHTOWER_LABEL_ENABLE, WATCHTOWER_MONITOR_ONLY, WATCHTOWER_RUN_ONCE; no command
+	scope := e.Owner + "-label"
+	on := w.app(t, "label-on", map[string]string{"com.centurylinklabs.watchtower.scope": scope, "com.centurylinklabs.watchtower.enable": "true"})
+	off := w.app(t, "label-off", map[string]string{"com.centurylinklabs.watchtower.scope": scope})
+	on.release(t, "v2")
+	off.release(t, "v2")
+	env := []string{"WATCHTOWER_LABEL_ENABLE=true", "WATCHTOWER_RUN_ONCE=true", "WATCHTOWER_SCOPE=" + scope}
+	code, logs := w.runOnce(t, "label-monitor", append(env, "WATCHTOWER_MONITOR_ONLY=true"))
+	if code != 0 || !strings.Contains(logs, "update_available") {
+		t.Fatalf("monitor-only run: exit %d, want 0 and the update reported available\n%s", code, logs)
+	}
+	on.wantUntouched(t)
+	off.wantUntouched(t)
+	code, logs = w.runOnce(t, "label", env)
+	if code != 0 {
+		t.Fatalf("label-enable run: exit %d\n%s", code, logs)
+	}
+	on.wantUpdated(t, "v2")
+	off.wantUntouched(t)
+}
+
+// wtHooks: lifecycle hooks around a run once: exit 75 skips, another exit code fails, neither touches the container.
+func wtHooks(t *testing.T, w *wtHarness) {
+	e := w.e
+	// docker run … --run-once --enable-lifecycle-hooks, with lifecycle labels on the containers
+	scope := e.Owner + "-hooks"
+	hook := func(kv ...string) map[string]string {
+		l := map[string]string{"com.centurylinklabs.watchtower.scope": scope}
+		for i := 0; i+1 < len(kv); i += 2 {
+			l["com.centurylinklabs.watchtower.lifecycle."+kv[i]] = kv[i+1]
 		}
+		return l
+	}
+	ok := w.app(t, "hook-ok", hook("pre-update", "echo draining $APP_VERSION", "post-update", "echo warmed $APP_VERSION"))
+	skip := w.app(t, "hook-skip", hook("pre-update", "echo busy; exit 75"))
+	fail := w.app(t, "hook-fail", hook("pre-update", "exit 2"))
+	for _, a := range []*wtApp{ok, skip, fail} {
 		a.release(t, "v2")
-		b.release(t, "v2")
-		if status, body := d.post(t, "/v1/update?image="+a.repo()+","+b.repo(), "wrong-token-0123456789"); status != http.StatusUnauthorized {
-			t.Errorf("POST /v1/update with a wrong token = %d %s, want 401", status, body)
+	}
+	code, logs := w.runOnce(t, "hooks", nil, "--run-once", "--enable-lifecycle-hooks", "--scope", scope)
+	if code != 1 { // the failed pre-update hook: once's "something could not be updated"
+		t.Errorf("--run-once with a failing pre-update hook: exit %d, want 1\n%s", code, logs)
+	}
+	ok.wantUpdated(t, "v2")
+	skip.wantUntouched(t)
+	fail.wantUntouched(t)
+	for _, want := range []string{"plan/HookSkipped: pre-update hook exited 75", "plan/HookFailed: pre-update hook exited 2",
+		`hook=pre-update exit_code=0`, `hook=post-update exit_code=0`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the run's output does not say %q:\n%s", want, logs)
 		}
-		// Watchtower's call: a bearer token and its comma list of images.
-		if status, body := d.post(t, "/v1/update?image="+a.repo()+","+b.repo(), w.token); status != http.StatusAccepted {
-			t.Fatalf("POST /v1/update?image=a,b = %d %s, want 202", status, body)
-		}
-		a.waitUpdated(t, "v2", 2*time.Minute)
-		b.waitUpdated(t, "v2", time.Minute)
-		for _, rc := range []*hookReceiver{hook, gotify} {
-			msg := rc.wait(t)
-			if !strings.Contains(msg, a.name) || !strings.Contains(msg, "updated") {
-				t.Errorf("notification %q does not name %s as updated", msg, a.name)
-			}
-		}
-		metrics := d.get(t, "/v1/metrics", w.token)
-		for _, want := range []string{"watchtower_containers_updated 2", "watchtower_scans_total ", "watchtower_scans_skipped 0", "watcher_updates_total{result=\"updated\"} 2"} {
-			if !strings.Contains(metrics, want) {
-				t.Errorf("GET /v1/metrics lacks %q", want)
-			}
-		}
-		d.stop(t)
+	}
+}
+
+// wtInterval: a daemon with --interval and --cleanup, whose API keeps the schedule (periodic polls).
+func wtInterval(t *testing.T, w *wtHarness) {
+	e := w.e
+	// command: --interval 1 --cleanup --http-api-update --http-api-token … --http-api-periodic-polls
+	scope := e.Owner + "-interval"
+	a := w.app(t, "interval", map[string]string{"com.centurylinklabs.watchtower.scope": scope})
+	d := w.daemon(t, "interval", nil, "--interval", "1", "--cleanup", "--scope", scope,
+		"--http-api-update", "--http-api-token", w.token, "--http-api-periodic-polls")
+	a.release(t, "v2")
+	a.waitUpdated(t, "v2", 2*time.Minute)
+	waitFor(t, "the old image removed by --cleanup", time.Minute, func() bool {
+		_, err := e.Docker.ImageInspect(context.Background(), a.oldImage)
+		return cerrdefs.IsNotFound(err)
 	})
+	d.stop(t)
+}
+
+// wtHTTPAPI: the HTTP API without periodic polls: token, comma list of images, /v1/metrics, notifications.
+func wtHTTPAPI(t *testing.T, w *wtHarness) {
+	e := w.e
+	// command: --http-api-update --http-api-token … --http-api-metrics --notification-url …
+	// environment: the legacy WATCHTOWER_NOTIFICATIONS=gotify with its URL and token
+	scope := e.Owner + "-api"
+	a := w.app(t, "api-a", map[string]string{"com.centurylinklabs.watchtower.scope": scope})
+	b := w.app(t, "api-b", map[string]string{"com.centurylinklabs.watchtower.scope": scope})
+	hook, gotify := newHookReceiver(t, false), newHookReceiver(t, true)
+	env := []string{"WATCHTOWER_NOTIFICATIONS=gotify", "WATCHTOWER_NOTIFICATION_GOTIFY_URL=" + gotify.url,
+		"WATCHTOWER_NOTIFICATION_GOTIFY_TOKEN=AbCdEfGhIjKlMnO", "WATCHTOWER_NO_STARTUP_MESSAGE=true"}
+	d := w.daemon(t, "api", env, "--http-api-update", "--http-api-token", w.token, "--http-api-metrics",
+		"--scope", scope, "--notification-url", "generic+"+hook.url+"/watchtower")
+	if logs := containerLogs(e, d.id); !strings.Contains(logs, "no schedule: runs only when triggered over HTTP") {
+		t.Errorf("--http-api-update without --http-api-periodic-polls still schedules runs:\n%s", logs)
+	}
+	a.release(t, "v2")
+	b.release(t, "v2")
+	if status, body := d.post(t, "/v1/update?image="+a.repo()+","+b.repo(), "wrong-token-0123456789"); status != http.StatusUnauthorized {
+		t.Errorf("POST /v1/update with a wrong token = %d %s, want 401", status, body)
+	}
+	// Watchtower's call: a bearer token and its comma list of images.
+	if status, body := d.post(t, "/v1/update?image="+a.repo()+","+b.repo(), w.token); status != http.StatusAccepted {
+		t.Fatalf("POST /v1/update?image=a,b = %d %s, want 202", status, body)
+	}
+	a.waitUpdated(t, "v2", 2*time.Minute)
+	b.waitUpdated(t, "v2", time.Minute)
+	for _, rc := range []*hookReceiver{hook, gotify} {
+		msg := rc.wait(t)
+		if !strings.Contains(msg, a.name) || !strings.Contains(msg, "updated") {
+			t.Errorf("notification %q does not name %s as updated", msg, a.name)
+		}
+	}
+	metrics := d.get(t, "/v1/metrics", w.token)
+	for _, want := range []string{"watchtower_containers_updated 2", "watchtower_scans_total ", "watchtower_scans_skipped 0", "watcher_updates_total{result=\"updated\"} 2"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("GET /v1/metrics lacks %q", want)
+		}
+	}
+	d.stop(t)
 }
 
 // runAfterCompose runs examples/watchtower/after.compose.yaml: its watcher service with the
@@ -217,15 +262,9 @@ func buildWatchtowerHarness(t *testing.T, e *testenv.Env) *wtHarness {
 	if err := syscall.Stat(sock, &st); err != nil {
 		t.Fatalf("engine socket %s: %v", sock, err)
 	}
-	root := moduleRoot(t)
-	baseRef := e.Registry.Ref("golang", "wt-e2e")
-	baseID := goBaseImage(t, e, baseRef)
-	t.Cleanup(func() { removeDescendants(t, e.Docker, baseID) })
+	id, _ := watcherImage(t, e)
 	ref := e.Registry.Ref("watcher", "wt-e2e")
-	dockerBuild(t, e, root, ref, map[string]string{
-		"GO_IMAGE": baseRef, "BUILDPLATFORM": "linux/" + runtime.GOARCH, "TARGETOS": "linux", "TARGETARCH": runtime.GOARCH,
-		"GOPROXY": moduleProxy(t, root), "GOSUMDB": "off", "VERSION": "wt-e2e-" + e.Owner,
-	})
+	tagImage(t, id, ref)
 	return &wtHarness{e: e, image: ref, sock: sock, gid: strconv.FormatUint(uint64(st.Gid), 10), token: "wt-" + randomHex(16)}
 }
 

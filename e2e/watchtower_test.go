@@ -175,9 +175,8 @@ func wtHTTPAPI(t *testing.T, w *wtHarness) {
 	a.waitUpdated(t, "v2", 2*time.Minute)
 	b.waitUpdated(t, "v2", time.Minute)
 	for _, rc := range []*hookReceiver{hook, gotify} {
-		msg := rc.wait(t)
-		if !strings.Contains(msg, a.name) || !strings.Contains(msg, "updated") {
-			t.Errorf("notification %q does not name %s as updated", msg, a.name)
+		if msg := rc.waitFor(t, a.name); !strings.Contains(msg, "updated") {
+			t.Errorf("notification %q does not say %s was updated", msg, a.name)
 		}
 	}
 	metrics := d.get(t, "/v1/metrics", w.token)
@@ -240,8 +239,8 @@ func runAfterCompose(t *testing.T, e *testenv.Env, w *wtHarness) {
 	}
 	web.wantUpdated(t, "v2")
 	db.wantUntouched(t) // labelled enable=false
-	if msg := rc.wait(t); !strings.Contains(msg, web.name) {
-		t.Errorf("notification %q does not name %s", msg, web.name)
+	if msg := rc.waitFor(t, web.name); !strings.Contains(msg, "updated") {
+		t.Errorf("notification %q does not say %s was updated", msg, web.name)
 	}
 	d.stop(t)
 }
@@ -479,14 +478,23 @@ func newHookReceiver(t *testing.T, gotify bool) *hookReceiver {
 	return rc
 }
 
-func (rc *hookReceiver) wait(t *testing.T) string {
+// waitFor returns the first message that mentions what (a startup message may come first),
+// failing the test when none does within a minute.
+func (rc *hookReceiver) waitFor(t *testing.T, what string) string {
 	t.Helper()
-	select {
-	case m := <-rc.msgs:
-		return m
-	case <-time.After(time.Minute):
-		t.Fatalf("no notification at %s within a minute", rc.url)
-		return ""
+	deadline := time.After(time.Minute)
+	var seen []string
+	for {
+		select {
+		case m := <-rc.msgs:
+			if strings.Contains(m, what) {
+				return m
+			}
+			seen = append(seen, m)
+		case <-deadline:
+			t.Fatalf("no notification at %s mentioning %s within a minute; got %q", rc.url, what, seen)
+			return ""
+		}
 	}
 }
 

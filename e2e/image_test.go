@@ -54,6 +54,10 @@ func buildWatcherImage(t *testing.T, e *testenv.Env) {
 		"VERSION":       version,
 	})
 	t.Logf("docker build took %v", time.Since(began).Round(time.Millisecond))
+	// A second name keeps the image when a test's watcher moves the other one to a new image and
+	// cleans up the superseded one (TestSidecar's self-update does): a watcher never forces the
+	// removal of an image with other names.
+	tagImage(t, id, "watcher-e2e:keep-"+e.Owner)
 	shared.id, shared.version = id, version
 }
 
@@ -69,6 +73,11 @@ func TestMain(m *testing.M) {
 		if docker, err := engine.Connect(); err == nil {
 			logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "e2e cleanup: "+format+"\n", args...) }
 			removeDescendants(logf, docker, shared.baseID)
+			if shared.id != "" {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				_, _ = docker.ImageRemove(ctx, shared.id, client.ImageRemoveOptions{Force: true})
+				cancel()
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			_, _ = docker.ImageRemove(ctx, shared.baseID, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 			cancel()

@@ -185,23 +185,23 @@ func (e *Env) cleanup() {
 	}
 	if res, err := e.Docker.ImageList(ctx, client.ImageListOptions{All: true}); err == nil {
 		for _, img := range res.Items {
-			if ours := fromRegistryTags(img.RepoTags, e.Registry.Host); len(ours) > 0 && len(ours) < len(img.RepoTags) {
+			ours := fromRegistry(img.RepoTags, e.Registry.Host)
+			switch {
+			case len(ours) < len(img.RepoTags):
 				// The image has names of other origins too (one image shared by several tests):
 				// only this test's names go, the image stays for the others.
 				for _, tag := range ours {
 					_, _ = e.Docker.ImageRemove(ctx, tag, client.ImageRemoveOptions{})
 				}
-				continue
-			}
-			if fromRegistry(img.RepoTags, e.Registry.Host) || fromRegistry(img.RepoDigests, e.Registry.Host) {
+			case len(ours) > 0 || len(fromRegistry(img.RepoDigests, e.Registry.Host)) > 0:
 				_, _ = e.Docker.ImageRemove(ctx, img.ID, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 			}
 		}
 	}
 }
 
-// fromRegistryTags returns the refs that name host's repositories.
-func fromRegistryTags(refs []string, host string) []string {
+// fromRegistry returns the refs that name host's repositories.
+func fromRegistry(refs []string, host string) []string {
 	var out []string
 	for _, r := range refs {
 		if strings.HasPrefix(r, host+"/") {
@@ -209,15 +209,6 @@ func fromRegistryTags(refs []string, host string) []string {
 		}
 	}
 	return out
-}
-
-func fromRegistry(refs []string, host string) bool {
-	for _, r := range refs {
-		if strings.HasPrefix(r, host+"/") {
-			return true
-		}
-	}
-	return false
 }
 
 func randomID() string {

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,8 +187,9 @@ func (e *Env) cleanup() {
 	if res, err := e.Docker.ImageList(ctx, client.ImageListOptions{All: true}); err == nil {
 		for _, img := range res.Items {
 			ours := fromRegistry(img.RepoTags, e.Registry.Host)
+			named := len(slices.DeleteFunc(slices.Clone(img.RepoTags), func(t string) bool { return t == "<none>:<none>" }))
 			switch {
-			case len(ours) < len(img.RepoTags):
+			case len(ours) < named:
 				// The image has names of other origins too (one image shared by several tests):
 				// only this test's names go, the image stays for the others.
 				for _, tag := range ours {

@@ -226,7 +226,7 @@ func runAfterCompose(t *testing.T, e *testenv.Env, w *wtHarness) {
 	}
 	d := w.daemonWith(t, "compose", env, binds, strings.Fields(svc.Command)...)
 	logs := containerLogs(e, d.id)
-	for _, want := range []string{"WATCHTOWER_NOTIFICATION_URL is overridden by WATCHER_NOTIFY_URLS", "WATCHTOWER_HTTP_API_METRICS has no effect"} {
+	for _, want := range []string{"WATCHTOWER_NOTIFICATION_URL is overridden by WATCHER_NOTIFY_URLS", "--http-api-metrics has no effect"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the start log does not say %q:\n%s", want, logs)
 		}

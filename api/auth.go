@@ -14,9 +14,10 @@ import (
 type access int
 
 const (
-	accessPublic access = iota // /healthz, /readyz: anyone (container healthchecks, orchestrators)
-	accessRead                 // GET /v1/*, /metrics: the token, unless http.public_read
-	accessWrite                // POST /v1/update: the token, always; no token configured = disabled
+	accessPublic  access = iota // /healthz, /readyz: anyone (container healthchecks, orchestrators)
+	accessRead                  // GET /v1/*, /metrics: the token, unless http.public_read
+	accessWrite                 // POST /v1/update, /v1/rollback: the token, always; no token configured = disabled
+	accessWebhook               // POST /v1/webhooks/*: http.webhook_secret, checked by the handler (webhooks.go)
 )
 
 // tokenChecker holds only a digest of the configured token, so comparing never depends on the
@@ -94,22 +95,28 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) boo
 	if problem == "" {
 		problem = "invalid bearer token"
 	}
-	s.log.Debug("http: unauthorized request", "remote", remoteIP(r), "method", r.Method, "path", r.URL.Path, "why", problem)
+	s.unauthorized(w, r, problem, cred != "")
+	return false
+}
+
+// unauthorized answers a failed authentication: 401 with why, or 429 with Retry-After once the
+// client has failed too often (on any endpoint). presented: a credential was given (and wrong).
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, problem string, presented bool) {
+	s.log.Debug("http: unauthorized request", "remote", remoteIP(r), "method", r.Method, "path", logPath(r.URL.Path), "why", problem)
 	ok, wait := s.authFailures.allow(clientKey(r))
 	s.failures.record(remoteIP(r), problem, !ok)
 	if !ok {
 		secs := retryAfter(w, wait)
 		writeError(w, http.StatusTooManyRequests, ReasonRateLimited,
 			"too many failed authentications from this client; retry after "+secs+"s")
-		return false
+		return
 	}
 	challenge := `Bearer realm="watcher"`
-	if cred != "" {
+	if presented {
 		challenge += `, error="invalid_token"`
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
 	writeError(w, http.StatusUnauthorized, ReasonUnauthorized, problem)
-	return false
 }
 
 // Failed authentications a client may make: authFailBurst at once, then one every

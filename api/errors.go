@@ -13,12 +13,17 @@ const (
 	ReasonTokenNotConfigured = "TokenNotConfigured" // http.token is empty: the endpoint is disabled
 	ReasonNotFound           = "NotFound"           // no such endpoint
 	ReasonNotWatched         = "NotWatched"         // a trigger named containers the daemon does not watch
+	ReasonUnknownHost        = "UnknownHost"        // ?host= names a host that is not configured
 	ReasonRunNotFound        = "RunNotFound"        // no run with that id in memory or history
 	ReasonMethodNotAllowed   = "MethodNotAllowed"   // the path exists, the method does not
 	ReasonRateLimited        = "RateLimited"        // too many triggers from this client; see Retry-After
 	ReasonNotReady           = "NotReady"           // the Docker engine is not reachable
 	ReasonShuttingDown       = "ShuttingDown"       // the daemon is stopping
 	ReasonInternal           = "Internal"           // our fault; details are in the daemon's log only
+	ReasonNoPreviousUpdate   = "NoPreviousUpdate"   // a rollback of a container with no committed update to undo
+	ReasonNoPendingApproval  = "NoPendingApproval"  // an approve or reject of a container with no update waiting
+	// ReasonWebhooksDisabled: http.webhook_secret is empty, so the webhooks are disabled.
+	ReasonWebhooksDisabled = "WebhookSecretNotConfigured"
 )
 
 // errorBody is every error response: a sentence for people and a reason for programs.

@@ -71,6 +71,9 @@ func (f *fakeService) Trigger(ctx context.Context, req updater.Request) (string,
 	if len(missing) > 0 {
 		return "", nil, &updater.NotWatchedError{Names: missing}
 	}
+	if len(req.Pushed) > 0 && !slices.ContainsFunc(req.Pushed, func(p string) bool { return f.watched[p] }) {
+		return "", nil, &updater.NotWatchedError{Names: req.Pushed} // as the updater: pushes no one runs
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.triggers++
@@ -150,7 +153,7 @@ func (f *fakeService) Runs(limit int) ([]updater.Report, error) {
 	return out, nil
 }
 
-func (f *fakeService) Containers(ctx context.Context) ([]updater.ContainerStatus, error) {
+func (f *fakeService) Containers(ctx context.Context, hosts ...string) ([]updater.ContainerStatus, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err // as the updater, which lists the engine's containers
 	}
@@ -210,3 +213,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 var errBoom = errors.New("boom: dial unix /var/run/docker.sock: secret-detail")
+
+// Rollback is the updater's: an unwatched container is NotWatched, one named "fresh" has no
+// update to undo, any other starts a run of its own.
+func (f *fakeService) Rollback(ctx context.Context, host, name string) (string, <-chan struct{}, error) {
+	switch {
+	case !f.watched[name]:
+		return "", nil, &updater.NotWatchedError{Names: []string{name}}
+	case name == "fresh":
+		return "", nil, &updater.NoRollbackError{Name: name, Why: "the watcher has recorded no committed update of it"}
+	}
+	return f.Trigger(ctx, updater.Request{Trigger: updater.TriggerRollback, Containers: []string{name}})
+}
+
+var _ Rollbacker = (*fakeService)(nil)

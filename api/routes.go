@@ -20,9 +20,18 @@ func (s *Server) routes() http.Handler {
 		mux.Handle(path, methodNotAllowed(allow))
 	}
 	route(http.MethodPost, "/v1/update", accessWrite, s.handleUpdate)
+	route(http.MethodPost, "/v1/rollback", accessWrite, s.handleRollback)
+	route(http.MethodPost, "/v1/approve", accessWrite, s.handleApprove)
+	route(http.MethodPost, "/v1/reject", accessWrite, s.handleReject)
+	route(http.MethodPost, "/v1/webhooks/{kind}", accessWebhook, s.handleWebhook)
+	route(http.MethodPost, "/v1/webhooks/{kind}/{secret}", accessWebhook, s.handleWebhook)
 	route(http.MethodGet, "/v1/containers", accessRead, s.handleContainers)
 	route(http.MethodGet, "/v1/runs", accessRead, s.handleRuns)
 	route(http.MethodGet, "/v1/runs/{id}", accessRead, s.handleRun)
+	route(http.MethodGet, "/v1/status", accessRead, s.handleStatus)
+	route(http.MethodGet, "/v1/events", accessRead, s.handleEvents)
+	route(http.MethodGet, "/{$}", accessPublic, s.handleDashboard)
+	route(http.MethodGet, "/ui/{file}", accessPublic, s.handleAsset)
 	route(http.MethodGet, "/healthz", accessPublic, s.handleHealthz)
 	route(http.MethodGet, "/readyz", accessPublic, s.handleReadyz)
 	route(http.MethodGet, "/metrics", accessRead, s.metrics.Handler().ServeHTTP)
@@ -38,6 +47,10 @@ func (s *Server) routes() http.Handler {
 // nobody without the token can use up the budget of a caller with it.
 func (s *Server) guard(a access, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a == accessWebhook {
+			h(w, r) // authenticated by the webhook secret, which may need the body (GitHub's HMAC)
+			return
+		}
 		if !s.authorize(w, r, a) {
 			return
 		}
@@ -56,7 +69,7 @@ func methodNotAllowed(allow string) http.Handler {
 	})
 }
 
-// wrap adds what every response gets: no caching or sniffing, a capped body, a panic turned into
+// wrap adds what every response gets: no caching or sniffing, the dashboard's CSP, a capped body, a panic turned into
 // a bare JSON 500 (the value is logged, never the stack or the request), a JSON answer where the
 // mux would give none or text/html, and a debug log line.
 func (s *Server) wrap(next http.Handler) http.Handler {
@@ -65,29 +78,30 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		if r.ContentLength != 0 && r.ProtoMajor == 1 {
 			// No endpoint reads a body. Closing the connection after the answer spares the server
 			// from reading what is left of one first (net/http does so before answering when the
 			// connection is kept), so a body that never arrives does not hold up the answer.
 			h.Set("Connection", "close")
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(r.URL.Path))
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.log.Error("http: handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+				s.log.Error("http: handler panicked", "method", r.Method, "path", logPath(r.URL.Path), "panic", v)
 				if !sw.wrote {
 					writeError(sw, http.StatusInternalServerError, ReasonInternal, "internal error")
 				}
 			} else if !sw.wrote {
 				// net/http would send an empty 200: every answer is JSON, and this one is a bug.
-				s.log.Error("http: handler wrote no answer", "method", r.Method, "path", r.URL.Path)
+				s.log.Error("http: handler wrote no answer", "method", r.Method, "path", logPath(r.URL.Path))
 				writeError(sw, http.StatusInternalServerError, ReasonInternal, "internal error")
 			}
-			s.log.Debug("http: request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			s.log.Debug("http: request", "method", r.Method, "path", logPath(r.URL.Path), "status", sw.status,
 				"remote", remoteIP(r), "duration", time.Since(start))
 		}()
 		if !misrouted(sw, r) {

@@ -34,8 +34,15 @@ type Options struct {
 	TLSCert    string // http.tls_cert; TLS is served when it and TLSKey are both set
 	TLSKey     string // http.tls_key
 	RateLimit  int    // http.rate_limit: POST /v1/update per client per minute; 0 = no limit
-	Logger     *slog.Logger
-	Metrics    *Metrics // served on /metrics; nil = a fresh NewMetrics()
+	// WebhookSecret is http.webhook_secret: it authenticates POST /v1/webhooks/{kind}; empty
+	// disables them.
+	WebhookSecret string
+	Logger        *slog.Logger
+	Metrics       *Metrics // served on /metrics; nil = a fresh NewMetrics()
+	// Events feeds GET /v1/events; the updater must have it among its observers. Nil = a fresh
+	// NewEvents() that nothing publishes to (the stream then carries heartbeats only).
+	Events  *Events
+	Version string // the daemon's version, shown by GET /v1/status
 }
 
 // Server is the daemon's HTTP API. Build it with New; it has no side effects until ListenAndServe.
@@ -44,6 +51,7 @@ type Server struct {
 	opts       Options
 	log        *slog.Logger
 	token      tokenChecker
+	hook       webhookAuth
 	publicRead bool
 	limiter    *clientLimiter // triggers per authenticated client (http.rate_limit)
 
@@ -51,6 +59,7 @@ type Server struct {
 	failures     *failureLog    // and their log, in aggregate
 
 	metrics *Metrics
+	events  *Events
 	handler http.Handler
 
 	timeouts timeouts
@@ -68,6 +77,8 @@ type Server struct {
 // timeouts are the constants above; tests shorten them.
 type timeouts struct {
 	readHeader, read, write, idle, shutdown time.Duration
+	body                                    time.Duration // a webhook's payload must arrive within this
+	heartbeat                               time.Duration // an idle event stream gets a comment this often
 }
 
 // New returns a server for svc. It does not listen yet.
@@ -81,17 +92,22 @@ func New(svc Service, o Options) *Server {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
+	if o.Events == nil {
+		o.Events = NewEvents()
+	}
 	s := &Server{
 		svc:          svc,
 		opts:         o,
 		log:          o.Logger,
 		token:        newTokenChecker(o.Token),
+		hook:         webhookAuth{tokenChecker: newTokenChecker(o.WebhookSecret), key: []byte(o.WebhookSecret)},
 		publicRead:   o.PublicRead,
 		limiter:      perMinute(o.RateLimit),
 		authFailures: newClientLimiter(authFailBurst, authFailInterval),
 		failures:     newFailureLog(o.Logger),
 		metrics:      o.Metrics,
-		timeouts:     timeouts{readHeaderTimeout, readTimeout, writeTimeout, idleTimeout, shutdownTimeout},
+		events:       o.Events,
+		timeouts:     timeouts{readHeaderTimeout, readTimeout, writeTimeout, idleTimeout, shutdownTimeout, webhookBodyTimeout, heartbeatEvery},
 		stopping:     make(chan struct{}),
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())

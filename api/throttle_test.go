@@ -10,7 +10,8 @@ import (
 // the token, with 429 and Retry-After; the right token from the same client still works, and
 // other clients are not affected.
 func TestAuthThrottle(t *testing.T) {
-	s, logs := newTestServer(newFake("web"), Options{Token: testToken})
+	f := newFake("web")
+	s, logs := newTestServer(f, Options{Token: testToken})
 	endpoints := []string{"POST /v1/update", "GET /v1/containers", "GET /v1/runs", "GET /v1/runs/run-1", "GET /metrics"}
 	const guesser = "192.0.2.7"
 	// The budget is per client, not per endpoint: spend it across all of them, with wrong,
@@ -38,6 +39,9 @@ func TestAuthThrottle(t *testing.T) {
 		if method == "POST" {
 			want = http.StatusAccepted
 		}
+		if path == "/v1/runs/run-1" { // the run the POST above started: ask once it has finished
+			waitFor(t, "run-1 to finish", func() bool { _, err := f.Run("run-1"); return err == nil })
+		}
 		if rec := do(s, method, path, guesser, "Bearer "+testToken); rec.Code != want {
 			t.Errorf("%s with the right token from the throttled client = %d %s, want %d", e, rec.Code, rec.Body, want)
 		}
@@ -59,7 +63,8 @@ func TestAuthThrottle(t *testing.T) {
 // TestAuthFailureLog: a thousand failed authentications make one line as they start and one
 // summary, not a line each.
 func TestAuthFailureLog(t *testing.T) {
-	s, logs := newTestServer(newFake("web"), Options{Token: testToken})
+	f := newFake("web")
+	s, logs := newTestServer(f, Options{Token: testToken})
 	for i := range 1000 {
 		do(s, "GET", "/metrics", []string{"192.0.2.1", "192.0.2.2", "2001:db8::1"}[i%3], "Bearer wrong")
 	}

@@ -26,6 +26,9 @@ const (
 // containerName is Docker's charset for container names (a leading "/" is accepted and dropped).
 var containerName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
+// hostName is what a configured host may be called (config checks the same rule).
+var hostName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
 // runID is what a run id may look like: the updater chooses it, we only refuse junk.
 var runID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.:-]*$`)
 

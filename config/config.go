@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"maps"
 	"net/url"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/watcher-dev/watcher/internal/defaults"
+	"github.com/watcher-dev/watcher/internal/schedule"
 )
 
 // DefaultPath is the config file cmd reads when --config is not given, if it exists.
@@ -29,6 +29,8 @@ type Config struct {
 	HTTP     HTTP     // http
 	Notify   Notify   // notify
 	Log      Log      // log
+	// Hosts are the engines one instance watches (hosts); nil = the one engine of DOCKER_HOST.
+	Hosts []Host
 
 	// Warnings are what Load accepted but the user should fix (a secret file readable by every
 	// user), one line each. The daemon logs them once at start.
@@ -53,6 +55,13 @@ type Update struct {
 	Parallel      int           // parallel: independent containers updated at once; default 4
 	// lifecycle_hooks: run Watchtower's lifecycle hook labels (sh -c in the container); default false
 	LifecycleHooks bool
+	// Window: maintenance windows "[Mon-Fri ]HH:MM-HH:MM" in the schedule's zone; outside all of
+	// them nothing is replaced. Nil = always.
+	Window     []string
+	KeepImages int // keep_images: superseded images kept per container for `watcher rollback`; default 1
+	// Approve: the kinds of update (digest, patch, minor, major) that wait for a person's
+	// approval (POST /v1/approve). Nil = none.
+	Approve []string
 }
 
 // Registry controls registry lookups.
@@ -77,6 +86,9 @@ type HTTP struct {
 	TLSCert    string // tls_cert: path of a PEM certificate (needs tls_key)
 	TLSKey     string // tls_key: path of its PEM key
 	RateLimit  int    // rate_limit: POST /v1/update per authenticated client per minute; 0 = no limit; default 30
+	// WebhookSecret (or webhook_secret_file) authenticates POST /v1/webhooks/{kind}; "" = webhooks
+	// disabled. The same rules as Token.
+	WebhookSecret string
 }
 
 // Notify configures run reports.
@@ -84,6 +96,22 @@ type Notify struct {
 	URLs     []string // urls (or urls_file): shoutrrr URLs; nil when none
 	Template string   // template: Go text/template; "" = built-in default
 	Startup  bool     // startup: send a message when the daemon starts
+	// On: the outcomes sent (update_available, skipped, ...); nil = every outcome but up_to_date.
+	On []string
+}
+
+// Host is one entry of hosts: an engine watched by this instance, with its own client, journal,
+// locks and update.parallel. Load has checked every field (see hosts.go).
+type Host struct {
+	Name string // name: unique; how reports, the API, metrics (label host) and notifications name it
+	Host string // host: unix:///path or tcp://host:port
+	// TLS is true when any tls_* key is set: the engine is spoken to over TLS (tcp:// only).
+	TLS         bool
+	TLSCAFile   string // tls_ca_file: PEM CA the engine's certificate must chain to ("" = system roots)
+	TLSCertFile string // tls_cert_file: PEM client certificate (with tls_key_file)
+	TLSKeyFile  string // tls_key_file: its PEM private key
+	TLSVerify   bool   // tls_verify: verify the engine's certificate; default true
+	Scope       string // scope: this host's watch.scope; default watch.scope
 }
 
 // Log configures log/slog output.
@@ -105,6 +133,7 @@ func Default() Config {
 			Rollback:      true,
 			Cleanup:       true,
 			Parallel:      defaults.Parallel,
+			KeepImages:    1,
 		},
 		Registry: Registry{Concurrency: 16, PerHost: 8, Timeout: 15 * time.Second},
 		StateDir: "/var/lib/watcher",
@@ -169,66 +198,28 @@ func oneLine(s string) string {
 	}, s)
 }
 
-// cronParser accepts 5 fields, 6 with seconds first, descriptors (@daily, @every 5m) and a
-// CRON_TZ= or TZ= prefix.
-var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom |
-	cron.Month | cron.Dow | cron.Descriptor)
-
 // CronSchedule parses Schedule. It returns a nil schedule and no error when Schedule is "".
 func (c Config) CronSchedule() (cron.Schedule, error) {
 	if c.Schedule == "" {
 		return nil, nil
 	}
-	return parseCron(c.Schedule)
+	return schedule.Parse(c.Schedule)
 }
 
-// parseCron parses spec with cronParser, refusing what the parser would accept wrongly or
-// panic on.
-func parseCron(spec string) (s cron.Schedule, err error) {
-	bad := func(format string, args ...any) (cron.Schedule, error) {
-		return nil, fmt.Errorf("bad cron expression %q: %s", spec, fmt.Sprintf(format, args...))
-	}
-	rest := spec
-	if strings.HasPrefix(rest, "TZ=") || strings.HasPrefix(rest, "CRON_TZ=") {
-		// The parser splits the zone off at the first space and panics without one.
-		i := strings.IndexByte(rest, ' ')
-		if i < 0 || strings.IndexFunc(rest[:i], unicode.IsSpace) >= 0 {
-			return bad("time zone prefix must be followed by a space and a schedule")
-		}
-		if rest[strings.IndexByte(rest, '=')+1:i] == "" {
-			return bad("empty time zone")
-		}
-		rest = strings.TrimSpace(rest[i:])
-	}
-	if rest == "" {
-		return bad("empty schedule")
-	}
-	if every, ok := strings.CutPrefix(rest, "@every "); ok {
-		d, err := time.ParseDuration(every)
-		if err != nil {
-			return bad("@every wants a duration like 5m or 1h30m")
-		}
-		if d < time.Second {
-			return bad("@every needs at least 1s")
-		}
-	} else if !strings.HasPrefix(rest, "@") {
-		if n := len(strings.Fields(rest)); n != 5 && n != 6 {
-			return bad("expected 5 or 6 fields")
-		}
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			s, err = bad("%v", r)
-		}
-	}()
-	s, err = cronParser.Parse(spec)
+// Zone is the time zone of the schedule (its CRON_TZ= or TZ= prefix, else the local zone):
+// maintenance windows are read in it.
+func (c Config) Zone() *time.Location {
+	loc, err := schedule.Zone(c.Schedule)
 	if err != nil {
-		return bad("%v", err)
+		return time.Local // validated at load: unreachable for a loaded Config
 	}
-	if s.Next(time.Now()).IsZero() {
-		return bad("never fires")
-	}
-	return s, nil
+	return loc
+}
+
+// Windows are update.window, parsed (validated at load); nil when there are none.
+func (c Config) Windows() schedule.Windows {
+	ws, _ := schedule.ParseWindows(c.Update.Window)
+	return ws
 }
 
 // Redacted returns a copy of c with secrets replaced by "REDACTED", for logging: the HTTP token,
@@ -237,6 +228,9 @@ func (c Config) Redacted() Config {
 	const r = "REDACTED"
 	if c.HTTP.Token != "" {
 		c.HTTP.Token = r
+	}
+	if c.HTTP.WebhookSecret != "" {
+		c.HTTP.WebhookSecret = r
 	}
 	if c.Registry.Auth != nil {
 		auth := maps.Clone(c.Registry.Auth)

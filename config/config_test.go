@@ -83,6 +83,8 @@ update:
   rollback: false
   cleanup: false
   parallel: 2
+  window: ["Mon-Fri 22:00-06:00", " sat 10:00-12:00 "]
+  keep_images: 3
 registry:
   concurrency: 4
   per_host: 2
@@ -97,10 +99,12 @@ http:
   tls_cert: $DIR/cert.pem
   tls_key: $DIR/key.pem
   rate_limit: 0
+  webhook_secret: hook-0123456789abcdef
 notify:
   urls: ["slack://a@b", "discord://t@c"]
   template: "{{ .Summary }}"
   startup: true
+  on: [Failed, update_available]
 log:
   level: warn
   format: json
@@ -108,19 +112,25 @@ log:
 			Schedule: "0 4 * * *",
 			Watch:    Watch{LabelEnable: false, Scope: "prod", IncludeStopped: true},
 			Update: Update{Mode: "monitor", StopTimeout: 30 * time.Second, Verify: time.Minute,
-				HealthTimeout: 5*time.Minute + 30*time.Second, Rollback: false, Cleanup: false, Parallel: 2},
+				HealthTimeout: 5*time.Minute + 30*time.Second, Rollback: false, Cleanup: false, Parallel: 2,
+				Window: []string{"Mon-Fri 22:00-06:00", "sat 10:00-12:00"}, KeepImages: 3},
 			Registry: Registry{Concurrency: 4, PerHost: 2, Timeout: time.Minute,
 				Auth: map[string]RegistryAuth{"ghcr.io": {Username: "me", Password: "pw"}}},
 			StateDir: "/data",
 			HTTP: HTTP{Listen: "127.0.0.1:9000", Token: "tok-0123456789abcdef", PublicRead: true,
-				TLSCert: "$DIR/cert.pem", TLSKey: "$DIR/key.pem", RateLimit: 0},
-			Notify: Notify{URLs: []string{"slack://a@b", "discord://t@c"}, Template: "{{ .Summary }}", Startup: true},
-			Log:    Log{Level: "warn", Format: "json"},
+				TLSCert: "$DIR/cert.pem", TLSKey: "$DIR/key.pem", RateLimit: 0, WebhookSecret: "hook-0123456789abcdef"},
+			Notify: Notify{URLs: []string{"slack://a@b", "discord://t@c"}, Template: "{{ .Summary }}", Startup: true,
+				On: []string{"failed", "update_available"}},
+			Log: Log{Level: "warn", Format: "json"},
 		}},
 		{name: "env beats file", yml: "update:\n  verify: 1m\n  parallel: 2\nschedule: '@daily'\n",
 			env: []string{"WATCHER_UPDATE_VERIFY=5s", "WATCHER_STATE_DIR=/s", "WATCHER_HTTP_TOKEN=env-token-0123456789", "WATCHER_REGISTRY_PER_HOST=3"},
 			want: with(func(c *Config) {
 				c.Schedule, c.Update.Verify, c.Update.Parallel, c.StateDir, c.HTTP.Token, c.Registry.PerHost = "@daily", 5*time.Second, 2, "/s", "env-token-0123456789", 3
+			})},
+		{name: "windows in env", yml: "-", env: []string{"WATCHER_UPDATE_WINDOW=Mon-Fri 22:00-06:00, Sat 10:00-12:00;Sun 00:00-24:00"},
+			want: with(func(c *Config) {
+				c.Update.Window = []string{"Mon-Fri 22:00-06:00", "Sat 10:00-12:00", "Sun 00:00-24:00"}
 			})},
 		{name: "empty env var turns schedule off", yml: "schedule: '@daily'\n", env: []string{"WATCHER_SCHEDULE="},
 			want: with(func(c *Config) { c.Schedule = "" })},
@@ -243,6 +253,11 @@ func TestLoadErrors(t *testing.T) {
 		{name: "duration garbage", yml: "update:\n  stop_timeout: soon\n", key: "update.stop_timeout", line: 2, msg: "bad duration"},
 		{name: "negative duration", yml: "update:\n  health_timeout: -1m\n", key: "update.health_timeout", line: 2, msg: "negative duration"},
 		{name: "zero registry timeout", yml: "registry:\n  timeout: 0s\n", key: "registry.timeout", line: 2, msg: "more than 0"},
+		// windows, keep_images, notify.on
+		{name: "bad window", yml: "update:\n  window: ['Mon-Fri 22:00']\n", key: "update.window", line: 2, msg: `bad maintenance window "Mon-Fri 22:00"`},
+		{name: "bad window in env", yml: "-", env: []string{"WATCHER_UPDATE_WINDOW=02:00-04:00,Sun 25:00-26:00"}, key: "update.window", msg: "(from WATCHER_UPDATE_WINDOW)"},
+		{name: "negative keep_images", yml: "update:\n  keep_images: -1\n", key: "update.keep_images", line: 2, msg: "must not be negative"},
+		{name: "unknown notify outcome", yml: "notify:\n  on: [updated, broken]\n", key: "notify.on", line: 2, msg: `unknown outcome "broken"`},
 		// cron
 		{name: "cron 3 fields", yml: "# c\n\nschedule: '* * *'\n", key: "schedule", line: 3, msg: `bad cron expression "* * *": expected 5 or 6 fields`},
 		{name: "cron 7 fields", yml: "schedule: '* * * * * * *'\n", key: "schedule", line: 1, msg: "expected 5 or 6 fields"},
@@ -458,10 +473,11 @@ func TestCronSchedule(t *testing.T) {
 func TestRedacted(t *testing.T) {
 	c := Default()
 	c.HTTP.Token = "tok"
+	c.HTTP.WebhookSecret = "hook"
 	c.Registry.Auth = map[string]RegistryAuth{"ghcr.io": {Username: "me", Password: "pw"}}
 	c.Notify.URLs = []string{"slack://token@channel", "no scheme"}
 	r := c.Redacted()
-	if r.HTTP.Token != "REDACTED" || r.Registry.Auth["ghcr.io"] != (RegistryAuth{"me", "REDACTED"}) ||
+	if r.HTTP.Token != "REDACTED" || r.HTTP.WebhookSecret != "REDACTED" || r.Registry.Auth["ghcr.io"] != (RegistryAuth{"me", "REDACTED"}) ||
 		!reflect.DeepEqual(r.Notify.URLs, []string{"slack://REDACTED", "REDACTED"}) {
 		t.Errorf("Redacted() = %+v", r)
 	}

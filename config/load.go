@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -75,6 +76,9 @@ func loadAll(path string, environ []string, wt *Watchtower) (Config, []string, e
 	if err := l.checkValues(&l.s); err != nil {
 		return Config{}, nil, err
 	}
+	if err := l.checkHostValues(); err != nil {
+		return Config{}, nil, err
+	}
 	if err := l.readSecrets(); err != nil {
 		return Config{}, nil, err
 	}
@@ -85,8 +89,13 @@ func loadAll(path string, environ []string, wt *Watchtower) (Config, []string, e
 			c.Registry.Auth[host] = RegistryAuth{Username: a.username, Password: a.password}
 		}
 	}
-	if len(c.Notify.URLs) == 0 {
-		c.Notify.URLs = nil
+	for _, list := range []*[]string{&c.Notify.URLs, &c.Notify.On, &c.Update.Window, &c.Update.Approve} {
+		if len(*list) == 0 {
+			*list = nil
+		}
+	}
+	if c.Hosts, err = l.resolveHosts(c.Watch.Scope); err != nil {
+		return Config{}, nil, err
 	}
 	if err := l.validate(c); err != nil {
 		return Config{}, nil, err
@@ -134,7 +143,14 @@ func (l *loader) set(f *field, v any) {
 	case *time.Duration:
 		*p = v.(time.Duration)
 	case *[]string:
-		*p = v.([]string)
+		list := v.([]string)
+		if f.norm != nil {
+			list = slices.Clone(list)
+			for i := range list {
+				list[i] = f.norm(list[i])
+			}
+		}
+		*p = list
 	}
 }
 
@@ -313,6 +329,10 @@ func (l *loader) walk(prefix string, n *yaml.Node) error {
 			if err := l.walkAuth(v); err != nil {
 				return err
 			}
+		case full == "hosts":
+			if err := l.walkHosts(v); err != nil {
+				return err
+			}
 		case slices.Contains(sections, full):
 			if err := l.walk(full, v); err != nil {
 				return err
@@ -479,7 +499,8 @@ func (l *loader) loadEnv(environ []string) error {
 			case val == "":
 				v = zero(f.kind)
 			case f.kind == kList:
-				v = strings.FieldsFunc(val, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+				sep := cmp.Or(f.sep, ", \t\n")
+				v = strings.FieldsFunc(val, func(r rune) bool { return strings.ContainsRune(sep, r) })
 			default:
 				var err error
 				if v, err = parseScalar(f.kind, val); err != nil {
@@ -498,7 +519,9 @@ func (l *loader) loadEnv(environ []string) error {
 			continue
 		}
 		msg := "unknown environment variable"
-		if s := suggest(name, envNames()); s != "" {
+		if strings.HasPrefix(name, envPrefix+"HOSTS") {
+			msg += "; hosts are set in the config file only (a list of name, host, tls_* and scope)"
+		} else if s := suggest(name, envNames()); s != "" {
 			msg += "; did you mean " + s + "?"
 		}
 		return &Error{Key: name, Msg: msg}
@@ -652,15 +675,21 @@ func (l *loader) readSecret(key, path string) (string, error) {
 
 // readSecrets replaces each secret whose _file key is set by the file's content.
 func (l *loader) readSecrets() error {
-	if l.s.tokenFile != "" {
-		tok, err := l.readSecret("http.token_file", l.s.tokenFile)
+	for _, sec := range []struct {
+		key, path string
+		dst       *string
+	}{{"http.token_file", l.s.tokenFile, &l.s.HTTP.Token}, {"http.webhook_secret_file", l.s.webhookSecretFile, &l.s.HTTP.WebhookSecret}} {
+		if sec.path == "" {
+			continue
+		}
+		v, err := l.readSecret(sec.key, sec.path)
 		if err != nil {
-			return l.errAt("http.token_file", "cannot read secret: %v", err)
+			return l.errAt(sec.key, "cannot read secret: %v", err)
 		}
-		if tok == "" {
-			return l.errAt("http.token_file", "secret file %s is empty", l.s.tokenFile)
+		if v == "" {
+			return l.errAt(sec.key, "secret file %s is empty", sec.path)
 		}
-		l.s.HTTP.Token = tok
+		*sec.dst = v
 	}
 	if l.s.urlsFile != "" {
 		text, err := l.readSecret("notify.urls_file", l.s.urlsFile)

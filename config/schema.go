@@ -23,9 +23,11 @@ func (k kind) String() string {
 // settings is a Config plus the keys that are resolved while loading and not kept.
 type settings struct {
 	Config
-	tokenFile string
-	urlsFile  string
-	auth      map[string]*authSettings // registry.auth by host
+	tokenFile         string
+	webhookSecretFile string
+	urlsFile          string
+	auth              map[string]*authSettings // registry.auth by host
+	hosts             []*hostSettings          // hosts, in order
 }
 
 type authSettings struct {
@@ -37,7 +39,9 @@ type field struct {
 	key  string              // dotted yaml key
 	kind kind                // what it holds
 	ref  func(*settings) any // pointer to the value: *string, *bool, *int, *time.Duration, *[]string
-	norm func(string) string // applied to string values, may be nil
+	norm func(string) string // applied to string values (and list items), may be nil
+	// sep separates a list's items in an environment variable; "" = commas and whitespace.
+	sep string
 }
 
 // fields lists every key outside registry.auth, in the order of config.example.yaml.
@@ -54,6 +58,9 @@ var fields = []field{
 	{key: "update.cleanup", kind: kBool, ref: func(s *settings) any { return &s.Update.Cleanup }},
 	{key: "update.parallel", kind: kInt, ref: func(s *settings) any { return &s.Update.Parallel }},
 	{key: "update.lifecycle_hooks", kind: kBool, ref: func(s *settings) any { return &s.Update.LifecycleHooks }},
+	{key: "update.window", kind: kList, ref: func(s *settings) any { return &s.Update.Window }, norm: strings.TrimSpace, sep: ",;\n"},
+	{key: "update.keep_images", kind: kInt, ref: func(s *settings) any { return &s.Update.KeepImages }},
+	{key: "update.approve", kind: kList, ref: func(s *settings) any { return &s.Update.Approve }, norm: strings.ToLower},
 	{key: "registry.concurrency", kind: kInt, ref: func(s *settings) any { return &s.Registry.Concurrency }},
 	{key: "registry.per_host", kind: kInt, ref: func(s *settings) any { return &s.Registry.PerHost }},
 	{key: "registry.timeout", kind: kDuration, ref: func(s *settings) any { return &s.Registry.Timeout }},
@@ -65,22 +72,26 @@ var fields = []field{
 	{key: "http.tls_cert", kind: kString, ref: func(s *settings) any { return &s.HTTP.TLSCert }},
 	{key: "http.tls_key", kind: kString, ref: func(s *settings) any { return &s.HTTP.TLSKey }},
 	{key: "http.rate_limit", kind: kInt, ref: func(s *settings) any { return &s.HTTP.RateLimit }},
+	{key: "http.webhook_secret", kind: kString, ref: func(s *settings) any { return &s.HTTP.WebhookSecret }},
+	{key: "http.webhook_secret_file", kind: kString, ref: func(s *settings) any { return &s.webhookSecretFile }},
 	{key: "notify.urls", kind: kList, ref: func(s *settings) any { return &s.Notify.URLs }},
 	{key: "notify.urls_file", kind: kString, ref: func(s *settings) any { return &s.urlsFile }},
 	{key: "notify.template", kind: kString, ref: func(s *settings) any { return &s.Notify.Template }},
 	{key: "notify.startup", kind: kBool, ref: func(s *settings) any { return &s.Notify.Startup }},
+	{key: "notify.on", kind: kList, ref: func(s *settings) any { return &s.Notify.On }, norm: strings.ToLower},
 	{key: "log.level", kind: kString, ref: func(s *settings) any { return &s.Log.Level }, norm: strings.ToLower},
 	{key: "log.format", kind: kString, ref: func(s *settings) any { return &s.Log.Format }, norm: strings.ToLower},
 }
 
-// sections are the keys that hold a mapping. registry.auth is walked by hand.
-var sections = []string{"watch", "update", "registry", "http", "notify", "log", "registry.auth"}
+// sections are the keys that hold a mapping (hosts: a list of them). registry.auth and hosts are
+// walked by hand.
+var sections = []string{"watch", "update", "registry", "http", "notify", "log", "registry.auth", "hosts"}
 
 // authKeys are the keys of one registry.auth entry.
 var authKeys = []string{"username", "password", "password_file"}
 
 // secretPairs are the keys that may instead be read from a file named by <key>_file.
-var secretPairs = [][2]string{{"http.token", "http.token_file"}, {"notify.urls", "notify.urls_file"}}
+var secretPairs = [][2]string{{"http.token", "http.token_file"}, {"http.webhook_secret", "http.webhook_secret_file"}, {"notify.urls", "notify.urls_file"}}
 
 const envPrefix = "WATCHER_"
 

@@ -34,6 +34,12 @@ func TestTokenRules(t *testing.T) {
 		{name: "invalid UTF-8", env: []string{"WATCHER_HTTP_TOKEN=0123456789\xffabcdef"}, key: "http.token", msg: "invalid UTF-8"},
 		{name: "two lines in token_file", yml: "http: {token_file: " + file("two", "0123456789abcdef\nsecond-line-here\n") + "}\n", key: "http.token_file", msg: `the value in ` + filepath.Join(dir, "two") + ` holds a control character '\n'`},
 		{name: "CRLF in token_file is trimmed", env: []string{"WATCHER_HTTP_TOKEN_FILE=" + file("crlf", "0123456789abcdef\r\n")}},
+		// the webhook secret obeys the same rules
+		{name: "short webhook secret", env: []string{"WATCHER_HTTP_TOKEN=0123456789abcdef", "WATCHER_HTTP_WEBHOOK_SECRET=hunter2"}, key: "http.webhook_secret", msg: "the secret has 7 characters, at least 16 are needed"},
+		{name: "webhook secret with a space", yml: "http: {token: 0123456789abcdef, webhook_secret: '0123456789 abcdef'}\n", key: "http.webhook_secret", msg: "the secret holds whitespace"},
+		{name: "short webhook_secret_file", env: []string{"WATCHER_HTTP_TOKEN=0123456789abcdef", "WATCHER_HTTP_WEBHOOK_SECRET_FILE=" + file("hook", "hunter2\n")}, key: "http.webhook_secret_file", msg: "the secret in " + filepath.Join(dir, "hook") + " has 7 characters"},
+		{name: "webhook secret and its file", yml: "http: {webhook_secret: 0123456789abcdef, webhook_secret_file: /x}\n", key: "http.webhook_secret_file", msg: "set only one of http.webhook_secret and http.webhook_secret_file"},
+		{name: "webhook secret from a file", env: []string{"WATCHER_HTTP_TOKEN=0123456789abcdef", "WATCHER_HTTP_WEBHOOK_SECRET_FILE=" + file("hookok", "hook-0123456789abcdef\n")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

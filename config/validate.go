@@ -5,22 +5,31 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/template/parse"
+
+	"github.com/watcher-dev/watcher/internal/schedule"
 )
 
 // validate checks the merged configuration; errors are located where the bad value was set.
 func (l *loader) validate(c Config) error {
-	if err := l.checkValues(&settings{Config: c, tokenFile: l.s.tokenFile, urlsFile: l.s.urlsFile}); err != nil {
+	if err := l.checkValues(&settings{Config: c, tokenFile: l.s.tokenFile, webhookSecretFile: l.s.webhookSecretFile, urlsFile: l.s.urlsFile}); err != nil {
 		return err
 	}
-	if err := l.checkToken(c.HTTP.Token); err != nil {
+	if err := l.checkSecret("http.token", c.HTTP.Token); err != nil {
+		return err
+	}
+	if err := l.checkSecret("http.webhook_secret", c.HTTP.WebhookSecret); err != nil {
 		return err
 	}
 	if c.Schedule != "" {
-		if _, err := parseCron(c.Schedule); err != nil {
+		if _, err := schedule.Parse(c.Schedule); err != nil {
 			return l.errAt("schedule", "%v", err)
 		}
+	}
+	if err := l.checkOperations(c); err != nil {
+		return err
 	}
 	if c.Update.Mode != "update" && c.Update.Mode != "monitor" {
 		return l.errAt("update.mode", "want update or monitor, got %q", c.Update.Mode)
@@ -107,6 +116,34 @@ func (l *loader) validate(c Config) error {
 	}
 	return nil
 }
+
+// checkOperations checks the keys of maintenance windows, kept images, approvals and notify.on.
+func (l *loader) checkOperations(c Config) error {
+	if _, err := schedule.ParseWindows(c.Update.Window); err != nil {
+		return l.errAt("update.window", "%v", err)
+	}
+	if c.Update.KeepImages < 0 {
+		return l.errAt("update.keep_images", "must not be negative (0 = cleanup removes superseded images at once), got %d", c.Update.KeepImages)
+	}
+	for _, k := range c.Update.Approve {
+		if !slices.Contains(approveKinds, k) {
+			return l.errAt("update.approve", "unknown update kind %q; want any of %s", k, strings.Join(approveKinds, ", "))
+		}
+	}
+	for _, o := range c.Notify.On {
+		if !slices.Contains(notifyOutcomes, o) {
+			return l.errAt("notify.on", "unknown outcome %q; want any of %s", o, strings.Join(notifyOutcomes, ", "))
+		}
+	}
+	return nil
+}
+
+// approveKinds are the kinds of update update.approve may name.
+var approveKinds = []string{"digest", "patch", "minor", "major"}
+
+// notifyOutcomes are the outcomes notify.on may name (a run report line's outcome).
+var notifyOutcomes = []string{"updated", "up_to_date", "update_available", "pending_approval", "skipped",
+	"failed", "rolled_back", "restarted", "handed_over"}
 
 // checkHost says what is wrong with a registry host name, or "".
 func checkHost(host string) string {

@@ -13,7 +13,7 @@ import (
 const MinSecretLen = 16
 
 // secretKeys are the keys whose values are never shown in an error.
-var secretKeys = map[string]bool{"http.token": true, "notify.urls": true}
+var secretKeys = map[string]bool{"http.token": true, "http.webhook_secret": true, "notify.urls": true}
 
 // badChar describes the first control character (newlines, tabs, NUL, DEL, C1 controls) or
 // invalid UTF-8 in s, quoted, or returns "" when there is none. multiline allows \n, \r and \t.
@@ -79,6 +79,8 @@ func (l *loader) secretSource(key string) (string, string) {
 	switch {
 	case key == "http.token" && l.s.tokenFile != "":
 		return "http.token_file", l.s.tokenFile
+	case key == "http.webhook_secret" && l.s.webhookSecretFile != "":
+		return "http.webhook_secret_file", l.s.webhookSecretFile
 	case key == "notify.urls" && l.s.urlsFile != "":
 		return "notify.urls_file", l.s.urlsFile
 	}
@@ -102,22 +104,26 @@ func (l *loader) valueErr(key, from, v, bad string, secret bool) *Error {
 	return l.errAt(key, "%s %s holds %s; values are one line of printable text", what, strconv.Quote(v), bad)
 }
 
-// checkToken refuses an http.token that is short or holds whitespace (checkValues has refused
-// control characters already).
-func (l *loader) checkToken(tok string) error {
-	if tok == "" {
+// checkSecret refuses an http.token or http.webhook_secret (key) that is short or holds
+// whitespace (checkValues has refused control characters already).
+func (l *loader) checkSecret(key, secret string) error {
+	if secret == "" {
 		return nil
 	}
-	key, from := l.secretSource("http.token")
-	what := "the token"
+	noun := "token"
+	if key == "http.webhook_secret" {
+		noun = "secret"
+	}
+	key, from := l.secretSource(key)
+	what := "the " + noun
 	if from != "" {
-		what = "the token in " + printable(from)
+		what += " in " + printable(from)
 	}
-	if strings.IndexFunc(tok, unicode.IsSpace) >= 0 {
-		return l.errAt(key, "%s holds whitespace (the token is not shown); use a random token such as `head -c 32 /dev/urandom | base64`", what)
+	if strings.IndexFunc(secret, unicode.IsSpace) >= 0 {
+		return l.errAt(key, "%s holds whitespace (the %s is not shown); use a random %s such as `head -c 32 /dev/urandom | base64`", what, noun, noun)
 	}
-	if n := utf8.RuneCountInString(tok); n < MinSecretLen {
-		return l.errAt(key, "%s has %d characters, at least %d are needed; use a random token such as `head -c 32 /dev/urandom | base64`", what, n, MinSecretLen)
+	if n := utf8.RuneCountInString(secret); n < MinSecretLen {
+		return l.errAt(key, "%s has %d characters, at least %d are needed; use a random %s such as `head -c 32 /dev/urandom | base64`", what, n, MinSecretLen, noun)
 	}
 	return nil
 }

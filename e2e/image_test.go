@@ -72,7 +72,7 @@ func TestMain(m *testing.M) {
 	if shared.baseID != "" {
 		if docker, err := engine.Connect(); err == nil {
 			logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "e2e cleanup: "+format+"\n", args...) }
-			removeDescendants(logf, docker, shared.baseID)
+			removeDescendants(logf, docker.Client, shared.baseID)
 			if shared.id != "" {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				_, _ = docker.ImageRemove(ctx, shared.id, client.ImageRemoveOptions{Force: true})

@@ -160,7 +160,7 @@ func wtHTTPAPI(t *testing.T, w *wtHarness) {
 		"WATCHTOWER_NOTIFICATION_GOTIFY_TOKEN=AbCdEfGhIjKlMnO", "WATCHTOWER_NO_STARTUP_MESSAGE=true"}
 	d := w.daemon(t, "api", env, "--http-api-update", "--http-api-token", w.token, "--http-api-metrics",
 		"--scope", scope, "--notification-url", "generic+"+hook.url+"/watchtower")
-	if logs := containerLogs(e, d.id); !strings.Contains(logs, "no schedule: runs only when triggered over HTTP") {
+	if logs := containerLogs(e, d.id); !strings.Contains(logs, "no schedule: containers without a watcher.schedule label run only when triggered over HTTP") {
 		t.Errorf("--http-api-update without --http-api-periodic-polls still schedules runs:\n%s", logs)
 	}
 	a.release(t, "v2")

@@ -39,6 +39,7 @@ const (
 // record is a transaction's journal entry: enough to finish or undo it from a fresh process.
 type record struct {
 	TxID        string
+	Host        string `json:",omitempty"` // the engine (Options.Host); "" = the only one, or written before hosts
 	ContainerID string // the container being replaced
 	Name        string // its name, without "/"
 	Step        string
@@ -72,6 +73,7 @@ type record struct {
 type specRecord struct {
 	Image         string
 	PullRef       string            `json:",omitempty"`
+	ImageID       string            `json:",omitempty"`
 	Recreate      bool              `json:",omitempty"`
 	Replaced      map[string]string `json:",omitempty"`
 	StopSignal    string            `json:",omitempty"`
@@ -98,7 +100,7 @@ type imageInfo struct {
 }
 
 func toSpecRecord(s Spec) specRecord {
-	return specRecord{Image: s.Image, PullRef: s.PullRef, Recreate: s.Recreate, Replaced: s.Replaced,
+	return specRecord{Image: s.Image, PullRef: s.PullRef, ImageID: s.ImageID, Recreate: s.Recreate, Replaced: s.Replaced,
 		StopSignal: s.StopSignal, StopTimeout: s.StopTimeout, Verify: s.Verify, HealthTimeout: s.HealthTimeout,
 		Rollback: s.Rollback}
 }

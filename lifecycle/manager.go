@@ -35,6 +35,11 @@ type Options struct {
 	// SelfCheck, when set, is the successor's proof that it serves (its own /healthz), asked
 	// after it has run for the verify window during a self-update.
 	SelfCheck func(ctx context.Context) error
+
+	// Host names the engine this Manager works on when one watcher has several ("" = the only
+	// one). Its transactions are journaled with it, and Recover finishes only this host's (see
+	// Manager.mine): several Managers share one journal, one per engine.
+	Host string
 }
 
 // Journal is where transactions are written before each step (store.Store). Records are opaque
@@ -111,9 +116,13 @@ func (m *Manager) lock(ctx context.Context, id string) (unlock func(), err error
 
 // Spec says which container to replace and how.
 type Spec struct {
-	ContainerID  string // the container to replace: an ID, never a name alone
-	Image        string // reference to run, repo:tag (a new tag under semver policies)
-	PullRef      string // what to pull: repo@sha256:... from the registry check; "" = Image
+	ContainerID string // the container to replace: an ID, never a name alone
+	Image       string // reference to run, repo:tag (a new tag under semver policies)
+	PullRef     string // what to pull: repo@sha256:... from the registry check; "" = Image
+	// ImageID, when the engine still has that image, is run without a pull (tagged as Image): a
+	// rollback to an image update.keep_images kept. Otherwise PullRef is pulled; without a
+	// PullRef the transaction fails before anything is touched (Image's tag may have moved).
+	ImageID      string
 	RegistryAuth string // X-Registry-Auth for the pull, "" = anonymous; never journaled
 	// Recreate skips the pull and recreates the container on its current image (for dependents
 	// of a replaced container). Image may be "" (= the container's own reference).

@@ -49,6 +49,9 @@ func (m *Manager) Recover(ctx context.Context) []Result {
 			}
 			continue
 		}
+		if !m.mine(ctx, &r) {
+			continue
+		}
 		unlock, err := m.lock(ctx, r.ContainerID)
 		if err != nil {
 			break
@@ -63,6 +66,38 @@ func (m *Manager) Recover(ctx context.Context) []Result {
 		}
 	}
 	return out
+}
+
+// mine reports whether the unfinished transaction r is this Manager's to finish: journaled on
+// its host, or — when one side has no host name, because hosts were configured (or removed)
+// since — about a container this engine holds. Container IDs are unique across engines, so only the engine that
+// ran such a transaction holds one of its containers (the old one, the new one, the one restored
+// on rollback, or one labelled with its id); finishing it anywhere else could recreate the old
+// container from its snapshot on the wrong engine.
+func (m *Manager) mine(ctx context.Context, r *record) bool {
+	if r.Host == m.o.Host {
+		return true
+	}
+	if r.Host != "" && m.o.Host != "" {
+		return false
+	}
+	for _, id := range []string{r.ContainerID, r.NewID, r.RestoredID} {
+		if id == "" {
+			continue
+		}
+		if _, err := m.d.ContainerInspect(ctx, id, client.ContainerInspectOptions{}); err == nil {
+			return true
+		}
+	}
+	t := &txn{m: m, r: r}
+	for _, label := range []string{r.TxID, restoredLabel(r.TxID)} {
+		if cs, err := t.byLabel(ctx, label); err == nil && len(cs) > 0 {
+			return true
+		}
+	}
+	m.log.Warn("an unfinished update journaled under another host configuration is not on this engine; left for the engine that holds it",
+		"host", m.o.Host, "journaled_host", r.Host, "tx", r.TxID, "container", r.Name, "id", shortID(r.ContainerID))
+	return false
 }
 
 // resume finishes one unfinished transaction from its journal record. started (Spec.Started of

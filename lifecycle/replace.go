@@ -130,7 +130,7 @@ func (m *Manager) transact(ctx context.Context, s Spec, started func(), body fun
 			}
 		}
 	}
-	t := &txn{m: m, auth: s.RegistryAuth, started: started, r: &record{TxID: newTxID(), ContainerID: s.ContainerID,
+	t := &txn{m: m, auth: s.RegistryAuth, started: started, r: &record{TxID: newTxID(), Host: m.o.Host, ContainerID: s.ContainerID,
 		Spec: toSpecRecord(s), Started: time.Now()}}
 	return body(t, ctx)
 }
@@ -310,6 +310,15 @@ func (t *txn) pull(ctx context.Context, old container.InspectResponse) *Error {
 		return nil
 	}
 	from := r.Spec.PullRef
+	if id := r.Spec.ImageID; id != "" {
+		if img, err := t.m.d.ImageInspect(ctx, id); err == nil {
+			return t.tag(ctx, img.ID)
+		}
+		if from == "" {
+			return newError(r.ContainerID, failure.StagePull, failure.ErrImagePull,
+				"image "+shortID(id)+" is gone and its registry digest is unknown, so it cannot be pulled again", nil)
+		}
+	}
 	if from == "" {
 		from = r.NewImage
 	}
@@ -325,6 +334,13 @@ func (t *txn) pull(ctx context.Context, old container.InspectResponse) *Error {
 	if err != nil {
 		return newError(r.ContainerID, failure.StagePull, failure.ErrImagePull, "pulling "+from, err)
 	}
+	return t.tag(ctx, from)
+}
+
+// tag names the image from (what was pulled, or an image ID) as the new reference, and records
+// the new image's ID.
+func (t *txn) tag(ctx context.Context, from string) *Error {
+	r := t.r
 	if from != r.NewImage {
 		if _, err := t.m.d.ImageTag(ctx, client.ImageTagOptions{Source: from, Target: r.NewImage}); err != nil {
 			return newError(r.ContainerID, failure.StagePull, failure.ErrImagePull, "tagging "+from+" as "+r.NewImage, err)

@@ -78,6 +78,8 @@ func TestDefaultTemplate(t *testing.T) {
 	rep.Containers = append(rep.Containers,
 		updater.ContainerReport{Name: "cache", Image: "redis:7", Outcome: updater.OutcomeUpdateAvailable, NewImage: "redis:8", Mode: "monitor"},
 		updater.ContainerReport{Name: "old", Image: "x:1", Outcome: updater.OutcomeSkipped, Message: "not running"},
+		updater.ContainerReport{Name: "win", Image: "y:1", Outcome: updater.OutcomeSkipped, Message: "outside its maintenance window",
+			Failure: &updater.Failure{Stage: failure.StagePlan, Reason: failure.OutsideWindow, Message: "outside its maintenance window"}},
 		updater.ContainerReport{Name: "reg", Image: "gone:1", Outcome: updater.OutcomeFailed,
 			Failure: &updater.Failure{Stage: failure.StageCheck, Reason: failure.ManifestUnknown, Message: "tag gone\nsecond line"}},
 	)
@@ -85,10 +87,12 @@ func TestDefaultTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `watcher on box: 1 failed, 1 rolled back, 1 updated, 1 update available, 1 up to date, 1 skipped
+	want := `watcher on box: 1 failed, 1 rolled back, 1 updated, 1 update available, 1 up to date, 2 skipped
 - web (nginx:1.27): updated sha256:111111111111 -> sha256:222222222222, 1.2s down
 - api (ghcr.io/acme/api:2): rolled back: verify ContainerExited: exit code 1 (application error)
 - cache (redis:7): update available, now redis:8
+- old (x:1): skipped (not running)
+- win (y:1): skipped: plan OutsideWindow: outside its maintenance window
 - reg (gone:1): failed: check ManifestUnknown: tag gone…
 run run-7 (schedule), 1m35s`
 	if got != want {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"time"
 
@@ -38,6 +39,18 @@ type Options struct {
 	Logger   *slog.Logger  // send failures are logged at Warn, with the URL redacted
 	OnResult func(error)   // called once per URL per message, nil on success (e.g. Metrics.NotifyResult)
 	Timeout  time.Duration // bounds one send to one URL; the default is DefaultTimeout
+	// On lists the outcomes whose lines are sent (notify.on); nil = all but up_to_date. A run
+	// that failed as a whole is sent when failed is among them.
+	On []updater.Outcome
+	// Notices remembers what was told about each waiting update (store.Store), so that it is
+	// told once across restarts; nil = for this process's life only.
+	Notices Notices
+}
+
+// Notices keeps the notices of waiting updates (updater.ContainerReport.Notice) by container.
+type Notices interface {
+	PutNotice(key string, data []byte) error // nil data forgets key
+	Notices() (map[string][]byte, error)
 }
 
 // sender delivers one message to one destination: a shoutrrr router with one service.
@@ -53,7 +66,12 @@ type dest struct {
 	hanging chan struct{} // a slot per send in flight; full = the receiver hangs, stop piling on
 }
 
-type message struct{ title, text string }
+// message is one rendered report. told are the notices it carries: when no destination takes
+// it, they are forgotten again, so that the next run tells them.
+type message struct {
+	title, text string
+	told        map[string]string // container -> notice
+}
 
 // Notifier sends run reports to the configured URLs on its own goroutine. It implements
 // updater.Observer. Close it to flush.
@@ -64,6 +82,8 @@ type Notifier struct {
 	onResult func(error)
 	timeout  time.Duration
 	host     string
+	on       map[updater.Outcome]bool
+	notices  *onceNotices
 
 	mu      sync.Mutex
 	closed  bool
@@ -119,6 +139,7 @@ func newNotifier(o Options, dests []*dest, timeout time.Duration) (*Notifier, er
 	}
 	n := &Notifier{
 		dests: dests, tmpl: tmpl, log: log, onResult: o.OnResult, timeout: timeout, host: host,
+		on: outcomesOn(o.On), notices: loadNotices(o.Notices, log),
 		queue: make(chan message, queueSize), stopped: make(chan struct{}), abandon: make(chan struct{}),
 	}
 	go n.loop()
@@ -156,10 +177,15 @@ type urlError struct {
 func (e *urlError) Error() string { return e.msg }
 func (e *urlError) Unwrap() error { return e.kind }
 
-// RunFinished queues one message for a run that changed or failed something, and returns at once.
-// The message is rendered here, so the caller may reuse r afterwards.
+// RunFinished queues one message with the run's lines worth sending (see selectLines), and
+// returns at once; a run with none sends nothing. The message is rendered here, so the caller
+// may reuse r afterwards.
 func (n *Notifier) RunFinished(r *updater.Report) {
-	if n == nil || r == nil || len(n.dests) == 0 || !r.Changed() {
+	if n == nil || r == nil || len(n.dests) == 0 {
+		return
+	}
+	r, told := n.selectLines(r)
+	if r == nil {
 		return
 	}
 	text, err := render(n.tmpl, r)
@@ -170,7 +196,7 @@ func (n *Notifier) RunFinished(r *updater.Report) {
 			text = title(r)
 		}
 	}
-	n.enqueue(message{title: title(r), text: text})
+	n.enqueue(message{title: title(r), text: text, told: told})
 }
 
 // Startup queues a "watcher started" message; the daemon calls it only when asked to.
@@ -185,12 +211,14 @@ func (n *Notifier) enqueue(m message) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
+		n.notices.forget(m.told)
 		n.log.Warn("notify: closed; message dropped", "title", m.title)
 		return
 	}
 	select {
 	case n.queue <- m:
 	default:
+		n.notices.forget(m.told)
 		n.log.Warn("notify: queue full; message dropped", "title", m.title)
 		for _, d := range n.dests {
 			n.result(d, ErrQueueFull)
@@ -227,10 +255,20 @@ func (n *Notifier) loop() {
 		default:
 		}
 		var wg sync.WaitGroup
+		var delivered atomic.Bool
 		for _, d := range n.dests {
-			wg.Go(func() { n.result(d, n.send(d, m)) })
+			wg.Go(func() {
+				err := n.send(d, m)
+				if err == nil {
+					delivered.Store(true)
+				}
+				n.result(d, err)
+			})
 		}
 		wg.Wait()
+		if !delivered.Load() {
+			n.notices.forget(m.told)
+		}
 	}
 }
 

@@ -136,7 +136,7 @@ func TestWebhook(t *testing.T) {
 		t.Errorf("path = %q, want /hooks/watcher", m.path)
 	}
 	for _, want := range []string{
-		"1 rolled back, 1 updated, 1 up to date",
+		"1 rolled back, 1 updated\n", // up-to-date lines are not sent (notify.on's default)
 		"- web (nginx:1.27): updated sha256:111111111111 -> sha256:222222222222, 1.2s down",
 		"- api (ghcr.io/acme/api:2): rolled back: verify ContainerExited: exit code 1 (application error)",
 		"run run-7 (schedule), 1m35s",
@@ -171,7 +171,7 @@ func TestWebhookJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(rc.messages()[0].body), &body); err != nil {
 		t.Fatalf("body is not JSON: %v", err)
 	}
-	if body["title"] != "watcher: FAILED — 1 failed, 1 updated, 1 up to date" {
+	if body["title"] != "watcher: FAILED — 1 failed, 1 updated" {
 		t.Errorf("title = %q", body["title"])
 	}
 	if !strings.Contains(body["message"], "rollback RollbackFailed: could not rename") {
@@ -201,7 +201,7 @@ func TestOnlyChanges(t *testing.T) {
 		t.Fatalf("got %d requests, want 2 (one run, two URLs)", len(msgs))
 	}
 	for _, m := range msgs {
-		if m.body != "run-7: 1 updated of 3, failures" {
+		if m.body != "run-7: 1 updated of 2, failures" { // the up-to-date line is not sent
 			t.Errorf("%s got %q", m.path, m.body)
 		}
 	}

@@ -13,17 +13,20 @@ import (
 )
 
 // DefaultTemplate is the message when notify.template is empty: a summary line, then one line per
-// container that did something or failed (up-to-date and skipped ones are only counted).
+// container that is not up to date (those are only counted, when notify.on sends them).
 const DefaultTemplate = `watcher on {{host}}: {{summary .}}
 {{- with .Error}}
 run failed: {{trunc 300 .}}
 {{- end}}
+{{- range .Hosts}}{{if not .Reachable}}
+- host {{.Name}} unreachable: {{trunc 300 .Error}}
+{{- end}}{{end}}
 {{- range .Containers}}{{if notable .}}
-- {{.Name}} ({{.Image}}): {{outcome .Outcome}}
+- {{with .Host}}{{.}}/{{end}}{{.Name}} ({{.Image}}): {{outcome .Outcome}}
   {{- if and .OldDigest .NewDigest}} {{short .OldDigest}} -> {{short .NewDigest}}{{end}}
   {{- with .NewImage}}, now {{.}}{{end}}
   {{- with .Failure}}: {{.Stage}} {{.Reason}}{{with .Message}}: {{trunc 300 .}}{{end}}{{end}}
-  {{- with .Message}} ({{trunc 300 .}}){{end}}
+  {{- with note .}} ({{trunc 300 .}}){{end}}
   {{- if .Downtime}}, {{seconds .Downtime}} down{{end}}
 {{- end}}{{end}}
 run {{.ID}} ({{.Trigger}}{{if .DryRun}}, dry run{{end}}), {{seconds (runtime .)}}`
@@ -34,7 +37,7 @@ const maxMessage = 3500
 // summaryOrder is the order of outcomes in summaries: what needs a human first.
 var summaryOrder = []updater.Outcome{
 	updater.OutcomeFailed, updater.OutcomeRolledBack, updater.OutcomeUpdated, updater.OutcomeRestarted,
-	updater.OutcomeUpdateAvailable, updater.OutcomeUpToDate, updater.OutcomeSkipped,
+	updater.OutcomePendingApproval, updater.OutcomeUpdateAvailable, updater.OutcomeUpToDate, updater.OutcomeSkipped,
 }
 
 // funcs are the helpers a template may use besides the report's fields and methods
@@ -44,6 +47,7 @@ func funcs(host string) template.FuncMap {
 		"host":    func() string { return host },
 		"summary": summary,
 		"notable": notable,
+		"note":    note,
 		"outcome": func(o updater.Outcome) string { return strings.ReplaceAll(string(o), "_", " ") },
 		"short":   shortDigest,
 		"seconds": func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() },
@@ -84,11 +88,18 @@ func render(t *template.Template, r *updater.Report) (out string, err error) {
 	return capMessage(strings.TrimSpace(b.String()), r.ID), nil
 }
 
-// summary is e.g. "1 failed, 2 updated, 5 up to date" (or "run failed" when the run itself did).
+// summary is e.g. "1 failed, 2 updated, 5 up to date" (or "run failed" when the run itself did;
+// "1 host unreachable" first when hosts are configured and one could not be reached).
 func summary(r *updater.Report) string {
 	var parts []string
 	if r.Error != "" {
 		parts = append(parts, "run failed")
+	}
+	switch n := len(r.Unreachable()); {
+	case n == 1:
+		parts = append(parts, "1 host unreachable")
+	case n > 1:
+		parts = append(parts, fmt.Sprintf("%d hosts unreachable", n))
 	}
 	for _, o := range summaryOrder {
 		if n := r.Count(o); n > 0 {
@@ -101,9 +112,18 @@ func summary(r *updater.Report) string {
 	return strings.Join(parts, ", ")
 }
 
-// notable reports whether a container gets its own line.
+// notable reports whether a container gets its own line: all but up-to-date ones (a skipped
+// update says why; waiting ones are sent once, see once.go).
 func notable(c updater.ContainerReport) bool {
-	return c.Outcome != updater.OutcomeUpToDate && c.Outcome != updater.OutcomeSkipped
+	return c.Outcome != updater.OutcomeUpToDate
+}
+
+// note is a line's message unless its failure says the same (a held update carries it twice).
+func note(c updater.ContainerReport) string {
+	if c.Failure != nil && c.Failure.Message == c.Message {
+		return ""
+	}
+	return c.Message
 }
 
 // shortDigest is "sha256:0123456789ab" for a full digest, anything else unchanged.
@@ -155,10 +175,11 @@ func title(r *updater.Report) string {
 func sampleReport() *updater.Report {
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	d := "sha256:" + strings.Repeat("ab", 32)
-	r := &updater.Report{ID: "sample", Trigger: updater.TriggerSchedule, StartedAt: t0, FinishedAt: t0.Add(time.Minute), Error: "sample"}
+	r := &updater.Report{ID: "sample", Trigger: updater.TriggerSchedule, StartedAt: t0, FinishedAt: t0.Add(time.Minute), Error: "sample",
+		Hosts: []updater.HostReport{{Name: "edge-1", Reachable: true, Watched: 1}, {Name: "edge-2", Error: "sample"}}}
 	for _, o := range summaryOrder {
 		r.Containers = append(r.Containers, updater.ContainerReport{
-			Name: "c-" + string(o), ID: "0123456789ab", NewID: "ba9876543210", Image: "example/app:1", NewImage: "example/app:2",
+			Host: "edge-1", Name: "c-" + string(o), ID: "0123456789ab", NewID: "ba9876543210", Image: "example/app:1", NewImage: "example/app:2",
 			Policy: "digest", Mode: "update", OldDigest: d, NewDigest: d, Outcome: o, Message: "sample",
 			Failure:  &updater.Failure{Stage: failure.StageVerify, Reason: failure.ContainerExited, Message: "exit 1"},
 			Duration: time.Second, Downtime: time.Second,

@@ -50,7 +50,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRuns, bucketKnown, bucketJournal, bucketJournalBy} {
+		for _, b := range [][]byte{bucketRuns, bucketKnown, bucketJournal, bucketJournalBy, bucketNotices, bucketUpdates, bucketApprovals} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -167,13 +167,4 @@ func (s *Store) PutLastKnown(states map[string][]byte, prune bool) error {
 }
 
 // LastKnown returns every recorded state, by container name.
-func (s *Store) LastKnown() (map[string][]byte, error) {
-	out := map[string][]byte{}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketKnown).ForEach(func(k, v []byte) error {
-			out[string(k)] = bytes.Clone(v)
-			return nil
-		})
-	})
-	return out, err
-}
+func (s *Store) LastKnown() (map[string][]byte, error) { return s.all(bucketKnown) }

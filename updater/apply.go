@@ -2,6 +2,7 @@ package updater
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -50,24 +51,31 @@ func reportDryRun(plan *Plan, lines map[string]*ContainerReport) {
 
 // applier is one plan's execution state, shared by its groups' goroutines.
 type applier struct {
-	u     *Updater
-	slots chan struct{} // update.parallel: steps in their disruptive phase at once
+	u *Updater
 
-	mu         sync.Mutex
-	lines      map[string]*ContainerReport // by target
-	replaced   map[string]string           // old container ID -> new, for what this run replaced
-	disturbed  map[string]bool             // targets whose container was stopped (see Step.Follows)
-	superseded []string                    // image IDs updates left unused
+	mu        sync.Mutex
+	lines     map[string]*ContainerReport // by target
+	replaced  map[string]string           // old container ID -> new, for what this run replaced
+	disturbed map[string]bool             // targets whose container was stopped (see Step.Follows)
+	committed []committed                 // the updates that committed
+}
+
+// committed is an update step that committed, with its transaction's result.
+type committed struct {
+	step *Step
+	res  lifecycle.Result
+	line *ContainerReport
 }
 
 // apply runs the plan's groups: concurrently, each group's steps in order. update.parallel bounds
-// how many containers are in their disruptive phase at once (pull, stop, create, start): a step
-// holds a slot until its new container has started (lifecycle's Spec.Started), then gives it up
-// while it verifies, so verify windows of many containers overlap instead of queueing behind each
-// other. A failed step never stops the others. It returns the images the updates superseded.
-func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*ContainerReport) (superseded []string) {
-	a := &applier{u: u, slots: make(chan struct{}, u.opts.Parallel), lines: lines,
-		replaced: map[string]string{}, disturbed: map[string]bool{}}
+// how many containers of one host are in their disruptive phase at once (pull, stop, create,
+// start): a step holds a slot of its host until its new container has started (lifecycle's
+// Spec.Started), then gives it up while it verifies, so verify windows of many containers overlap
+// instead of queueing behind each other. A failed step never stops the others, and the hosts'
+// slots are their own: a slow engine holds up nothing on another. It returns the updates that
+// committed.
+func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*ContainerReport) []committed {
+	a := &applier{u: u, lines: lines, replaced: map[string]string{}, disturbed: map[string]bool{}}
 	var wg sync.WaitGroup
 	for _, group := range plan.Groups {
 		wg.Go(func() {
@@ -77,13 +85,13 @@ func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*Conta
 		})
 	}
 	wg.Wait()
-	return a.superseded
+	return a.committed
 }
 
 // step executes one step and records its outcome on its target's line.
 func (a *applier) step(ctx context.Context, s *Step) {
 	line := a.line(s)
-	release, ok := acquire(ctx, a.slots)
+	release, ok := acquire(ctx, a.u.hostOf(s.c).slots)
 	if !ok {
 		a.skip(line, "the watcher is stopping; not started")
 		return
@@ -114,7 +122,7 @@ func (a *applier) line(s *Step) *ContainerReport {
 	defer a.mu.Unlock()
 	key := s.Target.String()
 	if a.lines[key] == nil {
-		a.lines[key] = &ContainerReport{Name: s.c.Name, ID: s.c.ID, Image: s.c.Image, Outcome: OutcomeFailed}
+		a.lines[key] = &ContainerReport{Host: s.c.Host, Name: s.c.Name, ID: s.c.ID, Image: s.c.Image, Outcome: OutcomeFailed}
 	}
 	return a.lines[key]
 }
@@ -155,19 +163,19 @@ func (a *applier) replace(ctx context.Context, s *Step, line *ContainerReport, r
 	a.mu.Unlock()
 	sp := a.u.spec(s, replaced)
 	sp.Started = release
-	res := a.u.life.Replace(ctx, sp)
+	res := a.u.hostOf(s.c).Life.Replace(ctx, sp)
 	release() // lifecycle calls Started exactly once; this covers a Replacer that does not
 	a.mu.Lock()
 	record(line, s, res)
 	if res.NewID != "" && res.NewID != s.c.ID {
 		a.replaced[s.c.ID] = res.NewID
 	}
-	if res.Outcome == lifecycle.OutcomeUpdated && s.Op == OpUpdate && res.OldImageID != "" && res.OldImageID != res.NewImageID {
-		a.superseded = append(a.superseded, res.OldImageID)
+	if res.Outcome == lifecycle.OutcomeUpdated && s.Op == OpUpdate {
+		a.committed = append(a.committed, committed{step: s, res: res, line: line})
 	}
-	a.disturbed[s.Target.Name] = res.Stopped
+	a.disturbed[s.Target.String()] = res.Stopped
 	a.mu.Unlock()
-	a.u.log.Info("container "+string(s.Op), "container", s.c.Name, "id", short(s.c.ID), "outcome", res.Outcome,
+	a.u.hostOf(s.c).log.Info("container "+string(s.Op), "container", s.c.Name, "id", short(s.c.ID), "outcome", res.Outcome,
 		"new_id", short(res.NewID), "downtime", res.Downtime, "err", errString(res.Err))
 	if s.PostUpdate != nil && res.Outcome == lifecycle.OutcomeUpdated && res.NewID != "" {
 		a.postUpdate(ctx, s, line, res.NewID)
@@ -177,7 +185,7 @@ func (a *applier) replace(ctx context.Context, s *Step, line *ContainerReport, r
 // restart restarts a dependent. It disturbed the container unless it never got to ask the
 // engine (interrupted while waiting for another transaction on it).
 func (a *applier) restart(ctx context.Context, s *Step, line *ContainerReport, release func()) {
-	err := a.u.life.Restart(ctx, s.c.ID, s.c.Settings.StopSignal, s.c.Settings.StopTimeout)
+	err := a.u.hostOf(s.c).Life.Restart(ctx, s.c.ID, s.c.Settings.StopSignal, s.c.Settings.StopTimeout)
 	release()
 	a.mu.Lock()
 	if err != nil {
@@ -186,9 +194,9 @@ func (a *applier) restart(ctx context.Context, s *Step, line *ContainerReport, r
 	} else {
 		line.Outcome, line.Message, line.Failure = OutcomeRestarted, s.Cause, nil
 	}
-	a.disturbed[s.Target.Name] = err == nil || err.Reason != failure.Interrupted
+	a.disturbed[s.Target.String()] = err == nil || err.Reason != failure.Interrupted
 	a.mu.Unlock()
-	a.u.log.Info("container restarted", "container", s.c.Name, "id", short(s.c.ID), "cause", s.Cause, "err", errString(err))
+	a.u.hostOf(s.c).log.Info("container restarted", "container", s.c.Name, "id", short(s.c.ID), "cause", s.Cause, "err", errString(err))
 }
 
 // acquire takes one of the slots, or gives up when ctx ends (the watcher is stopping). The
@@ -218,6 +226,7 @@ func (u *Updater) spec(s *Step, replaced map[string]string) lifecycle.Spec {
 		Verify:        t.Settings.Verify,
 		HealthTimeout: t.Settings.HealthTimeout,
 		Rollback:      !u.opts.NoRollback,
+		ImageID:       s.ImageID,
 	}
 	if s.Op == OpRecreate {
 		sp.Recreate = true
@@ -263,12 +272,13 @@ func record(line *ContainerReport, s *Step, res lifecycle.Result) {
 	}
 }
 
-// cleanup removes images superseded by this run's updates when no container (running or not)
-// still uses them. It never forces: an image some container needs stays.
-func (u *Updater) cleanup(ctx context.Context, superseded []string) {
-	list, err := u.engine.ContainerList(ctx, client.ContainerListOptions{All: true})
+// cleanup removes images superseded by updates on h when no container (running or not) still
+// uses them and no container keeps them for a rollback (kept). It never forces: an image some
+// container needs stays.
+func (h *host) cleanup(ctx context.Context, superseded []string, kept map[string]bool) {
+	list, err := h.Engine.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
-		u.log.Warn("cleanup skipped: could not list containers", "err", err)
+		h.log.Warn("cleanup skipped: could not list containers", "err", err)
 		return
 	}
 	used := map[string]bool{}
@@ -276,15 +286,46 @@ func (u *Updater) cleanup(ctx context.Context, superseded []string) {
 		used[c.ImageID] = true
 	}
 	for _, id := range union(superseded, nil) {
-		if used[id] {
+		if used[id] || kept[id] {
 			continue
 		}
-		if _, err := u.engine.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !isNotFound(err) {
-			u.log.Warn("could not remove a superseded image", "image", id, "err", err)
+		if _, err := h.Engine.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true}); err != nil && !isNotFound(err) {
+			h.log.Warn("could not remove a superseded image", "image", id, "err", err)
 		} else if err == nil {
-			u.log.Info("removed superseded image", "image", id)
+			h.log.Info("removed superseded image", "image", id)
 		}
 	}
+}
+
+// noteLostHosts finds the hosts whose engine stopped answering while the plan was applied: a
+// step that failed there failed because of it, and its transaction is left unfinished in the
+// journal (lifecycle could not roll back on an engine that does not answer). Those lines are
+// reported as the host's failure, with what the step saw, and the host is recovered as soon as
+// it answers again. It returns why each lost host is lost, by name.
+func (u *Updater) noteLostHosts(ctx context.Context, views []hostView, lines map[string]*ContainerReport) map[string]error {
+	lost := map[string]error{}
+	for _, v := range views {
+		var failed []*ContainerReport
+		for _, l := range lines {
+			if l.Host == v.h.Name && l.Outcome == OutcomeFailed && l.Failure != nil && l.Failure.Stage != failure.StageCheck && l.Failure.Stage != failure.StagePlan {
+				failed = append(failed, l)
+			}
+		}
+		if len(failed) == 0 || ctx.Err() != nil {
+			continue
+		}
+		err := v.h.ping(ctx, u.opts.HostTimeout)
+		if err == nil || !u.Named() {
+			continue // the one engine's failures read as they always did; it is recovered all the same
+		}
+		lost[v.h.Name] = err
+		for _, l := range failed {
+			l.Failure = &Failure{Stage: failure.StageHost, Reason: failure.EngineUnreachable,
+				Message: fmt.Sprintf("the engine stopped answering during the update (%s/%s: %s); the unfinished update is finished when the engine answers again",
+					l.Failure.Stage, l.Failure.Reason, l.Failure.Message)}
+		}
+	}
+	return lost
 }
 
 func errString(e *lifecycle.Error) string {

@@ -21,7 +21,7 @@ func (u *Updater) check(ctx context.Context, targets []*Container) (map[string]*
 	var queried, tagged []*Container
 	for _, t := range targets {
 		line := newLine(t)
-		lines[t.Name] = line
+		lines[t.key()] = line
 		switch {
 		case t.SettingsErr != nil:
 			line.Failure = &Failure{Stage: failure.StageCheck, Reason: failure.InvalidLabel, Message: t.SettingsErr.Error()}
@@ -40,7 +40,7 @@ func (u *Updater) check(ctx context.Context, targets []*Container) (map[string]*
 
 // newLine is a target's report line before anything is known: failed until shown otherwise.
 func newLine(t *Container) *ContainerReport {
-	return &ContainerReport{Name: t.Name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode, Outcome: OutcomeFailed}
+	return &ContainerReport{Host: t.Host, Name: t.Name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode, Outcome: OutcomeFailed}
 }
 
 // checkDigests checks the targets under the digest policy, one Check for all of them, and fills
@@ -53,7 +53,7 @@ func (u *Updater) checkDigests(ctx context.Context, ts []*Container, lines map[s
 	var cands []Candidate
 	for i, res := range u.checker.Check(ctx, queries) {
 		t := ts[i]
-		line := lines[t.Name]
+		line := lines[t.key()]
 		if res.LocalDigest != "" {
 			line.OldDigest = res.LocalDigest
 		}
@@ -67,7 +67,7 @@ func (u *Updater) checkDigests(ctx context.Context, ts []*Container, lines map[s
 			// line says why: skipped "too new (age …)", or failed reading the creation time
 		default:
 			cause := fmt.Sprintf("digest %s -> %s", shortDigest(line.OldDigest), shortDigest(res.Digest))
-			cands = append(cands, Candidate{Container: t, NewDigest: res.Digest, Cause: cause})
+			cands = append(cands, Candidate{Container: t, NewDigest: res.Digest, Cause: cause, Kind: PolicyDigest})
 		}
 	}
 	return cands

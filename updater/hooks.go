@@ -107,9 +107,13 @@ func (r *labelReader) hooks() map[string]Hook {
 	return out
 }
 
-// runHook runs a hook and logs how it went.
+// runHook runs a hook in container id on c's engine and logs how it went.
 func (u *Updater) runHook(ctx context.Context, c *Container, id, name string, h Hook) HookRun {
-	res := u.opts.Hooks.RunHook(ctx, id, h.Command, h.Timeout)
+	runner, ok := u.hostOf(c).Life.(HookRunner)
+	if !ok {
+		return HookRun{Hook: name, ExitCode: -1, Error: "this engine's transactions cannot run hooks"}
+	}
+	res := runner.RunHook(ctx, id, h.Command, h.Timeout)
 	run := HookRun{Hook: name, ExitCode: res.ExitCode, Output: res.Output, Truncated: res.Truncated,
 		TimedOut: res.TimedOut, Duration: res.Duration}
 	if res.Err != nil {
@@ -129,22 +133,22 @@ func (u *Updater) runHook(ctx context.Context, c *Container, id, name string, h 
 // to run it in ("" = none: not running). Nothing runs in a dry run or with hooks off.
 func (u *Updater) checkHooks(ctx context.Context, targets []*Container, name string, dryRun bool, idOf func(*Container) string) map[string]HookRun {
 	runs := map[string]HookRun{}
-	if u.opts.Hooks == nil || dryRun {
+	if !u.opts.LifecycleHooks || dryRun {
 		return runs
 	}
 	var todo []*Container
 	for _, t := range targets {
-		if _, ok := t.Settings.Hooks[name]; ok && !t.Self && idOf(t) != "" {
+		if _, ok := t.Settings.Hooks[name]; ok && !t.Self && idOf(t) != "" && u.hostOf(t).Life != nil {
 			todo = append(todo, t)
 		}
 	}
 	results := make([]HookRun, len(todo))
-	u.forEach(ctx, len(todo), func(i int) {
+	forEach(ctx, len(todo), func(i int) {
 		results[i] = u.runHook(ctx, todo[i], idOf(todo[i]), name, todo[i].Settings.Hooks[name])
 	})
 	for i, t := range todo {
 		if results[i].Hook != "" { // forEach stops starting new ones when ctx ends
-			runs[t.Name] = results[i]
+			runs[t.key()] = results[i]
 		}
 	}
 	return runs
@@ -152,8 +156,8 @@ func (u *Updater) checkHooks(ctx context.Context, targets []*Container, name str
 
 // addHookRuns puts hook runs on their containers' report lines.
 func addHookRuns(lines map[string]*ContainerReport, runs map[string]HookRun) {
-	for name, r := range runs {
-		if line := lines[name]; line != nil {
+	for key, r := range runs {
+		if line := lines[key]; line != nil {
 			line.Hooks = append(line.Hooks, r)
 		}
 	}
@@ -204,7 +208,7 @@ func (a *applier) preUpdate(ctx context.Context, s *Step, line *ContainerReport)
 		line.Outcome, line.Message = OutcomeFailed, ""
 		line.Failure = &Failure{Stage: failure.StagePlan, Reason: failure.HookFailed, Message: why}
 	}
-	a.disturbed[s.Target.Name] = false
+	a.disturbed[s.Target.String()] = false
 	return false
 }
 

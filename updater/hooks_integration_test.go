@@ -1,26 +1,14 @@
 package updater_test
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/moby/moby/client"
 
 	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
-	"github.com/watcher-dev/watcher/lifecycle"
 	"github.com/watcher-dev/watcher/updater"
 )
-
-// engineHooks runs hooks on the real engine, as the daemon's lifecycle.Manager does.
-type engineHooks struct{ d *client.Client }
-
-func (h engineHooks) RunHook(ctx context.Context, id, cmd string, timeout time.Duration) lifecycle.HookResult {
-	return lifecycle.RunHook(ctx, h.d, id, cmd, timeout)
-}
 
 // hookLabels are Watchtower's lifecycle labels for the hooks given as name=command.
 func hookLabels(base map[string]string, hooks ...string) map[string]string {
@@ -48,7 +36,7 @@ func hookNames(l updater.ContainerReport) []string {
 // failing post-update reported but kept, none in a dependent that is restarted, pre-check but no
 // pre-update in monitor mode, and none at all in a dry run.
 func TestLifecycleHooks(t *testing.T) {
-	r := newRig(t, func(o *updater.Options) { o.Hooks = engineHooks{testenv.Engine(t)} })
+	r := newRig(t, func(o *updater.Options) { o.LifecycleHooks = true })
 	ref, _ := r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v1", Shell: true})
 	r.Pull(ref)
 	all := []string{"pre-check=echo pre-check in $APP_VERSION", "pre-update=echo pre-update in $APP_VERSION",

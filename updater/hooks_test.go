@@ -101,12 +101,17 @@ func TestSelectionNamesAndScopeNone(t *testing.T) {
 }
 
 // fakeHooks answers every hook with one result: fault injection for what a real engine cannot
-// produce quickly (a timeout of a minute, an engine error).
+// produce quickly (a timeout of a minute, an engine error). It replaces nothing.
 type fakeHooks struct{ res lifecycle.HookResult }
 
 func (f fakeHooks) RunHook(context.Context, string, string, time.Duration) lifecycle.HookResult {
 	return f.res
 }
+func (fakeHooks) Replace(context.Context, lifecycle.Spec) lifecycle.Result { panic("not called") }
+func (fakeHooks) Restart(context.Context, string, string, *time.Duration) *lifecycle.Error {
+	panic("not called")
+}
+func (fakeHooks) Recover(context.Context) []lifecycle.Result { panic("not called") }
 
 // TestPreUpdateOutcomes: how a pre-update hook's end decides the step, before anything is touched.
 func TestPreUpdateOutcomes(t *testing.T) {
@@ -125,7 +130,7 @@ func TestPreUpdateOutcomes(t *testing.T) {
 		{lifecycle.HookResult{ExitCode: -1, Err: errors.New("no such container")}, false, OutcomeFailed, failure.HookFailed, "could not run: no such container"},
 	}
 	for _, tc := range tests {
-		u := &Updater{opts: Options{Hooks: fakeHooks{tc.res}}, log: slog.New(slog.DiscardHandler)}
+		u := NewHosts([]Host{{Life: fakeHooks{tc.res}}}, nil, nil, Options{LifecycleHooks: true, Logger: slog.New(slog.DiscardHandler)})
 		a := &applier{u: u, disturbed: map[string]bool{}}
 		c := tgt("web")
 		s := &Step{Op: OpUpdate, Target: c.Target(), PreUpdate: &Hook{Command: "x"}, c: c}

@@ -16,6 +16,7 @@ import (
 // list, one inspect per distinct image, and container inspects only where the list does not say
 // enough (an image reference shown as an ID) or when a plan needs the dependency graph.
 type Container struct {
+	Host    string // the engine's name ("" = the only one)
 	Name    string
 	ID      string
 	Image   string // the reference the container runs, as it was created (Config.Image)
@@ -32,12 +33,18 @@ type Container struct {
 	Watched        bool  // selected by labels and scope, in a state the selection covers, not set aside
 	Self           bool  // the watcher's own container
 
+	host    *host // the engine it lives on
 	image   *imageInfo
 	inspect *container.InspectResponse // filled by inspectTargets when a plan needs it
 }
 
 // Target is the container as plan entries name it.
-func (c *Container) Target() Target { return Target{Kind: KindContainer, Name: c.Name, ID: c.ID} }
+func (c *Container) Target() Target {
+	return Target{Kind: KindContainer, Host: c.Host, Name: c.Name, ID: c.ID}
+}
+
+// key is how a run's report lines and the known states name c: "web", or "edge-1/web".
+func (c *Container) key() string { return c.Target().String() }
 
 // managed reports whether a plan may stop c to follow what it depends on: it is watched, or it
 // is opted out but carries watcher.follow=true. Opt-out is otherwise absolute, and the watcher's
@@ -89,28 +96,28 @@ func imageIsID(image, imageID string) bool {
 
 // list reads every container from one engine list call: names, labels, settings, and whether
 // each one is watched. It makes no other engine call.
-func (u *Updater) list(ctx context.Context) (*Observed, error) {
-	list, err := u.engine.ContainerList(ctx, client.ContainerListOptions{All: true})
+func (h *host) list(ctx context.Context, o Options) (*Observed, error) {
+	list, err := h.Engine.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
 		return nil, fmt.Errorf("listing containers: %w", err)
 	}
 	obs := &Observed{byName: map[string]*Container{}, byID: map[string]*Container{}}
 	for _, c := range list.Items {
-		t := &Container{ID: c.ID, Image: c.Image, ImageID: c.ImageID, State: string(c.State), NetworkMode: c.HostConfig.NetworkMode, Labels: c.Labels}
+		t := &Container{Host: h.Name, ID: c.ID, Image: c.Image, ImageID: c.ImageID, State: string(c.State), NetworkMode: c.HostConfig.NetworkMode, Labels: c.Labels, host: h}
 		if d := c.ImageManifestDescriptor; d != nil {
 			t.ManifestDigest = d.Digest.String()
 		}
 		if len(c.Names) > 0 {
 			t.Name = strings.TrimPrefix(c.Names[0], "/")
 		}
-		t.Settings, t.SettingsErr = ParseSettings(c.Labels, u.opts.Defaults)
-		t.Self = u.selfID != "" && c.ID == u.selfID
+		t.Settings, t.SettingsErr = ParseSettings(c.Labels, o.Defaults)
+		t.Self = o.SelfID != "" && c.ID == o.SelfID
 		// Our own set-aside containers (<name>-watcher-<txid>) are never watched: they belong to a
 		// transaction in flight or in recovery.
 		aside := c.Labels["watcher.txid"] != "" && strings.Contains(t.Name, "-watcher-")
-		stateOK := t.State == "running" || (u.opts.IncludeStopped && (t.State == "exited" || t.State == "created")) ||
-			(u.opts.IncludeRestarting && t.State == "restarting")
-		t.Watched = stateOK && !aside && u.opts.Selection.Watched(t.Settings) && u.opts.Selection.Named(t.Name)
+		stateOK := t.State == "running" || (o.IncludeStopped && (t.State == "exited" || t.State == "created")) ||
+			(o.IncludeRestarting && t.State == "restarting")
+		t.Watched = stateOK && !aside && h.sel.Watched(t.Settings) && h.sel.Named(t.Name)
 		obs.All = append(obs.All, t)
 		obs.byName[t.Name] = t
 		obs.byID[t.ID] = t
@@ -121,9 +128,9 @@ func (u *Updater) list(ctx context.Context) (*Observed, error) {
 	return obs, nil
 }
 
-// observe lists the containers and reads their settings and images.
-func (u *Updater) observe(ctx context.Context) (*Observed, error) {
-	obs, err := u.list(ctx)
+// observe lists the host's containers and reads their settings and images.
+func (h *host) observe(ctx context.Context, o Options) (*Observed, error) {
+	obs, err := h.list(ctx, o)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +144,7 @@ func (u *Updater) observe(ctx context.Context) (*Observed, error) {
 			needInspect = append(needInspect, t)
 		}
 	}
-	if err := u.inspectTargets(ctx, needInspect); err != nil {
+	if err := h.inspectTargets(ctx, needInspect); err != nil {
 		return nil, err
 	}
 	for _, t := range needInspect {
@@ -157,9 +164,9 @@ func (u *Updater) observe(ctx context.Context) (*Observed, error) {
 	for id := range images {
 		ids = append(ids, id)
 	}
-	u.forEach(ctx, len(ids), func(i int) {
+	forEach(ctx, len(ids), func(i int) {
 		info := images[ids[i]]
-		res, err := u.engine.ImageInspect(ctx, ids[i])
+		res, err := h.Engine.ImageInspect(ctx, ids[i])
 		if err != nil {
 			info.err = err
 			return
@@ -175,15 +182,15 @@ func (u *Updater) observe(ctx context.Context) (*Observed, error) {
 }
 
 // inspectTargets fills c.inspect for each container, a few at a time.
-func (u *Updater) inspectTargets(ctx context.Context, ts []*Container) error {
+func (h *host) inspectTargets(ctx context.Context, ts []*Container) error {
 	var mu sync.Mutex
 	var firstErr error
-	u.forEach(ctx, len(ts), func(i int) {
+	forEach(ctx, len(ts), func(i int) {
 		t := ts[i]
 		if t.inspect != nil {
 			return
 		}
-		res, err := u.engine.ContainerInspect(ctx, t.ID, client.ContainerInspectOptions{})
+		res, err := h.Engine.ContainerInspect(ctx, t.ID, client.ContainerInspectOptions{})
 		if err != nil {
 			if isNotFound(err) {
 				return // gone since the list: nothing to plan for it
@@ -203,7 +210,7 @@ func (u *Updater) inspectTargets(ctx context.Context, ts []*Container) error {
 
 // forEach runs f(0..n-1) with bounded concurrency: engine calls are cheap but not free, and a
 // host with hundreds of containers should not see hundreds of parallel requests.
-func (u *Updater) forEach(ctx context.Context, n int, f func(i int)) {
+func forEach(ctx context.Context, n int, f func(i int)) {
 	const limit = 8
 	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup

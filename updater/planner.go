@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/watcher-dev/watcher/failure"
 )
@@ -18,6 +19,8 @@ import (
 //  2. dependency cycles among what the updates touch hold those updates;
 //  3. opt-out is absolute: an update that would stop a container whose namespaces an opted-out
 //     container joins is held (DependentNotManaged), since that container may not be recreated;
+//     on Podman, an update of a container whose namespaces another joins is held (Unsupported):
+//     Podman refuses to remove it;
 //  4. what the remaining updates stop, transitively: running dependents the watcher manages
 //     (watched, or watcher.follow=true) are restarted or, when they join a replaced container's
 //     namespaces, recreated; every other dependent is left alone with a reason;
@@ -29,13 +32,32 @@ type Candidate struct {
 	NewDigest string
 	NewImage  string // "" = same reference
 	Cause     string
+	ImageID   string // a rollback's previous image, run without a pull while the engine has it
+	// Kind is what sort of move it is, as update.approve names them: digest (same tag), patch,
+	// minor or major (another version tag); "" for a rollback.
+	Kind string
 }
 
 // planOptions are the run's circumstances a plan depends on.
 type planOptions struct {
 	DryRun      bool // nothing is applied; the plan says what would be
 	CanHandOver bool // the watcher's own container can be updated by a handover (the daemon)
-	Hooks       bool // lifecycle hooks run (update.lifecycle_hooks): updates carry theirs
+	Podman      bool // the host is Podman's Docker-compatible API (see holdUnsupported)
+	// Now is when the plan is applied: maintenance windows are read at it.
+	Now time.Time
+	// Forced lists the containers whose windows and rollback pins the request lifts (?force=true),
+	// by Container.key ("web", or "edge-1/web").
+	Forced map[string]bool
+	// Pinned maps containers (by key) to the digest a manual rollback undid: not applied again
+	// unforced.
+	Pinned map[string]string
+	// Rollback: the one candidate is a manual rollback, which a person asked for: mode, windows,
+	// pins and approvals do not hold it.
+	Rollback bool
+	// Approvals are the recorded approvals by container (approve.go); nil when no state file
+	// keeps them.
+	Approvals map[string]*Approval
+	Hooks     bool // lifecycle hooks run (update.lifecycle_hooks): updates carry theirs
 }
 
 // buildPlan turns the available updates into the plan a run applies.
@@ -58,14 +80,54 @@ func buildPlan(obs *Observed, cands []Candidate, o planOptions) *Plan {
 	}
 	p := newPlanner(obs, plan)
 	p.holdCycles(updates)
+	if o.Podman {
+		p.holdUnsupported(updates)
+	}
 	p.holdBreakingOptOuts(updates)
 	affected := p.affected(updates)
 	order := topoOrder(affected, p.deps)
 	p.group(order, p.steps(order, updates, affected))
-	if o.Hooks && !o.DryRun {
+	p.qualify()
+	if o.Hooks && !o.DryRun && !o.Rollback { // a person's rollback is not an update the hooks guard
 		attachHooks(plan)
 	}
 	return plan
+}
+
+// qualify names the steps' DependsOn and Follows as their targets (edge-1/db when hosts are
+// configured), as report lines and apply know them; the planner itself works on one host's
+// container names.
+func (p *planner) qualify() {
+	name := func(ns []string) []string {
+		for i, n := range ns {
+			if c := p.obs.byName[n]; c != nil {
+				ns[i] = c.Target().String()
+			}
+		}
+		return ns
+	}
+	for _, g := range p.plan.Groups {
+		for _, s := range g {
+			s.DependsOn, s.Follows = name(s.DependsOn), name(s.Follows)
+		}
+	}
+}
+
+// holdUnsupported holds, on Podman, every update of a container whose namespaces (network, ipc,
+// pid) another container joins: Podman's Docker-compatible API refuses to remove a container
+// another joins ("has dependent containers"), so the replaced container could not be removed
+// once the update is done. Nothing is touched; the line names the call.
+func (p *planner) holdUnsupported(updates map[string]Candidate) {
+	for _, n := range sortedKeys(updates) {
+		for _, d := range p.rdeps[n] {
+			if ns := joinsNamespaceOf(p.obs.byName[d], p.obs, n); ns != "" {
+				p.hold(n, failure.Unsupported, fmt.Sprintf("%s joins the %s namespace of %s, and Podman's Docker-compatible API refuses DELETE /containers/{id} "+
+					"(ContainerRemove) of a container another joins: the replaced container could not be removed", d, ns, n))
+				delete(updates, n)
+				break
+			}
+		}
+	}
 }
 
 // needsOrder reports whether some candidate becomes an update with dependents to order, which
@@ -81,22 +143,47 @@ func needsOrder(cands []Candidate, o planOptions) bool {
 // gets and why), handed over last (the watcher itself), or an update to order with the rest.
 // Another watcher instance is held because it updates itself: two instances replacing each other
 // would stop each other mid-transaction.
+//
+// A person's request lifts what only stands between it and the update: a manual rollback is held
+// by none of mode, windows, pins and approvals; ?force=true lifts windows and pins, never an
+// approval (only POST /v1/approve gives that).
 func holdOf(c Candidate, o planOptions) (*Hold, Op) {
 	t := c.Container
 	hold := func(outcome Outcome, why string) (*Hold, Op) {
 		return &Hold{Target: t.Target(), Outcome: outcome, Why: why}, ""
 	}
+	lifted := o.Rollback || o.Forced[t.key()]
 	switch {
-	case t.Settings.Mode == ModeMonitor:
+	case t.Self && o.Rollback:
+		return &Hold{Target: t.Target(), Outcome: OutcomeSkipped, Reason: failure.Unsupported,
+			Why: "the watcher cannot roll its own container back; run the previous image with docker instead"}, ""
+	case t.Settings.Mode == ModeMonitor && !o.Rollback:
 		return hold(OutcomeUpdateAvailable, "monitor mode: "+c.Cause)
 	case t.Self && !o.CanHandOver:
 		return hold(OutcomeUpdateAvailable, "this is the watcher's own container; only the daemon (watcher run) updates itself")
-	case t.Self:
-		return nil, OpHandOver
-	case t.Labels[WatcherImageLabel] == WatcherImageTitle, isWatchtower(t.Labels):
+	case !t.Self && (t.Labels[WatcherImageLabel] == WatcherImageTitle || isWatchtower(t.Labels)):
 		return hold(OutcomeSkipped, "another watcher instance ("+c.Cause+"); it updates itself")
+	case !lifted && o.Pinned[t.key()] != "" && o.Pinned[t.key()] == c.NewDigest:
+		return hold(OutcomeSkipped, "a manual rollback undid "+shortDigest(c.NewDigest)+"; it is not applied again (a newer digest is; or force it: POST /v1/update?container="+t.Name+hostParam(t)+"&force=true)")
+	}
+	if h := approvalHold(c, o.Approvals); h != nil && !o.Rollback {
+		return h, ""
+	}
+	if h := windowHold(c, o.Now); h != nil && !lifted {
+		return h, ""
+	}
+	if t.Self {
+		return nil, OpHandOver
 	}
 	return nil, OpUpdate
+}
+
+// hostParam is the ?host= part of a request naming c: none without hosts.
+func hostParam(c *Container) string {
+	if c.Host == "" {
+		return ""
+	}
+	return "&host=" + c.Host
 }
 
 // planner holds the dependency graph of one engine's containers while a plan is built.
@@ -262,7 +349,7 @@ func (p *planner) steps(order []string, updates map[string]Candidate, affected m
 		}
 		s := &Step{Target: c.Target(), DependsOn: after, c: c}
 		if u, ok := updates[n]; ok {
-			s.Op, s.Cause, s.NewDigest, s.NewImage = OpUpdate, u.Cause, u.NewDigest, u.NewImage
+			s.Op, s.Cause, s.NewDigest, s.NewImage, s.ImageID = OpUpdate, u.Cause, u.NewDigest, u.NewImage, u.ImageID
 			replaced[n] = true
 		} else if parent := sharesNamespaceWith(c, p.obs, replaced); parent != "" {
 			s.Op, s.Cause, s.Follows = OpRecreate, "joins the namespaces of "+parent+", which is replaced", after
@@ -381,6 +468,10 @@ type nsMode struct{ kind, ref string }
 func namespaceModes(c *Container) []nsMode {
 	modes := []nsMode{{"network", c.NetworkMode}}
 	if c.inspect != nil && c.inspect.HostConfig != nil {
+		if c.NetworkMode == "" {
+			// Podman's container list leaves the network mode out; its inspect has it.
+			modes[0].ref = string(c.inspect.HostConfig.NetworkMode)
+		}
 		modes = append(modes, nsMode{"ipc", string(c.inspect.HostConfig.IpcMode)}, nsMode{"pid", string(c.inspect.HostConfig.PidMode)})
 	}
 	var out []nsMode

@@ -289,7 +289,7 @@ func (u *Updater) checkTagPolicies(ctx context.Context, ts []*Container, lines m
 	tc, _ := u.checker.(TagChecker)
 	var work []*tagWork
 	for _, t := range ts {
-		line := lines[t.Name]
+		line := lines[t.key()]
 		line.OldDigest = localDigest(t)
 		if tc == nil {
 			line.Outcome, line.Message = OutcomeSkipped, "policy "+t.Settings.Policy+" needs the registry's tag list, which this checker cannot give"
@@ -338,7 +338,7 @@ func (u *Updater) checkTagPolicies(ctx context.Context, ts []*Container, lines m
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(cands, func(a, b Candidate) int { return strings.Compare(a.Container.Name, b.Container.Name) })
+	slices.SortFunc(cands, func(a, b Candidate) int { return strings.Compare(a.Container.key(), b.Container.key()) })
 	return cands
 }
 
@@ -459,17 +459,20 @@ func take(w *tagWork, tag string, res registry.Result, tooNew, tooNewTag string)
 	line := w.line
 	line.NewDigest = res.Digest
 	cause := fmt.Sprintf("digest %s -> %s", shortDigest(line.OldDigest), shortDigest(res.Digest))
-	newImage := ""
+	newImage, kind := "", PolicyDigest
 	if tag != w.cur.tag {
 		newImage = w.ref(tag)
 		line.NewImage = newImage
 		cause = fmt.Sprintf("tag %s -> %s", w.cur.tag, tag)
+		if v, err := parseVersion(tag); err == nil {
+			kind = versionStep(w.cur, v)
+		}
 	}
 	if tooNew != "" {
 		cause += fmt.Sprintf("; %s is too new (%s)", tooNewTag, tooNew)
 		line.Message = cause
 	}
-	return &Candidate{Container: w.t, NewDigest: res.Digest, NewImage: newImage, Cause: cause}
+	return &Candidate{Container: w.t, NewDigest: res.Digest, NewImage: newImage, Cause: cause, Kind: kind}
 }
 
 // tooNew applies watcher.min-age to a digest-policy update: it reports whether the new image is

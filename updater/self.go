@@ -71,9 +71,9 @@ type SelfReplacer interface {
 var _ SelfReplacer = (*lifecycle.Manager)(nil)
 
 // canHandOver: the watcher knows its container, the daemon can give up its store and listener,
-// and lifecycle can hand over.
-func (u *Updater) canHandOver() bool {
-	_, ok := u.life.(SelfReplacer)
+// and lifecycle can hand over on h.
+func (u *Updater) canHandOver(h *host) bool {
+	_, ok := h.Life.(SelfReplacer)
 	return ok && u.selfID != "" && u.opts.Release != nil
 }
 
@@ -97,7 +97,7 @@ func (u *Updater) handOver(ctx context.Context, rep *Report, s *Step) bool {
 	u.log.Info("updating the watcher itself: handing over to a successor", "container", t.Name, "id", short(t.ID), "cause", s.Cause)
 	start := time.Now()
 	released := false
-	res := u.life.(SelfReplacer).Handover(ctx, u.spec(s, nil), func(ctx context.Context, successor string) error {
+	res := u.hostOf(t).Life.(SelfReplacer).Handover(ctx, u.spec(s, nil), func(ctx context.Context, successor string) error {
 		before := *line
 		line.Outcome, line.Failure, line.NewID = OutcomeHandedOver, nil, successor
 		line.Message = "successor " + short(successor) + " started (" + s.Cause + "); it verifies itself and removes this container, see its history"

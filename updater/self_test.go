@@ -361,7 +361,7 @@ func TestPlanSelfAndOtherWatchers(t *testing.T) {
 			u := New(nil, &fakeChecker{}, tt.life, nil, tt.opts)
 			c := tt.target
 			plan := buildPlan(observed(c), []Candidate{{Container: c, NewDigest: newSelfDigest, Cause: "digest a -> b"}},
-				planOptions{DryRun: tt.dryRun, CanHandOver: u.canHandOver()})
+				planOptions{DryRun: tt.dryRun, CanHandOver: u.canHandOver(u.hosts[0])})
 			lines := map[string]*ContainerReport{c.Name: newLine(c)}
 			notePlan(plan, lines)
 			if plan.DryRun {

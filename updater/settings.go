@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/watcher-dev/watcher/internal/schedule"
 )
 
 // Labels on containers (README.md "Labels" lists them for users).
@@ -28,6 +30,13 @@ const (
 	// image) to follow a container it depends on; without it an opted-out container is never
 	// touched.
 	LabelFollow = "watcher.follow"
+	// LabelWindow replaces update.window for the container: its maintenance windows, "" = none.
+	LabelWindow = "watcher.window"
+	// LabelSchedule is the container's own check schedule (cron, as the schedule key).
+	LabelSchedule = "watcher.schedule"
+	// LabelApprove replaces update.approve for the container: the kinds of update (digest,
+	// patch, minor, major) that wait for a person's approval; "" = none.
+	LabelApprove = "watcher.approve"
 
 	// Watchtower's labels, honoured when the watcher.* label is absent so existing deployments
 	// work unchanged.
@@ -59,7 +68,13 @@ const (
 // verify, health timeout) are lifecycle's: a label overrides them per update, and without one
 // the Spec leaves them zero so lifecycle.Options (update.*) apply.
 type Defaults struct {
-	Mode string // update.mode; "" = ModeUpdate
+	Mode   string           // update.mode; "" = ModeUpdate
+	Window schedule.Windows // update.window; nil = always
+	// Zone is the schedule's time zone, which windows are read in; nil = time.Local. A
+	// watcher.schedule label with a CRON_TZ= prefix gives its container its own.
+	Zone *time.Location
+	// Approve is update.approve: the kinds of update that wait for approval (approve.go).
+	Approve []string
 }
 
 // Settings are one container's effective settings: its labels over the config.
@@ -76,8 +91,14 @@ type Settings struct {
 	Verify        time.Duration  // 0 = update.verify
 	HealthTimeout time.Duration  // 0 = update.health_timeout
 	MinAge        time.Duration
-	Follow        bool            // watcher.follow=true (see LabelFollow)
-	Hooks         map[string]Hook // Watchtower's lifecycle hook labels, by hook name (hooks.go)
+	Follow        bool // watcher.follow=true (see LabelFollow)
+	// Window: when updates may be applied (watcher.window, else update.window); nil = always.
+	Window   schedule.Windows
+	Zone     *time.Location // what Window is read in
+	Schedule string         // watcher.schedule, validated; "" = the daemon's schedule
+	// Approve: the kinds of update that wait for approval (watcher.approve, else update.approve).
+	Approve []string
+	Hooks   map[string]Hook // Watchtower's lifecycle hook labels, by hook name (hooks.go)
 }
 
 // label returns the watcher label, else the Watchtower one, and whether either was set.
@@ -129,8 +150,46 @@ func ParseSettings(labels map[string]string, d Defaults) (Settings, error) {
 	s.Verify, _ = r.duration(LabelVerify)
 	s.HealthTimeout, _ = r.duration(LabelHealthTimeout)
 	s.MinAge, _ = r.duration(LabelMinAge)
+	s.Schedule, s.Zone = r.schedule(LabelSchedule, d.Zone)
+	s.Window = d.Window
+	if v, ok := labels[LabelWindow]; ok {
+		if ws, err := schedule.ParseWindowList(v); err != nil {
+			r.bad(LabelWindow, v, err.Error())
+		} else {
+			s.Window = ws
+		}
+	}
+	s.Approve = d.Approve
+	if v, ok := labels[LabelApprove]; ok {
+		if kinds, err := ParseApproveKinds(v); err != nil {
+			r.bad(LabelApprove, v, err.Error())
+		} else {
+			s.Approve = kinds
+		}
+	}
 	s.Hooks = r.hooks()
 	return s, r.err()
+}
+
+// schedule reads key as a cron spec and returns it with the zone windows are read in: its
+// CRON_TZ=/TZ= prefix, else def (nil = time.Local).
+func (r *labelReader) schedule(key string, def *time.Location) (string, *time.Location) {
+	if def == nil {
+		def = time.Local
+	}
+	v, ok := r.labels[key]
+	if !ok || strings.TrimSpace(v) == "" {
+		return "", def
+	}
+	v = strings.TrimSpace(v)
+	if _, err := schedule.Parse(v); err != nil {
+		r.bad(key, v, err.Error())
+		return "", def
+	}
+	if zone, err := schedule.Zone(v); err == nil && (strings.HasPrefix(v, "TZ=") || strings.HasPrefix(v, "CRON_TZ=")) {
+		return v, zone
+	}
+	return v, def
 }
 
 // labelReader reads typed label values and collects what is malformed, one phrase per label.

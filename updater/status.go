@@ -21,7 +21,7 @@ type LastKnown interface {
 
 // status is c's state as /v1/containers shows it, with what the observation alone says.
 func (c *Container) status(state State) ContainerStatus {
-	return ContainerStatus{Name: c.Name, ID: c.ID, Image: c.Image, Policy: c.Settings.Policy, Mode: c.Settings.Mode, State: state}
+	return ContainerStatus{Host: c.Host, Name: c.Name, ID: c.ID, Image: c.Image, Policy: c.Settings.Policy, Mode: c.Settings.Mode, State: state}
 }
 
 // statusOf is the state c is in after what its report line says. Only an update moves the
@@ -33,7 +33,12 @@ func statusOf(c *Container, line *ContainerReport) ContainerStatus {
 	if line.Outcome == OutcomeUpdated {
 		st.Image, st.LocalDigest = firstNonEmpty(line.NewImage, c.Image), line.NewDigest
 	}
-	st.LastError = line.Failure
+	if line.Outcome == OutcomeUpdated {
+		st.UpdatedAt = time.Now().UTC()
+	} else if line.NewImage != "" && line.NewDigest != line.OldDigest {
+		st.NewImage = line.NewImage
+	}
+	st.LastError, st.Message = line.Failure, line.Message
 	st.CheckedAt = time.Now().UTC()
 	return st
 }
@@ -42,38 +47,99 @@ func stateOf(line *ContainerReport) State {
 	switch line.Outcome {
 	case OutcomeUpToDate, OutcomeUpdated, OutcomeRestarted:
 		return StateUpToDate
-	case OutcomeUpdateAvailable:
+	case OutcomeUpdateAvailable, OutcomePendingApproval:
 		return StateUpdateAvailable
 	case OutcomeFailed, OutcomeRolledBack:
 		return StateFailed
+	case OutcomeSkipped:
+		if line.NewDigest != "" && line.NewDigest != line.OldDigest {
+			return StateUpdateAvailable // held (outside a window, ...): the update waits
+		}
 	}
 	return StateUnknown
 }
 
-// setStatus records st for c when c is watched (dependents the watcher restarts are not listed).
+// setStatus records st for c when c is watched (dependents the watcher restarts are not listed),
+// with what the state file adds (decorate), and tells the live observers when it changed.
 func (u *Updater) setStatus(c *Container, st ContainerStatus) {
 	if !c.Watched {
 		return
 	}
+	u.decorate(&st, u.approvals(), u.allRecords())
 	u.mu.Lock()
-	u.status[st.Name] = st
+	old, had := u.status[c.key()]
+	u.status[c.key()] = st
 	u.mu.Unlock()
+	if !had || !sameStatus(old, st) {
+		u.live(func(o LiveObserver) { o.ContainerChanged(st) })
+	}
+}
+
+// decorate adds to st what the state file knows of its container: the update waiting for (or
+// decided by) a person, and when the watcher last updated it.
+func (u *Updater) decorate(st *ContainerStatus, approvals map[string]*Approval, records map[string]*updateRecord) {
+	st.Approval = nil
+	key := Target{Kind: KindContainer, Host: st.Host, Name: st.Name}.String()
+	a := approvals[key]
+	if a != nil && st.State != StateUpToDate && (st.RemoteDigest == "" || st.RemoteDigest == a.Digest) {
+		st.Approval = a
+	}
+	if r := records[key]; r != nil && st.UpdatedAt.IsZero() {
+		st.UpdatedAt = r.At
+	}
+}
+
+// sameStatus reports whether two states of a container differ in nothing but when it was checked.
+func sameStatus(a, b ContainerStatus) bool {
+	a.CheckedAt, b.CheckedAt = time.Time{}, time.Time{}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+// LiveObserver is an Observer that is also told as things happen (the dashboard's feed, GET
+// /v1/events): a run starting, and a watched container's known state changing. Its calls must
+// not block.
+type LiveObserver interface {
+	Observer
+	// RunStarted gets the report of a run that starts: id, trigger and start time, no lines.
+	RunStarted(r *Report)
+	// ContainerChanged gets a watched container's new state (as GET /v1/containers shows it).
+	ContainerChanged(st ContainerStatus)
+}
+
+// live calls f for every observer that is a LiveObserver.
+func (u *Updater) live(f func(LiveObserver)) {
+	for _, o := range u.opts.Observers {
+		if l, ok := o.(LiveObserver); ok {
+			f(l)
+		}
+	}
 }
 
 // saveStatus writes the states of this run's targets to the state file; a run over every watched
-// container (all) also forgets containers that are gone.
-func (u *Updater) saveStatus(targets []*Container, all bool) {
+// container (all) also forgets containers that are gone — except on the hosts it could not reach
+// (down), whose containers are kept as they were last seen.
+func (u *Updater) saveStatus(targets []*Container, all bool, down []hostView) {
 	lk, ok := u.history.(LastKnown)
 	if !ok {
 		return
 	}
 	states := make(map[string][]byte, len(targets))
+	put := func(key string, st ContainerStatus) {
+		if b, err := json.Marshal(st); err == nil {
+			states[key] = b
+		}
+	}
+	for _, v := range down {
+		for _, st := range u.knownOn(v.h) {
+			put(Target{Host: st.Host, Name: st.Name}.String(), st)
+		}
+	}
 	u.mu.Lock()
 	for _, t := range targets {
-		if st, ok := u.status[t.Name]; ok {
-			if b, err := json.Marshal(st); err == nil {
-				states[t.Name] = b
-			}
+		if st, ok := u.status[t.key()]; ok {
+			put(t.key(), st)
 		}
 	}
 	u.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,45 +63,66 @@ var (
 type Options struct {
 	Selection         Selection
 	IncludeStopped    bool
-	IncludeRestarting bool       // also watch restarting containers (Watchtower's --include-restarting)
-	Hooks             HookRunner // runs lifecycle hook labels; nil = off (update.lifecycle_hooks)
-	Defaults          Defaults
+	IncludeRestarting bool // also watch restarting containers (Watchtower's --include-restarting)
+	// LifecycleHooks runs the lifecycle hook labels (update.lifecycle_hooks) with each host's
+	// Replacer, where it can run them (a HookRunner: lifecycle.Manager).
+	LifecycleHooks bool
+	Defaults       Defaults
 	// NoRollback keeps a new container that runs but failed its health gate (update.rollback:
 	// false); lifecycle still rolls back one that exited or never ran. Default false: roll back.
 	NoRollback bool
-	Cleanup    bool         // remove images updates superseded when nothing uses them; default false
-	Parallel   int          // containers in the disruptive part of an update at once; default 4
-	SelfID     string       // the watcher's own container ID ("" = not in a container)
-	KeepRuns   int          // history rows kept; default 500
-	Logger     *slog.Logger // default slog.Default()
-	Observers  []Observer
+	Cleanup    bool   // remove images updates superseded when nothing uses them; default false
+	Parallel   int    // containers in the disruptive part of an update at once, per host; default 4
+	SelfID     string // the watcher's own container ID ("" = not in a container)
+	SelfHost   string // the host SelfID is on ("" = the only one)
+	// HostTimeout bounds how long a run waits for one host's engine to list and describe its
+	// containers (and a ping): a slow engine never holds up the others longer. Default 30s.
+	HostTimeout time.Duration
+	KeepRuns    int          // history rows kept; default 500
+	Logger      *slog.Logger // default slog.Default()
+	Observers   []Observer
 	// Release, when set, lets the watcher update its own container (self.go): it is called
 	// during the handover, after this run's report is stored, and must give up the HTTP
 	// listener and the store for the successor (see lifecycle.Handover). Without it (once,
 	// check) the watcher reports its own update as available and leaves it.
 	Release func(ctx context.Context, successorID string) error
+
+	// Schedule is the daemon's cron spec (the schedule key): the containers without a
+	// watcher.schedule label are checked on it (see Scheduler). "" = none.
+	Schedule string
+	// KeepImages is how many superseded images each container keeps for a rollback
+	// (update.keep_images); cleanup removes older ones. Default 0: none kept.
+	KeepImages int
+	// Now is the clock maintenance windows are read on; default time.Now (tests inject one).
+	Now func() time.Time
 }
+
+// DefaultHostTimeout is Options.HostTimeout's default.
+const DefaultHostTimeout = 30 * time.Second
 
 // Updater runs cycles, one at a time, and remembers what it saw.
 type Updater struct {
-	engine  Engine
-	checker Checker
-	life    Replacer
-	history History
-	opts    Options
-	selfID  string
-	log     *slog.Logger
-	baseCtx context.Context // runs started by Trigger use it; cancelled = stop starting steps
-	idle    sync.Cond       // signalled when a triggered run sequence ends
+	hosts     []*host // in configuration order; one, named "", without hosts configured
+	checkOnly bool    // no host has a Replacer: every run is a dry run (watcher check)
+	checker   Checker
+	history   History
+	opts      Options
+	selfID    string
+	log       *slog.Logger
+	baseCtx   context.Context // runs started by Trigger use it; cancelled = stop starting steps
+	idle      sync.Cond       // signalled when a triggered run sequence ends
 
 	loadOnce sync.Once // the last known states are read from History once (status.go)
+	book     approvalBook
+	sched    *Scheduler // the daemon's schedules, for Status; nil before NewScheduler
 
-	mu      sync.Mutex
-	running *run
-	queued  *run
-	recent  map[string]*run // runs still in memory, by id (the last few)
-	order   []string
-	status  map[string]ContainerStatus // by container name
+	mu        sync.Mutex
+	running   *run
+	queued    *run
+	rollbacks []*run          // manual rollbacks waiting for the running run; never merged
+	recent    map[string]*run // runs still in memory, by id (the last few)
+	order     []string
+	status    map[string]ContainerStatus // by Container.key: "web", or "edge-1/web"
 	// handedOver: the store and listener went to a successor; no run starts any more.
 	handedOver bool
 }
@@ -112,9 +134,16 @@ type run struct {
 	report *Report
 }
 
-// New wires an Updater. History may be nil (no history kept). Replacer may be nil: that Updater
-// only checks, and every run is a dry run (`watcher check`).
+// New wires an Updater for one engine, named nowhere (no hosts configured). History may be nil
+// (no history kept). Replacer may be nil: that Updater only checks, and every run is a dry run
+// (`watcher check`).
 func New(e Engine, c Checker, l Replacer, h History, o Options) *Updater {
+	return NewHosts([]Host{{Engine: e, Life: l}}, c, h, o)
+}
+
+// NewHosts wires an Updater for several engines (hosts), each with a unique name. One host
+// named "" is what New makes.
+func NewHosts(hosts []Host, c Checker, h History, o Options) *Updater {
 	if o.Parallel < 1 {
 		o.Parallel = defaults.Parallel
 	}
@@ -124,8 +153,18 @@ func New(e Engine, c Checker, l Replacer, h History, o Options) *Updater {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	u := &Updater{engine: e, checker: c, life: l, history: h, opts: o, selfID: o.SelfID, log: o.Logger,
+	if o.HostTimeout <= 0 {
+		o.HostTimeout = DefaultHostTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	u := &Updater{checker: c, history: h, opts: o, selfID: o.SelfID, log: o.Logger, checkOnly: true,
 		baseCtx: context.Background(), recent: map[string]*run{}, status: map[string]ContainerStatus{}}
+	for _, hc := range hosts {
+		u.hosts = append(u.hosts, newHost(hc, o))
+		u.checkOnly = u.checkOnly && hc.Life == nil
+	}
 	u.idle.L = &u.mu
 	return u
 }
@@ -143,32 +182,79 @@ func (u *Updater) Wait() {
 	u.mu.Unlock()
 }
 
-// Recover drives every unfinished transaction (a crash or kill mid-update) to commit or rollback.
-// The daemon calls it before its first cycle; without a Replacer there is nothing to recover.
+// Recover drives every unfinished transaction (a crash or kill mid-update) to commit or rollback,
+// on every host whose engine answers; a host that does not is recovered when it answers again
+// (WatchHosts, or the next run). The daemon calls it before its first cycle; without a Replacer
+// there is nothing to recover.
 //
 // What it finished is stored as a run with trigger "recovery", so an update interrupted by a
 // crash — or a self-update finished by the successor — shows in the history with its outcome.
 func (u *Updater) Recover(ctx context.Context) []lifecycle.Result {
-	if u.life == nil {
+	if u.checkOnly {
 		return nil
 	}
-	start := time.Now().UTC()
-	res := u.life.Recover(ctx)
-	rep := &Report{ID: newRunID(start), Trigger: TriggerRecovery, StartedAt: start}
-	for _, r := range res {
-		l := u.log.With("container", r.Name, "id", short(r.OldID), "txid", r.TxID, "outcome", r.Outcome)
-		if r.Err != nil {
-			l.Error("recovered an unfinished update", "stage", r.Err.Stage, "reason", r.Err.Reason, "err", r.Err.Message)
-		} else {
-			l.Info("recovered an unfinished update")
+	var up []*host
+	for i, s := range u.Hosts(ctx) {
+		if s.Reachable {
+			up = append(up, u.hosts[i])
 		}
-		rep.Containers = append(rep.Containers, recoveredLine(r))
 	}
+	return u.recoverHosts(ctx, up, true)
+}
+
+// recoverHosts recovers hosts (atStart: every one; later: those whose engine was lost and is
+// back) and stores what they finished as one recovery run. The host the
+// watcher's own container is on goes first and alone: when its successor runs (a self-update
+// in flight), this process must give the journal up at once, with nothing else writing it.
+// The others then recover at once, each on its own engine.
+func (u *Updater) recoverHosts(ctx context.Context, hs []*host, atStart bool) []lifecycle.Result {
+	start := time.Now().UTC()
+	rep := &Report{ID: newRunID(start), Trigger: TriggerRecovery, StartedAt: start}
+	var out []lifecycle.Result
+	add := func(h *host, res []lifecycle.Result) {
+		for _, r := range res {
+			l := h.log.With("container", r.Name, "id", short(r.OldID), "txid", r.TxID, "outcome", r.Outcome)
+			if r.Err != nil {
+				l.Error("recovered an unfinished update", "stage", r.Err.Stage, "reason", r.Err.Reason, "err", r.Err.Message)
+			} else {
+				l.Info("recovered an unfinished update")
+			}
+			line := recoveredLine(r)
+			line.Host = h.Name
+			rep.Containers = append(rep.Containers, line)
+		}
+		out = append(out, res...)
+	}
+	rest := slices.Clone(hs)
+	if i := slices.IndexFunc(rest, func(h *host) bool { return u.selfID != "" && h.Name == u.opts.SelfHost }); i >= 0 {
+		self := rest[i]
+		rest = slices.Delete(rest, i, i+1)
+		res := self.recover(ctx, atStart)
+		add(self, res)
+		if slices.ContainsFunc(res, func(r lifecycle.Result) bool { return r.Outcome == lifecycle.OutcomeHandedOver && r.OldID == u.selfID }) {
+			u.finishRecovery(rep)
+			return out // this process steps back for its successor (see lifecycle.Manager.Recover)
+		}
+	}
+	results := make([][]lifecycle.Result, len(rest))
+	var wg sync.WaitGroup
+	for i, h := range rest {
+		wg.Go(func() { results[i] = h.recover(ctx, atStart) })
+	}
+	wg.Wait()
+	for i, h := range rest {
+		add(h, results[i])
+	}
+	u.finishRecovery(rep)
+	return out
+}
+
+// finishRecovery stores a recovery run that finished something.
+func (u *Updater) finishRecovery(rep *Report) {
 	if len(rep.Containers) > 0 {
 		rep.FinishedAt = time.Now().UTC()
 		u.finish(rep)
 	}
-	return res
 }
 
 // recoveredLine is the report line of a transaction Recover finished.
@@ -196,8 +282,9 @@ func recoveredLine(r lifecycle.Result) ContainerReport {
 // one queued follow-up run (merged with what is already queued) and gets that run's id, so two
 // triggers never touch one container twice and a flood of triggers yields at most two runs.
 func (u *Updater) Trigger(ctx context.Context, req Request) (string, <-chan struct{}, error) {
-	if len(req.Containers) > 0 || len(req.Images) > 0 {
-		if err := u.checkWatched(ctx, req); err != nil {
+	if len(req.Containers) > 0 || len(req.Images) > 0 || len(req.Pushed) > 0 || len(req.Hosts) > 0 {
+		var err error
+		if req, err = u.checkWatched(ctx, req); err != nil {
 			return "", nil, err
 		}
 	}
@@ -233,14 +320,7 @@ func (u *Updater) loop(r *run) {
 		u.mu.Lock()
 		r.report = rep
 		close(r.done)
-		r = u.queued
-		u.queued = nil
-		if r != nil && u.handedOver {
-			now := time.Now().UTC()
-			r.report = &Report{ID: r.id, Trigger: r.req.Trigger, StartedAt: now, FinishedAt: now, Error: ErrHandedOver.Error()}
-			close(r.done)
-			r = nil
-		}
+		r = u.next()
 		u.running = r
 		if r == nil {
 			u.idle.Broadcast()
@@ -249,15 +329,45 @@ func (u *Updater) loop(r *run) {
 	}
 }
 
-// mergeRequests unions two filtered requests; an unfiltered one (everything) absorbs the other.
-func mergeRequests(a, b Request) Request {
-	all := func(r Request) bool { return len(r.Containers) == 0 && len(r.Images) == 0 }
-	if all(a) || all(b) {
-		return Request{Trigger: a.Trigger}
+// next takes the run to start after the one that ended: a waiting rollback first, then the
+// queued run. After a handover none starts: each answers with ErrHandedOver. u.mu is held.
+func (u *Updater) next() *run {
+	for {
+		var r *run
+		if len(u.rollbacks) > 0 {
+			r, u.rollbacks = u.rollbacks[0], u.rollbacks[1:]
+		} else {
+			r, u.queued = u.queued, nil
+		}
+		if r == nil || !u.handedOver {
+			return r
+		}
+		now := time.Now().UTC()
+		r.report = &Report{ID: r.id, Trigger: r.req.Trigger, StartedAt: now, FinishedAt: now, Error: ErrHandedOver.Error()}
+		close(r.done)
 	}
-	out := Request{Trigger: a.Trigger}
+}
+
+// mergeRequests makes one request that covers both: an unfiltered one (everything) absorbs the
+// other, on the hosts both name (every host when either names none). It may cover more than
+// either asked for, never less. What was forced stays forced for the containers its request
+// selected, and no others.
+func mergeRequests(a, b Request) Request {
+	out := Request{Trigger: a.Trigger, forced: append(forcedParts(a), forcedParts(b)...)}
+	if len(a.Hosts) > 0 && len(b.Hosts) > 0 {
+		out.Hosts = union(a.Hosts, b.Hosts)
+	}
+	if a.all() || b.all() {
+		return out
+	}
+	if !slices.Equal(a.Hosts, b.Hosts) {
+		// web on host a and everything on host b is no smaller than everything on both.
+		return out
+	}
 	out.Containers = union(a.Containers, b.Containers)
 	out.Images = union(a.Images, b.Images)
+	out.Pushed = union(a.Pushed, b.Pushed)
+	out.Schedules = union(a.Schedules, b.Schedules)
 	return out
 }
 
@@ -273,37 +383,6 @@ func union(a, b []string) []string {
 	return out
 }
 
-// checkWatched returns a *NotWatchedError naming the requested containers that are not watched
-// and the requested images that no watched container runs.
-func (u *Updater) checkWatched(ctx context.Context, req Request) error {
-	obs, err := u.list(ctx)
-	if err != nil {
-		return err
-	}
-	var missing []string
-	for _, n := range req.Containers {
-		if t := obs.byName[n]; t == nil || !t.Watched {
-			missing = append(missing, n)
-		}
-	}
-	for _, img := range req.Images {
-		found := false
-		for _, t := range obs.Watched {
-			if matchesImage(t.Image, []string{img}) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			missing = append(missing, img)
-		}
-	}
-	if len(missing) > 0 {
-		return &NotWatchedError{Names: missing}
-	}
-	return nil
-}
-
 // Execute performs one cycle now (the caller guarantees one at a time: Trigger, or the CLI's once
 // and check) and returns its report, which is also stored and passed to the observers.
 func (u *Updater) Execute(ctx context.Context, id string, req Request) *Report {
@@ -311,7 +390,9 @@ func (u *Updater) Execute(ctx context.Context, id string, req Request) *Report {
 		id = newRunID(time.Now())
 	}
 	u.loadStatus()
-	rep := &Report{ID: id, Trigger: req.Trigger, DryRun: req.DryRun || u.life == nil, StartedAt: time.Now().UTC()}
+	rep := &Report{ID: id, Trigger: req.Trigger, DryRun: req.DryRun || u.checkOnly, StartedAt: time.Now().UTC()}
+	started := *rep
+	u.live(func(o LiveObserver) { o.RunStarted(&started) })
 	for _, s := range u.cycle(ctx, req, rep) {
 		if u.handOver(ctx, rep, s) {
 			return rep // finished and stored before the store was handed over
@@ -413,41 +494,6 @@ func (u *Updater) Runs(limit int) ([]Report, error) {
 		}
 	}
 	return out, nil
-}
-
-// Containers returns every watched container with the latest state a run found for it.
-func (u *Updater) Containers(ctx context.Context) ([]ContainerStatus, error) {
-	obs, err := u.list(ctx)
-	if err != nil {
-		return nil, err
-	}
-	u.loadStatus()
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	var out []ContainerStatus
-	for _, name := range sortedKeys(obs.byName) {
-		t := obs.byName[name]
-		if !t.Watched {
-			continue
-		}
-		known, ok := u.status[name]
-		// What a run found holds while the container is the one it saw (or is being replaced);
-		// a container replaced or recreated outside the watcher since then is "unknown" again.
-		if ok && (known.ID == t.ID || known.State == StateUpdating) {
-			out = append(out, known)
-			continue
-		}
-		st := t.status(StateUnknown)
-		st.LastError = known.LastError
-		out = append(out, st)
-	}
-	return out, nil
-}
-
-// Ready reports whether the Docker engine answers.
-func (u *Updater) Ready(ctx context.Context) error {
-	_, err := u.engine.Ping(ctx, client.PingOptions{})
-	return err
 }
 
 func newRunID(t time.Time) string {

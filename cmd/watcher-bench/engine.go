@@ -122,7 +122,8 @@ type bench struct {
 	reg   *regClient
 	owner string // testenv.OwnerLabel value on everything made
 
-	checkRefs []string // the check scenario's images, in container order
+	checkRefs []string               // the check scenario's images, in container order
+	extra     []*testenv.ExtraEngine // the hosts scenario's engines
 }
 
 func newBench() (*bench, error) {
@@ -140,10 +141,13 @@ func newBench() (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &bench{cli: cli, api: a, reg: reg, owner: testenv.NewOwner()}, nil
+	return &bench{cli: cli.Client, api: a, reg: reg, owner: testenv.NewOwner()}, nil
 }
 
 func (b *bench) Close() {
+	for _, x := range b.extra {
+		x.Close() // with everything on it
+	}
 	testenv.CleanupOwner(b.cli, b.owner, b.reg.Host)
 	b.reg.Close()
 	_ = b.cli.Close()
@@ -163,8 +167,10 @@ func (b *bench) pushImage(repo, tag, version string) (string, error) {
 	return ref, remote.Write(t, img)
 }
 
-func (b *bench) pull(ctx context.Context, ref string) error {
-	resp, err := b.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
+func (b *bench) pull(ctx context.Context, ref string) error { return pullOn(ctx, b.cli, ref) }
+
+func pullOn(ctx context.Context, cli *client.Client, ref string) error {
+	resp, err := cli.ImagePull(ctx, ref, client.ImagePullOptions{})
 	if err != nil {
 		return err
 	}
@@ -212,18 +218,23 @@ func (b *bench) images(ctx context.Context, prefix string, from, n int, version 
 
 // runContainer creates and starts a watched container of ref in scope, with no network.
 func (b *bench) runContainer(ctx context.Context, name, ref, scope string) (string, error) {
+	return b.runOn(ctx, b.cli, name, ref, scope)
+}
+
+// runOn is runContainer on the engine of cli.
+func (b *bench) runOn(ctx context.Context, cli *client.Client, name, ref, scope string) (string, error) {
 	labels := map[string]string{testenv.OwnerLabel: b.owner}
 	if scope != "" {
 		labels["watcher.enable"] = "true"
 		labels["watcher.scope"] = scope
 	}
-	res, err := b.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name,
+	res, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name,
 		Config:     &container.Config{Image: ref, Labels: labels},
 		HostConfig: &container.HostConfig{NetworkMode: "none"}})
 	if err != nil {
 		return "", fmt.Errorf("create %s: %w", name, err)
 	}
-	if _, err := b.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+	if _, err := cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
 		return "", fmt.Errorf("start %s: %w", name, err)
 	}
 	return res.ID, nil

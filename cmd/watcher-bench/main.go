@@ -1,8 +1,9 @@
 // Command watcher-bench measures the watcher against the physical floor on the private test
 // engine and an in-process registry, and prints the table docs/benchmarks.md keeps (issue 7):
 // the check cycle (200 containers over 40 images, and 1000 over 200), an update batch with its
-// per-container downtime, the bare docker and go-containerregistry floor for both, and the
-// daemon's memory. Everything it creates carries testenv's owner label and is removed at the end.
+// per-container downtime, the bare docker and go-containerregistry floor for both, the daemon's
+// memory, and the check spread over several engines (hosts). Everything it creates carries
+// testenv's owner label and is removed at the end (the extra engines with all they hold).
 //
 //	DOCKER_HOST=unix:///tmp/watcher-test-engine/docker.sock go run ./cmd/watcher-bench
 package main
@@ -29,6 +30,7 @@ import (
 
 type config struct {
 	small, smallImages int
+	hosts              int
 	big, bigImages     int
 	batch, batchImages int
 	verify             time.Duration
@@ -51,6 +53,7 @@ func main() {
 	var par, cleanup string
 	flag.IntVar(&c.small, "containers", 200, "watched containers in the check scenario")
 	flag.IntVar(&c.smallImages, "images", 40, "distinct images they use")
+	flag.IntVar(&c.hosts, "hosts", 3, "private engines the check scenario is also spread over (0 = skip)")
 	flag.IntVar(&c.big, "big", 1000, "containers in the large check scenario (0 = skip)")
 	flag.IntVar(&c.bigImages, "big-images", 200, "distinct images in the large check scenario")
 	flag.IntVar(&c.batch, "batch", 50, "containers in the update batch (0 = skip)")
@@ -70,7 +73,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "watcher-bench:", err)
 			os.Exit(1)
 		}
-		testenv.CleanupOwner(cli, owner, host)
+		testenv.CleanupOwner(cli.Client, owner, host)
 		return
 	}
 	for _, s := range strings.Split(par, ",") {
@@ -110,6 +113,11 @@ func run(c config) error {
 
 	if err := b.checkScenarios(ctx, c, t); err != nil {
 		return err
+	}
+	if c.hosts > 0 {
+		if err := b.hostsScenario(ctx, c, t); err != nil {
+			return err
+		}
 	}
 	if c.batch > 0 {
 		if err := b.updateScenarios(ctx, c, t); err != nil {

@@ -17,6 +17,7 @@ import (
 type table struct {
 	machine string
 	checks  []*checkResult
+	hosts   *hostsResult
 	daemon  *daemonResult
 	batches []*batchResult
 	floors  []*floorResult
@@ -109,6 +110,11 @@ func (t *table) print(w io.Writer) {
 		fmt.Fprintf(w, "| %s: engine API calls | %s | 1 list | — | |\n", name, c.warmAPI)
 		fmt.Fprintf(w, "| %s: allocations per cycle (watcher process) | %d allocs, %d KiB | | — | |\n", name, c.allocs, c.bytes>>10)
 		fmt.Fprintf(w, "| %s: setup (images pushed+pulled, containers created+started) | %s | | < 5 min | %s |\n", name, ms(c.setup), yes(c.setup < 5*time.Minute))
+	}
+	if t.hosts != nil {
+		for _, row := range t.hosts.rows() {
+			fmt.Fprintln(w, row)
+		}
 	}
 	if d := t.daemon; d != nil {
 		fmt.Fprintf(w, "| daemon RSS idle, %d watched containers (VmRSS) | %.1f MiB | | < 20 MiB | %s |\n", d.watched, float64(d.idle)/1024, yes(d.idle < 20*1024))

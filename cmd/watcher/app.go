@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/moby/client"
-	"github.com/robfig/cron/v3"
 
 	"github.com/watcher-dev/watcher/api"
 	"github.com/watcher-dev/watcher/config"
@@ -28,16 +28,22 @@ import (
 
 // app is the wiring: config, logger, and the parts each command needs.
 type app struct {
-	cfg     config.Config
-	log     *slog.Logger
-	docker  *client.Client
-	store   *store.Store
-	metrics *api.Metrics
-	notify  *notify.Notifier
-	upd     *updater.Updater
-	selfID  string   // the watcher's own container, "" outside a container of this engine
-	handoff *handoff // the daemon's self-update state (handover.go); nil for once and check
-	compat  compat   // what a Watchtower configuration asks of the updater (watchtower.go)
+	cfg      config.Config
+	log      *slog.Logger
+	engines  []engineConn   // one per host; one, named "", without hosts (hosts.go)
+	docker   *engine.Client // the engine the watcher's own container is on (the first when none)
+	store    *store.Store
+	metrics  *api.Metrics
+	events   *api.Events // the daemon's live feed (GET /v1/events); nil for once, check, rollback
+	notify   *notify.Notifier
+	upd      *updater.Updater
+	selfID   string   // the watcher's own container, "" outside a container of these engines
+	selfHost string   // the host selfID is on
+	handoff  *handoff // the daemon's self-update state (handover.go); nil for once and check
+	compat   compat   // what a Watchtower configuration asks of the updater (watchtower.go)
+	// dockerOpts: the Docker connection a Watchtower command line gives (-H, --tlsverify), for
+	// the one engine of DOCKER_HOST (docker.go).
+	dockerOpts []client.Opt
 }
 
 // newApp wires what cmd needs; wt is a Watchtower command line (watchtower.go), or nil.
@@ -69,12 +75,7 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, wt *w
 		a.close()
 		return nil, err
 	}
-	life := a.newLifecycle()
-	opts := a.updaterOptions()
-	if m, ok := life.(*lifecycle.Manager); ok && cfg.Update.LifecycleHooks {
-		opts.Hooks = m // hooks run only where updates can happen: not in check
-	}
-	a.upd = updater.New(a.docker, a.newChecker(), life, a.history(), opts)
+	a.upd = a.newUpdater()
 	return a, nil
 }
 
@@ -98,42 +99,70 @@ func loadConfig(path string, environ []string, wtFlags []config.Flag) (config.Co
 }
 
 // connect opens what the command needs besides the updater: the engine client, the state file
-// (run and once; check changes nothing and needs none), metrics, notifications (run and once), and finds
+// (run and once; check changes nothing and needs none), metrics, notifications (run), and finds
 // the watcher's own container.
 func (a *app) connect(ctx context.Context, cmd string, environ []string, wtFlags []config.Flag) error {
-	dockerOpts, warnings, err := dockerOptions(environ, wtFlags)
-	if err != nil {
+	var warnings []string
+	var err error
+	if a.dockerOpts, warnings, err = dockerOptions(environ, wtFlags); err != nil {
 		return fail(exitUsage, "%v", err)
 	}
 	for _, w := range warnings {
 		a.log.Warn(w)
 	}
-	if a.docker, err = engine.Connect(dockerOpts...); err != nil {
-		return fail(exitUsage, "docker client: %v", err)
+	if err := a.connectEngines(); err != nil {
+		return err
 	}
-	if cmd == "run" || cmd == "once" {
+	a.docker = a.engines[0].cli
+	if cmd == "run" || cmd == "once" || cmd == "rollback" {
 		wait := time.Duration(0)
 		if cmd == "run" {
 			wait = storeWait // a predecessor handing over may still hold it (handover.go)
 		}
 		if a.store, err = openStore(ctx, filepath.Join(a.cfg.StateDir, "watcher.db"), wait, a.log); err != nil {
-			return fail(exitUsage, "state_dir: %v", err)
+			return storeError(cmd, a.cfg, err)
 		}
 	}
-	a.metrics = api.NewMetrics()
-	if (cmd == "run" || cmd == "once") && len(a.cfg.Notify.URLs) > 0 { // once notifies like the daemon (a Watchtower --run-once did)
-		a.notify, err = notify.New(notify.Options{URLs: a.cfg.Notify.URLs, Template: a.cfg.Notify.Template, Logger: a.log, OnResult: a.metrics.NotifyResult})
-		if err != nil {
+	a.metrics = api.NewHostMetrics(a.hostNames())
+	if cmd == "run" {
+		a.events = api.NewEvents()
+	}
+	if (cmd == "run" || cmd == "once" || cmd == "rollback") && len(a.cfg.Notify.URLs) > 0 {
+		if a.notify, err = a.newNotifier(); err != nil {
 			return fail(exitUsage, "%v", err)
 		}
 	}
 	if err := a.ping(ctx); err == nil {
-		a.selfID = updater.DetectSelf(ctx, a.docker)
+		a.detectSelf(ctx)
 	}
 	if cmd == "run" && a.selfID != "" {
 		a.handoff = newHandoff()
 	}
 	return nil
+}
+
+// newNotifier sends run reports to notify.urls: the outcomes notify.on names, and each waiting
+// update once (remembered in the state file).
+func (a *app) newNotifier() (*notify.Notifier, error) {
+	var on []updater.Outcome
+	for _, o := range a.cfg.Notify.On {
+		on = append(on, updater.Outcome(o))
+	}
+	o := notify.Options{URLs: a.cfg.Notify.URLs, Template: a.cfg.Notify.Template, Logger: a.log, OnResult: a.metrics.NotifyResult, On: on}
+	if a.store != nil {
+		o.Notices = a.store
+	}
+	return notify.New(o)
+}
+
+// storeError is the exit for a state file that cannot be opened. The daemon holds it while it
+// runs: a rollback is then asked of the daemon instead.
+func storeError(cmd string, cfg config.Config, err error) error {
+	if cmd == "rollback" && errors.Is(err, store.ErrLocked) {
+		return fail(exitUsage, "state_dir: %v; while the daemon runs, ask it: curl -X POST -H 'Authorization: Bearer <http.token>' http://%s/v1/rollback?container=NAME",
+			err, strings.Replace(cfg.HTTP.Listen, ":", "localhost:", 1))
+	}
+	return fail(exitUsage, "state_dir: %v", err)
 }
 
 func (a *app) newChecker() *registry.Checker {
@@ -150,22 +179,6 @@ func (a *app) newChecker() *registry.Checker {
 	})
 }
 
-// newLifecycle is the transaction manager over the state file's journal; nil without a state
-// file (check), which makes an updater that only checks.
-func (a *app) newLifecycle() updater.Replacer {
-	if a.store == nil {
-		return nil
-	}
-	cfg := a.cfg
-	return lifecycle.New(a.docker, a.store, lifecycle.Options{
-		StopTimeout: cfg.Update.StopTimeout, Verify: cfg.Update.Verify, HealthTimeout: cfg.Update.HealthTimeout, Logger: a.log,
-		SelfID: a.selfID,
-		SelfCheck: func(ctx context.Context) error {
-			return api.CheckHealth(ctx, cfg.HTTP.Listen, cfg.HTTP.TLSCert != "")
-		},
-	})
-}
-
 // history is the state file as the updater's run history and last known states; nil without one.
 func (a *app) history() updater.History {
 	if a.store == nil {
@@ -176,6 +189,9 @@ func (a *app) history() updater.History {
 
 func (a *app) updaterOptions() updater.Options {
 	observers := []updater.Observer{a.metrics}
+	if a.events != nil {
+		observers = append(observers, a.events)
+	}
 	if a.notify != nil {
 		observers = append(observers, a.notify)
 	}
@@ -189,14 +205,18 @@ func (a *app) updaterOptions() updater.Options {
 			Names: a.compat.names, Exclude: a.compat.exclude},
 		IncludeStopped:    cfg.Watch.IncludeStopped,
 		IncludeRestarting: a.compat.includeRestarting,
-		Defaults:          updater.Defaults{Mode: cfg.Update.Mode},
+		LifecycleHooks:    cfg.Update.LifecycleHooks,
+		Defaults:          updater.Defaults{Mode: cfg.Update.Mode, Window: cfg.Windows(), Zone: cfg.Zone(), Approve: cfg.Update.Approve},
 		NoRollback:        !cfg.Update.Rollback,
 		Cleanup:           cfg.Update.Cleanup,
 		Parallel:          cfg.Update.Parallel,
 		SelfID:            a.selfID,
+		SelfHost:          a.selfHost,
 		Logger:            a.log,
 		Observers:         observers,
 		Release:           release,
+		Schedule:          cfg.Schedule,
+		KeepImages:        cfg.Update.KeepImages,
 	}
 }
 
@@ -207,22 +227,9 @@ func (a *app) close() {
 	if a.store != nil {
 		_ = a.store.Close()
 	}
-	if a.docker != nil {
-		_ = a.docker.Close()
+	for _, e := range a.engines {
+		_ = e.cli.Close()
 	}
-}
-
-// ping asks the engine for its API version and negotiates down to it. ForceNegotiate makes every
-// call re-read the engine's version, so an engine upgraded underneath a running daemon is seen.
-func (a *app) ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err := a.docker.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true, ForceNegotiate: true})
-	return err
-}
-
-func (a *app) engineError(err error) error {
-	return fail(exitUnreachable, "docker engine unreachable at %s: %v (nothing was changed)", a.docker.DaemonHost(), err)
 }
 
 // once runs one cycle now, after finishing any transaction a crash left behind.
@@ -232,13 +239,44 @@ func (a *app) once(ctx context.Context, out io.Writer, asJSON bool) error {
 	}
 	a.upd.Recover(ctx)
 	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: updater.TriggerOnce})
-	if err := printReport(out, rep, asJSON); err != nil {
+	if err := a.printReport(out, rep, asJSON); err != nil {
 		return err
 	}
-	if rep.Error != "" && !asJSON {
-		return fail(exitFailed, "%s", rep.Error)
+	return runExit(rep, asJSON)
+}
+
+// rollback puts container name back on the image it ran before its last committed update, as a
+// run of its own (after finishing any transaction a crash left behind), and prints its report.
+// Exit codes as once: 1 also when there is nothing to roll back.
+func (a *app) rollback(ctx context.Context, out io.Writer, host, name string, asJSON bool) error {
+	if err := a.checkHost(host); err != nil {
+		return err
 	}
-	if rep.Failed() {
+	if err := a.ping(ctx); err != nil {
+		return a.engineError(err)
+	}
+	a.upd.SetContext(ctx)
+	a.upd.Recover(ctx)
+	id, done, err := a.upd.Rollback(ctx, host, name)
+	var nw *updater.NotWatchedError
+	var nr *updater.NoRollbackError
+	switch {
+	case errors.As(err, &nw):
+		return fail(exitFailed, "%s is not a container this watcher watches (nothing was changed)", name)
+	case errors.As(err, &nr):
+		return fail(exitFailed, "%v (nothing was changed)", nr)
+	case err != nil:
+		return a.engineError(err)
+	}
+	<-done
+	rep, err := a.upd.Run(id)
+	if err != nil {
+		return fail(exitFailed, "rollback %s: %v", id, err)
+	}
+	if err := a.printReport(out, rep, asJSON); err != nil {
+		return err
+	}
+	if rep.Failed() || rep.Count(updater.OutcomeUpdated) == 0 {
 		return fail(exitFailed, "")
 	}
 	return nil
@@ -251,14 +289,14 @@ func (a *app) check(ctx context.Context, out io.Writer, asJSON bool) error {
 		return a.engineError(err)
 	}
 	rep := a.upd.Execute(ctx, "", updater.Request{Trigger: updater.TriggerCheck, DryRun: true})
-	if err := printReport(out, rep, asJSON); err != nil {
+	if err := a.printReport(out, rep, asJSON); err != nil {
 		return err
 	}
 	if !asJSON && rep.Error == "" {
 		printPlan(out, rep.Plan)
 	}
-	if rep.Failed() {
-		return fail(exitFailed, "")
+	if err := runExit(rep, true); err != nil {
+		return err
 	}
 	return nil
 }
@@ -277,6 +315,7 @@ func (a *app) daemon(ctx context.Context) error {
 	if stepBack, err := a.recoverFirst(ctx); stepBack {
 		return err
 	}
+	go a.upd.WatchHosts(ctx, hostProbeInterval)
 	if a.notify != nil && a.cfg.Notify.Startup {
 		a.notify.Startup(version)
 	}
@@ -289,9 +328,7 @@ func (a *app) daemon(ctx context.Context) error {
 		return a.handedOver(ctx, successor)
 	}
 	a.log.Info("stopping: no new update step starts; the one in flight finishes or is left for recovery")
-	if sched != nil {
-		<-sched.Stop().Done()
-	}
+	sched.Stop()
 	a.upd.Wait()
 	return err
 }
@@ -300,9 +337,9 @@ func (a *app) daemon(ctx context.Context) error {
 // listener to close (the handover uses it too).
 func (a *app) serveAPI(ctx context.Context) (httpErr <-chan error, stop func()) {
 	srv := api.New(a.upd, api.Options{
-		Listen: a.cfg.HTTP.Listen, Token: a.cfg.HTTP.Token, PublicRead: a.cfg.HTTP.PublicRead,
+		Listen: a.cfg.HTTP.Listen, Token: a.cfg.HTTP.Token, PublicRead: a.cfg.HTTP.PublicRead, WebhookSecret: a.cfg.HTTP.WebhookSecret,
 		TLSCert: a.cfg.HTTP.TLSCert, TLSKey: a.cfg.HTTP.TLSKey, RateLimit: a.cfg.HTTP.RateLimit,
-		Logger: a.log, Metrics: a.metrics,
+		Logger: a.log, Metrics: a.metrics, Events: a.events, Version: version,
 	})
 	httpCtx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
@@ -326,7 +363,7 @@ func (a *app) awaitEngine(ctx context.Context, httpErr <-chan error) (up bool, e
 		if err == nil {
 			return true, nil
 		}
-		a.log.Error("docker engine unreachable; retrying (no container is touched meanwhile)", "host", a.docker.DaemonHost(), "err", err, "retry_in", delay)
+		a.log.Error("docker engine unreachable; retrying (no container is touched meanwhile)", "err", strings.ReplaceAll(err.Error(), "\n", "; "), "retry_in", delay)
 		select {
 		case <-ctx.Done():
 			return false, nil
@@ -352,33 +389,26 @@ func (a *app) recoverFirst(ctx context.Context) (stepBack bool, err error) {
 	return false, nil
 }
 
-// startSchedule starts the cron schedule (nil without one: runs only when triggered over HTTP).
-func (a *app) startSchedule(ctx context.Context) (*cron.Cron, error) {
-	spec := a.cfg.Schedule
-	if spec == "" {
-		a.log.Info("no schedule: runs only when triggered over HTTP")
-		return nil, nil
+// startSchedule starts the schedules: the schedule key's and each watched container's
+// watcher.schedule label's, one cron entry per distinct schedule (updater.Scheduler).
+func (a *app) startSchedule(ctx context.Context) (*updater.Scheduler, error) {
+	if a.cfg.Schedule == "" {
+		a.log.Info("no schedule: containers without a watcher.schedule label run only when triggered over HTTP")
 	}
-	schedule, err := a.cfg.CronSchedule()
-	if err != nil {
+	if _, err := a.cfg.CronSchedule(); err != nil {
 		return nil, fail(exitUsage, "schedule: %v", err)
 	}
-	sched := cron.New()
-	sched.Schedule(schedule, cron.FuncJob(func() {
+	sched := a.upd.NewScheduler(updater.SchedulerOptions{Before: func(ctx context.Context) error {
 		if err := a.ping(ctx); err != nil {
-			a.log.Error("scheduled run skipped: docker engine unreachable", "err", err)
-			a.metrics.ScanSkipped()
-			return
+			a.metrics.ScanSkipped() // watchtower_scans_skipped, as Watchtower counted a scan that could not run
+			return fmt.Errorf("docker engine unreachable: %w", err)
 		}
-		if _, _, err := a.upd.Trigger(ctx, updater.Request{Trigger: updater.TriggerSchedule}); err != nil {
-			a.log.Error("scheduled run not started", "err", err)
-		}
-	}))
-	sched.Start()
+		return nil
+	}})
+	sched.Start(ctx)
 	if h := a.handoff; h != nil {
-		h.stopSchedule = func() { <-sched.Stop().Done() }
+		h.stopSchedule = sched.Stop
 	}
-	a.log.Info("schedule active", "schedule", spec, "next", schedule.Next(time.Now()).Format(time.RFC3339))
 	return sched, nil
 }
 
@@ -415,8 +445,14 @@ func (a *app) healthcheck(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
+// printReport prints a run report as a table (or JSON), with a HOST column when more than one
+// host is configured.
+func (a *app) printReport(out io.Writer, rep *updater.Report, asJSON bool) error {
+	return printReport(out, rep, asJSON, len(a.engines) > 1)
+}
+
 // printReport prints a run report as a table (or JSON).
-func printReport(out io.Writer, rep *updater.Report, asJSON bool) error {
+func printReport(out io.Writer, rep *updater.Report, asJSON, hostColumn bool) error {
 	if asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -426,11 +462,19 @@ func printReport(out io.Writer, rep *updater.Report, asJSON bool) error {
 		fmt.Fprintf(out, "run %s failed: %s\n", rep.ID, rep.Error)
 		return nil
 	}
+	for _, h := range rep.Hosts {
+		if !h.Reachable {
+			fmt.Fprintf(out, "host %s unreachable: %s\n", h.Name, oneLine(h.Error))
+		}
+	}
 	if len(rep.Containers) == 0 {
 		fmt.Fprintln(out, "no watched containers (label them watcher.enable=true)")
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	if hostColumn {
+		fmt.Fprint(tw, "HOST\t")
+	}
 	fmt.Fprintln(tw, "NAME\tIMAGE\tOUTCOME\tDIGEST\tDETAIL")
 	for _, c := range rep.Containers {
 		digest := shortDigest(c.OldDigest)
@@ -445,14 +489,21 @@ func printReport(out io.Writer, rep *updater.Report, asJSON bool) error {
 		if c.NewImage != "" {
 			image += " -> " + c.NewImage
 		}
+		if hostColumn {
+			fmt.Fprintf(tw, "%s\t", c.Host)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, image, c.Outcome, digest, oneLine(detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "run %s: %d containers, %d updated, %d up to date, %d failed, %d rolled back, %s\n", rep.ID, len(rep.Containers),
+	unreachable := ""
+	if n := len(rep.Unreachable()); n > 0 {
+		unreachable = fmt.Sprintf(", %d of %d hosts unreachable", n, len(rep.Hosts))
+	}
+	fmt.Fprintf(out, "run %s: %d containers, %d updated, %d up to date, %d failed, %d rolled back%s, %s\n", rep.ID, len(rep.Containers),
 		rep.Count(updater.OutcomeUpdated), rep.Count(updater.OutcomeUpToDate), rep.Count(updater.OutcomeFailed), rep.Count(updater.OutcomeRolledBack),
-		rep.FinishedAt.Sub(rep.StartedAt).Round(time.Millisecond))
+		unreachable, rep.FinishedAt.Sub(rep.StartedAt).Round(time.Millisecond))
 	return nil
 }
 

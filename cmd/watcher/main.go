@@ -5,6 +5,7 @@
 //	watcher check        dry run: what would update and why (--json for machines); changes nothing
 //	watcher version
 //	watcher healthcheck  asks the running daemon's /healthz (for the image's HEALTHCHECK)
+//	watcher rollback NAME [--host H]  put NAME back on the image it ran before its last update (exit codes as once)
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -68,20 +70,15 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("watcher "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "config file (default /etc/watcher/config.yaml if present, or $WATCHER_CONFIG)")
-	asJSON := fs.Bool("json", false, "once, check: print the report as JSON")
+	asJSON := fs.Bool("json", false, "once, check, rollback: print the report as JSON")
+	host := fs.String("host", "", "rollback: the host NAME runs on, one of the config's hosts")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: watcher [run|once|check|version|healthcheck] [--config PATH] [--json]\n")
+		fmt.Fprintf(stderr, "usage: watcher [run|once|check|version|healthcheck] [--config PATH] [--json]\n       watcher rollback NAME [--host H] [--config PATH] [--json]\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "watcher %s: unexpected argument %q\n", cmd, fs.Arg(0))
-		return exitUsage
+	name, code := parseArgs(fs, cmd, args, stderr)
+	if code >= 0 {
+		return code
 	}
 
 	cmd, err := watchtowerCommand(cmd, environ, wt)
@@ -93,7 +90,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	case "version":
 		fmt.Fprintf(stdout, "watcher %s\n", version)
 		return exitOK
-	case "run", "once", "check", "healthcheck":
+	case "run", "once", "check", "healthcheck", "rollback":
 		var a *app
 		a, err = newApp(ctx, cmd, *configPath, environ, wt, stderr)
 		if err == nil {
@@ -107,10 +104,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 				err = a.check(ctx, stdout, *asJSON)
 			case "healthcheck":
 				err = a.healthcheck(ctx, stdout)
+			case "rollback":
+				err = a.rollback(ctx, stdout, *host, name, *asJSON)
 			}
 		}
 	default:
-		fmt.Fprintf(stderr, "watcher: unknown command %q (want run, once, check, version or healthcheck)\n", cmd)
+		fmt.Fprintf(stderr, "watcher: unknown command %q (want run, once, check, rollback, version or healthcheck)\n", cmd)
 		return exitUsage
 	}
 	if err == nil {
@@ -132,4 +131,40 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stderr, "watcher %s: %v\n", cmd, err)
 	return exitFailed
+}
+
+// parseArgs parses the flags, which may follow rollback's NAME too. It returns NAME (rollback
+// only) and an exit code, or -1 to go on.
+func parseArgs(fs *flag.FlagSet, cmd string, args []string, stderr io.Writer) (string, int) {
+	parse := func(args []string) int {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK
+			}
+			return exitUsage
+		}
+		return -1
+	}
+	if code := parse(args); code >= 0 {
+		return "", code
+	}
+	name := ""
+	if cmd == "rollback" {
+		if fs.NArg() == 0 {
+			fmt.Fprintf(stderr, "watcher rollback: which container? usage: watcher rollback NAME [--host H]\n")
+			return "", exitUsage
+		}
+		name = strings.TrimPrefix(fs.Arg(0), "/")
+		if code := parse(fs.Args()[1:]); code >= 0 {
+			return "", code
+		}
+	} else if f := fs.Lookup("host"); f.Value.String() != "" {
+		fmt.Fprintf(stderr, "watcher %s: --host is a flag of rollback only\n", cmd)
+		return "", exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "watcher %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return "", exitUsage
+	}
+	return name, -1
 }

@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moby/moby/api/types/container"
 
@@ -166,29 +164,8 @@ func TestDaemon(t *testing.T) {
 	oldID := e.Run(e.Name("app"), &container.Config{Image: ref, Labels: map[string]string{"watcher.enable": "true", "watcher.scope": e.Owner}}, nil, nil)
 	e.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: "v2"})
 
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan int, 1)
-	var stderr bytes.Buffer
-	go func() { exited <- run(ctx, []string{"run"}, env, io.Discard, &stderr) }()
-	defer func() {
-		cancel()
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			t.Error("daemon did not stop within 30s of its context ending")
-		}
-	}()
-
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if code, _, _ := runCmd(t, env, "healthcheck"); code == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon never became healthy; stderr:\n%s", stderr.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	stop := startDaemon(t, env)
+	defer stop()
 
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/update?wait=true", nil)
 	req.Header.Set("Authorization", "Bearer s3cret-token-0123456789")
@@ -208,14 +185,5 @@ func TestDaemon(t *testing.T) {
 		t.Errorf("app after the triggered run: id %s (was %s), running %v", now.ID, oldID, now.State.Running)
 	}
 
-	cancel()
-	select {
-	case code := <-exited:
-		if code != 0 {
-			t.Errorf("daemon exit code %d after its context ended, want 0; stderr:\n%s", code, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon did not stop")
-	}
-	exited <- 0 // for the deferred wait
+	stop() // exits 0 when its context ends (what SIGTERM does)
 }

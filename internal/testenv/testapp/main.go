@@ -11,7 +11,8 @@
 //	APP_ALLOC_MB=N                     allocate and touch N MiB (to provoke the OOM killer)
 //
 // On SIGTERM (or the signal named by APP_STOP_SIGNAL) it exits 0, like a service shutting down cleanly.
-// `testapp health` is the healthcheck command; `testapp sleep` just runs (the default).
+// `testapp health` is the healthcheck command; `testapp sleep` just runs (the default). Run as
+// /sh (images built with ImageSpec.Shell) it is a small POSIX shell for `sh -c` (shell.go).
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,6 +31,9 @@ import (
 const startFile = "/tmp/testapp.started"
 
 func main() {
+	if filepath.Base(os.Args[0]) == "sh" {
+		os.Exit(shell(os.Args))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "health" {
 		os.Exit(health())
 	}

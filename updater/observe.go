@@ -177,8 +177,9 @@ func (h *host) settle(t *Container, o Options, known *Container) {
 	// Our own set-aside containers (<name>-watcher-<txid>) are never watched: they belong to a
 	// transaction in flight or in recovery.
 	aside := t.Labels["watcher.txid"] != "" && strings.Contains(t.Name, "-watcher-")
-	stateOK := t.State == "running" || (o.IncludeStopped && (t.State == "exited" || t.State == "created"))
-	t.Watched = stateOK && !aside && h.sel.Watched(t.Settings)
+	stateOK := t.State == "running" || (o.IncludeStopped && (t.State == "exited" || t.State == "created")) ||
+		(o.IncludeRestarting && t.State == "restarting")
+	t.Watched = stateOK && !aside && h.sel.Watched(t.Settings) && h.sel.Named(t.Name)
 }
 
 // observe lists the host's containers and reads their settings and images.

@@ -83,6 +83,7 @@ type ContainerReport struct {
 	Failure   *Failure      `json:"failure,omitempty"`
 	Duration  time.Duration `json:"duration_ns"`
 	Downtime  time.Duration `json:"downtime_ns,omitempty"` // old stopped -> new started
+	Hooks     []HookRun     `json:"hooks,omitempty"`       // lifecycle hooks run, in order
 }
 
 // Trigger says what started a run.

@@ -153,6 +153,9 @@ func (t *txn) run(ctx context.Context) Result {
 // with it too.
 func (t *txn) advance(ctx context.Context, old container.InspectResponse) Result {
 	r := t.r
+	if r.Spec.StartFirst && r.WasRunning {
+		return t.advanceStartFirst(ctx, old)
+	}
 	// 3. create the new container under a temporary name while the old one still runs
 	if e := t.createNew(ctx, old); e != nil {
 		return t.fail(ctx, e)
@@ -231,7 +234,7 @@ func (t *txn) prepare(ctx context.Context) (container.InspectResponse, *Result) 
 	r.OldImageID = old.Image
 	r.AutoRemove = old.HostConfig != nil && old.HostConfig.AutoRemove
 	r.WasRunning = old.State != nil && (old.State.Running || old.State.Restarting)
-	if e := t.refuse(); e != nil {
+	if e := t.refuse(ctx); e != nil {
 		// Nothing was touched: not journaled, so that a refusal repeated every run leaves no trace.
 		t.log().Warn("update refused", "err", e)
 		return end(Result{TxID: r.TxID, Name: r.Name, OldID: r.ContainerID, OldImageID: r.OldImageID, Outcome: OutcomeFailed, Err: e})
@@ -269,8 +272,9 @@ func (t *txn) createNew(ctx context.Context, old container.InspectResponse) *Err
 	return t.create(ctx, old)
 }
 
-// refuse says why the container in the snapshot must not be updated at all, or nil.
-func (t *txn) refuse() *Error {
+// refuse says why the container in the snapshot must not be updated at all (or not in the order
+// asked for), or nil.
+func (t *txn) refuse(ctx context.Context) *Error {
 	r := t.r
 	if IsTemporaryName(r.Name) {
 		return newError(r.ContainerID, failure.StageCheck, failure.ContainerNotFound,
@@ -280,6 +284,9 @@ func (t *txn) refuse() *Error {
 		return newError(r.ContainerID, failure.StagePlan, failure.Unsupported, fmt.Sprintf(
 			"the container has a user-set MAC address %s, which this connection to the engine (API %s, below 1.44) cannot set on a new container; nothing was changed",
 			mac, t.m.d.ClientVersion()), nil)
+	}
+	if r.Spec.StartFirst {
+		return t.refuseStartFirst(ctx)
 	}
 	return nil
 }

@@ -170,8 +170,14 @@ func (t *txn) undo(ctx context.Context) error {
 		}
 	}
 
-	// 1. remove what this transaction created (the new container)
+	// 1. remove what this transaction created (the new container) — a start-first update's old
+	// container, still running, first back on its networks, so its aliases never go unanswered
 	t.journalOnRollback(stepRollbackRemove)
+	if r.Disconnected && !oldGone {
+		if err := t.reconnectOld(ctx); err != nil {
+			return err
+		}
+	}
 	mine, err := t.mine(ctx, r.TxID)
 	if err != nil {
 		return err

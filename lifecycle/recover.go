@@ -119,7 +119,7 @@ func (m *Manager) resume(ctx context.Context, r *record, started func()) Result 
 	if r.Handover && (r.Step == stepHandover || r.Step == stepVerify || r.Step == stepCommit) {
 		return t.resumeHandover(ctx)
 	}
-	if r.Spec.StartFirst && r.WasRunning {
+	if r.Spec.StartFirst && r.WasRunning && !r.Handover {
 		if res, ok := t.resumeStartFirst(ctx, interrupted); ok {
 			return res
 		}

@@ -153,7 +153,7 @@ func (t *txn) run(ctx context.Context) Result {
 // with it too.
 func (t *txn) advance(ctx context.Context, old container.InspectResponse) Result {
 	r := t.r
-	if r.Spec.StartFirst && r.WasRunning {
+	if r.Spec.StartFirst && r.WasRunning && !r.Handover {
 		return t.advanceStartFirst(ctx, old)
 	}
 	// 3. create the new container under a temporary name while the old one still runs

@@ -234,6 +234,7 @@ func (u *Updater) spec(s *Step, replaced map[string]string) lifecycle.Spec {
 		sp.Recreate = true
 		return sp
 	}
+	sp.StartFirst = s.Op == OpUpdate && s.Order == OrderStartFirst
 	if ref, err := name.ParseReference(sp.Image); err == nil && s.NewDigest != "" {
 		sp.PullRef = ref.Context().Name() + "@" + s.NewDigest
 	}

@@ -67,6 +67,8 @@ type Step struct {
 	// ImageID is a rollback's previous image: run as it is while the engine still has it (kept by
 	// update.keep_images), else pulled by NewDigest.
 	ImageID string `json:"image_id,omitempty"`
+	// Order is OrderStartFirst for an OpUpdate of a container labelled so, else "" (stop-first).
+	Order string `json:"order,omitempty"`
 	// PreUpdate and PostUpdate are the container's lifecycle hooks (OpUpdate; hooks.go): the update
 	// happens only if PreUpdate succeeds, and PostUpdate runs in the new container after it.
 	PreUpdate  *Hook `json:"pre_update,omitempty"`
@@ -164,6 +166,9 @@ func writeSteps(b *strings.Builder, steps []*Step) {
 		}
 		if len(s.DependsOn) > 0 {
 			fmt.Fprintf(b, " after %s", strings.Join(s.DependsOn, ","))
+		}
+		if s.Order != "" {
+			fmt.Fprintf(b, " %s", s.Order)
 		}
 		if s.PreUpdate != nil {
 			b.WriteString(" if its pre-update hook succeeds")

@@ -92,6 +92,17 @@ func (a *apiCounter) timeline(t0 time.Time, ids ...string) string {
 	return sb.String()
 }
 
+// total is the number of requests counted.
+func (a *apiCounter) total() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, v := range a.n {
+		n += v
+	}
+	return n
+}
+
 // String lists the counts, most frequent first: "1 GET /containers/json, 40 GET /images/{id}/json".
 func (a *apiCounter) String() string {
 	a.mu.Lock()

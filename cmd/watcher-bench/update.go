@@ -27,6 +27,7 @@ type batchResult struct {
 	down                         []time.Duration // die -> start from the engine's events
 	lifeDown                     []time.Duration // lifecycle's own Result.Downtime
 	api                          string
+	apiTotal                     int // engine API requests of the whole run
 	reg                          regCounts
 }
 
@@ -117,7 +118,7 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 		}
 		r.wall = time.Since(since)
 		b.api.Trace(false)
-		r.api, r.reg = b.api.String(), b.reg.Counts()
+		r.api, r.apiTotal, r.reg = b.api.String(), b.api.total(), b.reg.Counts()
 		time.Sleep(500 * time.Millisecond) // the last start events arrive
 		for _, l := range rep.Containers {
 			if l.Outcome != updater.OutcomeUpdated {

@@ -103,7 +103,7 @@ func (t *txn) disconnectOld(ctx context.Context) error {
 	} else if err != nil {
 		return err
 	}
-	if ins.NetworkSettings == nil {
+	if ins.NetworkSettings == nil || noNetworks(ins) {
 		return nil
 	}
 	for _, n := range sortedNetworks(ins.NetworkSettings.Networks) {
@@ -132,7 +132,7 @@ func (t *txn) offNetwork(ctx context.Context, n string) bool {
 func (t *txn) reconnectOld(ctx context.Context) error {
 	r := t.r
 	snap, err := r.snapshot()
-	if err != nil || snap.NetworkSettings == nil {
+	if err != nil || snap.NetworkSettings == nil || noNetworks(snap) {
 		return err
 	}
 	ins, err := t.inspect(ctx, r.ContainerID)
@@ -157,6 +157,12 @@ func (t *txn) reconnectOld(ctx context.Context) error {
 	}
 	r.Disconnected = false
 	return nil
+}
+
+// noNetworks: the container has no network of its own to leave (network_mode none; host and
+// container:X are refused before).
+func noNetworks(ins container.InspectResponse) bool {
+	return ins.HostConfig != nil && ins.HostConfig.NetworkMode.IsNone()
 }
 
 func sortedNetworks(eps map[string]*network.EndpointSettings) []string {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/internal/testenv"
+	"github.com/watcher-dev/watcher/store"
 )
 
 const startFirstAlias = "api"
@@ -242,6 +243,55 @@ func TestStartFirstCrashThenNewDies(t *testing.T) {
 		id = c.recoverAndCheck("the new container killed after a crash at step "+step, 0)
 		if img := c.f.Inspect(id).Image; img != c.images[0] {
 			t.Fatalf("after a crash at step %s: serving image %s, want the old %s", step, img, c.images[0])
+		}
+	}
+}
+
+// A container without networks (network_mode none) is updated start-first too: nothing to leave.
+func TestStartFirstNoNetwork(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ref, _ := f.push("app", "latest", testenv.ImageSpec{Version: "v1"})
+	oldID, name := f.run("svc", ref, nil, nil)
+	pull := f.release(ref, testenv.ImageSpec{Version: "v2"})
+	res := f.m.Replace(ctx(t), Spec{ContainerID: oldID, Image: ref, PullRef: pull, Rollback: true, StartFirst: true})
+	if res.Outcome != OutcomeUpdated || res.Err != nil || res.Downtime != 0 {
+		t.Fatalf("Replace = %s (downtime %v), %v; want updated with no downtime", res.Outcome, res.Downtime, res.Err)
+	}
+	if ins := f.checkServing(name); ins.ID != res.NewID || ins.HostConfig.NetworkMode != "none" {
+		t.Fatalf("serving %s on %s, want the new container %s on none", shortID(ins.ID), ins.HostConfig.NetworkMode, shortID(res.NewID))
+	}
+}
+
+// The watcher dies mid-switch (the old container renamed aside, still running; the new one
+// running under its temporary name), and the user runs a container of their own under the name
+// meanwhile. Recovery takes nothing from it and leaves none of ours running beside it.
+func TestStartFirstForeignNameHolder(t *testing.T) {
+	t.Parallel()
+	c, id := newCrashRunOrder(t, testenv.ImageSpec{}, nil, true)
+	job := crashJob{DB: c.f.db, ContainerID: id, Image: c.ref, PullRef: c.digests[1], Verify: 500 * time.Millisecond, CrashAfter: stepRename, StartFirst: true}
+	if killed, out := crashChild(t, job, 0); !killed {
+		t.Fatalf("the child did not reach step rename:\n%s", out)
+	}
+	user := c.f.Run(c.name, &container.Config{Image: c.ref}, nil, nil)
+	s, err := store.Open(c.f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := New(c.f.Docker, s, Options{StopTimeout: 5 * time.Second, Logger: testLogger(t)})
+	m.settle = 0
+	res := m.Recover(ctx(t))
+	if len(res) != 1 || res[0].Outcome != OutcomeFailed || res[0].Err == nil || res[0].Err.Reason != failure.RollbackFailed {
+		t.Fatalf("Recover = %+v, want one failed transaction, RollbackFailed", res)
+	}
+	checkAllFinished(t, s, "after recovery")
+	if ins := c.f.Inspect(c.name); ins.ID != user || !ins.State.Running {
+		t.Fatalf("%s is %s (%s), want the user's %s running", c.name, shortID(ins.ID), ins.State.Status, shortID(user))
+	}
+	for _, o := range c.f.Owned() {
+		if o.ID != user && o.State == container.StateRunning {
+			t.Errorf("ours runs beside the user's container: %v %s", o.Names, o.State)
 		}
 	}
 }

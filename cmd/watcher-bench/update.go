@@ -103,6 +103,12 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 			Parallel:  p,
 			Logger:    quiet(),
 		})
+		// As the daemon runs it: the inventory follows the engine's events (its first resync is
+		// not counted), so the run's engine calls are the updates' own.
+		fctx, stopFollowing := context.WithCancel(ctx)
+		followed := make(chan struct{})
+		go func() { u.FollowEvents(fctx); close(followed) }()
+		time.Sleep(time.Second)
 		r := &batchResult{containers: c.batch, images: c.batchImages, parallel: p, verify: c.verify}
 		b.api.Reset()
 		b.api.Trace(true)
@@ -113,12 +119,14 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 			rep = u.Execute(ctx, "", updater.Request{Trigger: "bench"})
 			return nil
 		})
-		if err != nil {
-			return err
-		}
 		r.wall = time.Since(since)
 		b.api.Trace(false)
 		r.api, r.apiTotal, r.reg = b.api.String(), b.api.total(), b.reg.Counts()
+		stopFollowing()
+		<-followed
+		if err != nil {
+			return err
+		}
 		time.Sleep(500 * time.Millisecond) // the last start events arrive
 		for _, l := range rep.Containers {
 			if l.Outcome != updater.OutcomeUpdated {
@@ -129,6 +137,9 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 			if d, ok := ev.downtime(l.Name, since); ok {
 				r.down = append(r.down, d)
 			}
+		}
+		if f := os.Getenv("BENCH_TRACE"); f != "" {
+			_ = os.WriteFile(f, []byte(b.api.timeline(since, "/")), 0o644)
 		}
 		// One container's engine requests around its downtime: where the time between die and start goes.
 		if len(rep.Containers) > 0 {

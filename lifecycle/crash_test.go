@@ -224,42 +224,53 @@ func newCrashRunOrder(t *testing.T, v2 testenv.ImageSpec, hc *container.HostConf
 	return c, id
 }
 
+// crashScenarios are the updates the crash tests kill at every step: one that succeeds and one
+// that is rolled back, of a plain and of an AutoRemove container.
+var crashScenarios = []struct {
+	name string
+	v2   testenv.ImageSpec
+	hc   *container.HostConfig
+}{
+	{"update", testenv.ImageSpec{}, nil},
+	{"rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, nil},
+	{"autoremove update", testenv.ImageSpec{}, &container.HostConfig{AutoRemove: true}},
+	{"autoremove rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, &container.HostConfig{AutoRemove: true}},
+}
+
 // TestCrashAtEveryJournalStep kills the watcher after each journal write of an update that
 // succeeds and of one that is rolled back, for plain and AutoRemove containers.
 func TestCrashAtEveryJournalStep(t *testing.T) {
 	t.Parallel()
-	for _, sc := range []struct {
-		name string
-		v2   testenv.ImageSpec
-		hc   *container.HostConfig
-	}{
-		{"update", testenv.ImageSpec{}, nil},
-		{"rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, nil},
-		{"autoremove update", testenv.ImageSpec{}, &container.HostConfig{AutoRemove: true}},
-		{"autoremove rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, &container.HostConfig{AutoRemove: true}},
-	} {
+	for _, sc := range crashScenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			c, id := newCrashRun(t, sc.v2, sc.hc)
-			for n := 1; ; n++ {
-				killed, out := c.child(id, n, 0)
-				if !killed {
-					t.Logf("no journal write %d: the update ended without a crash", n)
-					if testing.Verbose() {
-						t.Log(out)
-					}
-					c.recoverAndCheck("after a complete run", 0)
-					break
-				}
-				// The child dies right after a journal write, before the step's request: no
-				// request is in flight, so Recover need not let one settle.
-				id = c.recoverAndCheck("crash after journal write "+strconv.Itoa(n), 0)
-				if t.Failed() {
-					t.Log(out)
-					return
-				}
-			}
+			c.crashAtEveryStep(id)
 		})
+	}
+}
+
+// crashAtEveryStep runs the update from id in a child killed after journal write 1, 2, ...,
+// recovering and checking after each, until an update ends without a crash.
+func (c *crashRun) crashAtEveryStep(id string) {
+	t := c.f.t
+	for n := 1; ; n++ {
+		killed, out := c.child(id, n, 0)
+		if !killed {
+			t.Logf("no journal write %d: the update ended without a crash", n)
+			if testing.Verbose() {
+				t.Log(out)
+			}
+			c.recoverAndCheck("after a complete run", 0)
+			return
+		}
+		// The child dies right after a journal write, before the step's request: no request is
+		// in flight, so Recover need not let one settle.
+		id = c.recoverAndCheck("crash after journal write "+strconv.Itoa(n), 0)
+		if t.Failed() {
+			t.Log(out)
+			return
+		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,30 +192,11 @@ func TestStartFirstRefusals(t *testing.T) {
 // container serves under the name, on the network with its alias.
 func TestStartFirstCrashAtEveryJournalStep(t *testing.T) {
 	t.Parallel()
-	for _, sc := range []struct {
-		name string
-		v2   testenv.ImageSpec
-		hc   *container.HostConfig
-	}{
-		{"update", testenv.ImageSpec{}, nil},
-		{"rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, nil},
-		{"autoremove update", testenv.ImageSpec{}, &container.HostConfig{AutoRemove: true}},
-	} {
+	for _, sc := range crashScenarios[:3] { // update, rollback, autoremove update
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			c, id := newCrashRunOrder(t, sc.v2, sc.hc, true)
-			for n := 1; ; n++ {
-				killed, out := c.child(id, n, 0)
-				if !killed {
-					c.recoverAndCheck("after a complete run", 0)
-					break
-				}
-				id = c.recoverAndCheck("crash after journal write "+strconv.Itoa(n), 0)
-				if t.Failed() {
-					t.Log(out)
-					return
-				}
-			}
+			c.crashAtEveryStep(id)
 		})
 	}
 }

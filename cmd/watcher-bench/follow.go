@@ -3,13 +3,9 @@ package main
 import (
 	"context"
 
-	"os"
-	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/watcher-dev/watcher/registry"
-	"github.com/watcher-dev/watcher/store"
 	"github.com/watcher-dev/watcher/updater"
 )
 
@@ -25,45 +21,31 @@ type followResult struct {
 // measureFollow runs the daemon's check in this process (for its profile and allocations): a
 // first cycle, then c.cycles warm ones.
 func (b *bench) measureFollow(ctx context.Context, c config, scope string, n int, prof string) (*followResult, error) {
-	dir, err := os.MkdirTemp("", "watcher-bench-follow")
+	st, done, err := tempStore()
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	st, err := store.Open(filepath.Join(dir, "watcher.db"))
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
+	defer done()
 	u := updater.New(b.cli, registry.New(registry.Options{}), nil, st, updater.Options{
 		Selection: updater.Selection{LabelEnable: true, Scope: scope},
 		Defaults:  updater.Defaults{Mode: updater.ModeUpdate},
 		Cleanup:   true,
 		Logger:    quiet(),
 	})
-	fctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { u.FollowEvents(fctx); close(done) }()
-	defer func() { stop(); <-done }()
-	time.Sleep(time.Second) // the first resync
+	defer follow(ctx, u)()
 	if _, err := cycle(ctx, u, n); err != nil {
 		return nil, err
 	}
 	r := &followResult{}
 	err = profile(c.profileDir, prof, func() error {
 		for i := range c.cycles {
-			b.api.Reset()
-			runtime.GC()
-			var m0, m1 runtime.MemStats
-			runtime.ReadMemStats(&m0)
-			d, err := cycle(ctx, u, n)
-			runtime.ReadMemStats(&m1)
+			d, allocs, bytes, err := b.measuredCycle(ctx, u, n)
 			if err != nil {
 				return err
 			}
 			r.walls = append(r.walls, d)
-			r.allocs += m1.Mallocs - m0.Mallocs
-			r.bytes += m1.TotalAlloc - m0.TotalAlloc
+			r.allocs += allocs
+			r.bytes += bytes
 			if i == 0 {
 				r.api = b.api.String()
 			}
@@ -78,4 +60,14 @@ func (b *bench) measureFollow(ctx context.Context, c config, scope string, n int
 	logf("check %d following events, in process with a state file: warm median %s of %v (engine %s), %d allocs %d KiB a cycle",
 		n, r.warm.Round(100*time.Microsecond), roundAll(r.walls), r.api, r.allocs, r.bytes>>10)
 	return r, nil
+}
+
+// follow runs u's event-driven inventory, as the daemon does, and gives it a second for its
+// first resync; the func it returns stops it.
+func follow(ctx context.Context, u *updater.Updater) (stop func()) {
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { u.FollowEvents(fctx); close(done) }()
+	time.Sleep(time.Second)
+	return func() { cancel(); <-done }
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -44,16 +43,11 @@ const probeEvery = 50 * time.Millisecond
 // its own with a probe container connecting to its alias every 50 ms, one after the other, and
 // counts the probes' failed requests during each update.
 func (b *bench) probeScenario(ctx context.Context, c config, t *table) error {
-	dir, err := os.MkdirTemp("", "watcher-bench-probe")
+	st, done, err := tempStore()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	st, err := store.Open(filepath.Join(dir, "watcher.db"))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer done()
 	logger := quiet()
 	if os.Getenv("BENCH_PROBE_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -63,16 +63,11 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 	ev := b.watchEvents()
 	defer ev.Close()
 
-	dir, err := os.MkdirTemp("", "watcher-bench-state")
+	st, done, err := tempStore()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	st, err := store.Open(filepath.Join(dir, "watcher.db"))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer done()
 	life := lifecycle.New(b.cli, st, lifecycle.Options{StopTimeout: 10 * time.Second, Verify: c.verify, HealthTimeout: 2 * time.Minute, Logger: quiet()})
 
 	// The floor first, then the batches, then the floor again: the machine's load drifts.
@@ -105,10 +100,7 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 		})
 		// As the daemon runs it: the inventory follows the engine's events (its first resync is
 		// not counted), so the run's engine calls are the updates' own.
-		fctx, stopFollowing := context.WithCancel(ctx)
-		followed := make(chan struct{})
-		go func() { u.FollowEvents(fctx); close(followed) }()
-		time.Sleep(time.Second)
+		stopFollowing := follow(ctx, u)
 		r := &batchResult{containers: c.batch, images: c.batchImages, parallel: p, verify: c.verify}
 		b.api.Reset()
 		b.api.Trace(true)
@@ -123,7 +115,6 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 		b.api.Trace(false)
 		r.api, r.apiTotal, r.reg = b.api.String(), b.api.total(), b.reg.Counts()
 		stopFollowing()
-		<-followed
 		if err != nil {
 			return err
 		}
@@ -161,6 +152,20 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 		t.floors = append(t.floors, f)
 	}
 	return nil
+}
+
+// tempStore opens a state file in a new temporary directory; done closes and removes it.
+func tempStore() (st *store.Store, done func(), err error) {
+	dir, err := os.MkdirTemp("", "watcher-bench-state")
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err = store.Open(filepath.Join(dir, "watcher.db"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return st, func() { st.Close(); os.RemoveAll(dir) }, nil
 }
 
 // floor replaces each named container the bare way, p at a time: stop, rm, create, start.

@@ -12,6 +12,8 @@ import (
 var (
 	bucketNotices = []byte("notices") // report line key -> what was last notified about it
 	bucketUpdates = []byte("updates") // container -> its last committed update (for rollback)
+	// bucketServices journals Swarm service updates: host/service ID -> the update in flight.
+	bucketServices = []byte("service_journal")
 )
 
 // PutNotice records what was last notified about key; nil data forgets it.
@@ -32,6 +34,15 @@ func (s *Store) Update(key string) ([]byte, error) { return s.get(bucketUpdates,
 
 // Updates returns every update record, by key.
 func (s *Store) Updates() (map[string][]byte, error) { return s.all(bucketUpdates) }
+
+// PutServiceJournal records the Swarm service update in flight under key (host/service ID), durably
+// before PutServiceJournal returns; nil data forgets it (the update ended).
+func (s *Store) PutServiceJournal(key string, data []byte) error {
+	return s.putOrDelete(bucketServices, key, data)
+}
+
+// ServiceJournals returns every service update in flight, by key.
+func (s *Store) ServiceJournals() (map[string][]byte, error) { return s.all(bucketServices) }
 
 func (s *Store) putOrDelete(bucket []byte, key string, data []byte) error {
 	if key == "" {

@@ -67,6 +67,9 @@ type Step struct {
 	// ImageID is a rollback's previous image: run as it is while the engine still has it (kept by
 	// update.keep_images), else pulled by NewDigest.
 	ImageID string `json:"image_id,omitempty"`
+	// Rollback: a manual rollback of a Swarm service, which asks Swarm for its previous spec
+	// (rollback=previous); NewImage is that spec's image.
+	Rollback bool `json:"rollback,omitempty"`
 
 	c *Container // what the check observed; apply builds the lifecycle spec from its settings
 }

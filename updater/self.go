@@ -84,6 +84,9 @@ func (u *Updater) handOver(ctx context.Context, rep *Report, s *Step) bool {
 		line.Outcome, line.Message = OutcomeSkipped, "the watcher is stopping; its own update waits for the next run"
 		return false
 	}
+	if t.isService() {
+		return u.handOverService(ctx, rep, s, line)
+	}
 	u.setStatus(t, t.status(StateUpdating))
 	u.log.Info("updating the watcher itself: handing over to a successor", "container", t.Name, "id", short(t.ID), "cause", s.Cause)
 	start := time.Now()

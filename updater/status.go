@@ -21,8 +21,17 @@ type LastKnown interface {
 
 // status is c's state as /v1/containers shows it, with what the observation alone says.
 func (c *Container) status(state State) ContainerStatus {
-	return ContainerStatus{Host: c.Host, Name: c.Name, ID: c.ID, Image: c.Image, Policy: c.Settings.Policy, Mode: c.Settings.Mode, State: state}
+	st := ContainerStatus{Host: c.Host, Name: c.Name, ID: c.ID, Image: c.Image, Policy: c.Settings.Policy, Mode: c.Settings.Mode, State: state}
+	if c.isService() {
+		st.Kind = KindService
+		r := c.service.Replicas
+		st.Replicas = &r
+	}
+	return st
 }
+
+// key is how the known states name st: as Container.key names its container or service.
+func (st ContainerStatus) key() string { return Target{Kind: st.Kind, Host: st.Host, Name: st.Name}.String() }
 
 // statusOf is the state c is in after what its report line says. Only an update moves the
 // container to the new image and digest; after a rollback it still runs the old ones.
@@ -32,6 +41,9 @@ func statusOf(c *Container, line *ContainerReport) ContainerStatus {
 	st.LocalDigest, st.RemoteDigest = line.OldDigest, line.NewDigest
 	if line.Outcome == OutcomeUpdated {
 		st.Image, st.LocalDigest = firstNonEmpty(line.NewImage, c.Image), line.NewDigest
+	}
+	if line.Replicas != nil {
+		st.Replicas = line.Replicas
 	}
 	st.LastError = line.Failure
 	st.CheckedAt = time.Now().UTC()
@@ -80,7 +92,7 @@ func (u *Updater) saveStatus(targets []*Container, all bool, down []hostView) {
 	}
 	for _, v := range down {
 		for _, st := range u.knownOn(v.h) {
-			put(Target{Host: st.Host, Name: st.Name}.String(), st)
+			put(st.key(), st)
 		}
 	}
 	u.mu.Lock()

@@ -184,6 +184,7 @@ func (a *app) updaterOptions() updater.Options {
 		Release:        release,
 		Schedule:       cfg.Schedule,
 		KeepImages:     cfg.Update.KeepImages,
+		Services:       cfg.Swarm.Services,
 	}
 }
 
@@ -458,7 +459,14 @@ func printReport(out io.Writer, rep *updater.Report, asJSON, hostColumn bool) er
 		if hostColumn {
 			fmt.Fprintf(tw, "%s\t", c.Host)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, image, c.Outcome, digest, oneLine(detail))
+		name := c.Name
+		if c.Kind == updater.KindService {
+			name = "service " + name
+			if r := c.Replicas; r != nil {
+				detail = strings.TrimSpace(fmt.Sprintf("%d/%d tasks %s", r.Running, r.Desired, detail))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, image, c.Outcome, digest, oneLine(detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -181,12 +181,15 @@ func (e *Env) removeServices(ctx context.Context) {
 	for _, s := range res.Items {
 		_, _ = e.Docker.ServiceRemove(ctx, s.ID, client.ServiceRemoveOptions{})
 	}
-	for ctx.Err() == nil {
-		cs, err := e.Docker.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: owner})
-		if err != nil || len(cs.Items) == 0 {
-			return
+	for _, s := range res.Items {
+		tasks := make(client.Filters).Add("label", "com.docker.swarm.service.id="+s.ID)
+		for ctx.Err() == nil {
+			cs, err := e.Docker.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: tasks})
+			if err != nil || len(cs.Items) == 0 {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 

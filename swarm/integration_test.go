@@ -118,126 +118,15 @@ func TestSwarm(t *testing.T) {
 	run := func(name string, f func(t *testing.T, x *testenv.ExtraEngine, e *testenv.Env)) {
 		t.Run(name, func(t *testing.T) { f(t, x, e) })
 	}
-	run("ReplicatedAndGlobal", testReplicatedAndGlobal)
-	run("SwarmRollsBack", testSwarmRollsBack)
-	run("SwarmPauses", testSwarmPauses)
-	run("ConcurrentUpdate", testConcurrentUpdate)
+	// What a user sees of an update (replicated and global services, Swarm's rollback and pause,
+	// private images, a concurrent `docker service update`) is tested through the binary
+	// (cmd/watcher/swarm_test.go) and the updater; these are the mechanism's corners.
 	run("OutOfSequence", testOutOfSequence)
 	run("ImageChangedMeanwhile", testImageChangedMeanwhile)
 	run("Timeout", testTimeout)
-	run("PrivateImage", testPrivateImage)
-	run("Unpinned", testUnpinned)
 	run("RollbackPrevious", testRollbackPrevious)
 	run("InterruptedAndResumed", testInterruptedAndResumed)
-	run("NoWaitThenRecover", testNoWaitThenRecover)
 	run("Crash", testCrash)
-}
-
-// testReplicatedAndGlobal: a replicated service (2 replicas) and a global one, each updated by one
-// ServiceUpdate to repo:tag@new, end updated with every task on the new digest.
-func testReplicatedAndGlobal(t *testing.T, x *testenv.ExtraEngine, e *testenv.Env) {
-	f := newFixture(t, x, e, Options{})
-	v1 := f.push("app", "1", testenv.ImageSpec{Version: "v1"})
-	rep := e.Service(e.Name("rep"), testenv.ServiceSpec{Image: v1, Replicas: 2})
-	glob := e.Service(e.Name("glob"), testenv.ServiceSpec{Image: v1, Global: true})
-	v2 := f.push("app", "1", testenv.ImageSpec{Version: "v2"})
-	var wg sync.WaitGroup
-	results := make([]Result, 2)
-	for i, id := range []string{rep, glob} {
-		wg.Go(func() { results[i] = f.m.Update(f.ctx, Spec{ServiceID: id, Image: v2}) })
-	}
-	wg.Wait()
-	for i, r := range results {
-		if r.Outcome != OutcomeUpdated || r.Err != nil || r.Previous != v1 || r.Image != v2 {
-			t.Errorf("update %d = %+v, want updated from %s to %s", i, r, v1, v2)
-		}
-	}
-	if r := results[0].Replicas; r != (Replicas{Desired: 2, Running: 2}) {
-		t.Errorf("replicated: replicas %+v, want 2 of 2", r)
-	}
-	if r := results[1].Replicas; r != (Replicas{Global: true, Desired: 1, Running: 1}) {
-		t.Errorf("global: replicas %+v, want 1 of 1 eligible node", r)
-	}
-	for _, id := range []string{rep, glob} {
-		if got := e.ServiceImage(id); got != v2 {
-			t.Errorf("service image = %s, want %s", got, v2)
-		}
-		f.wantTasks(id, v2)
-	}
-	if n := f.d.updates.Load(); n != 2 {
-		t.Errorf("%d ServiceUpdates sent, want one per service", n)
-	}
-	if j, _ := f.j.ServiceJournals(); len(j) != 0 {
-		t.Errorf("journal after the updates: %d records, want none", len(j))
-	}
-}
-
-// broken is an image whose program exits 1 a second after it starts: Swarm's monitor sees its
-// tasks fail.
-var broken = testenv.ImageSpec{Version: "broken", Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=1s"}}
-
-// testSwarmRollsBack: a broken new version under failure_action rollback ends rolled_back with
-// Swarm's message, the service on the old digest again.
-func testSwarmRollsBack(t *testing.T, x *testenv.ExtraEngine, e *testenv.Env) {
-	f := newFixture(t, x, e, Options{})
-	v1 := f.push("rb", "1", testenv.ImageSpec{Version: "v1"})
-	id := e.Service(e.Name("rb"), testenv.ServiceSpec{Image: v1, Replicas: 2, Update: &mobyswarm.UpdateConfig{
-		Parallelism: 1, Monitor: 3 * time.Second, FailureAction: mobyswarm.UpdateFailureActionRollback}})
-	bad := f.push("rb", "1", broken)
-	r := f.m.Update(f.ctx, Spec{ServiceID: id, Image: bad})
-	if r.Outcome != OutcomeRolledBack || r.Err == nil || r.Err.Reason != failure.ServiceRolledBack || !strings.Contains(r.Err.Message, "update rolled back due to failure") {
-		t.Fatalf("update = %+v (%v), want rolled_back, ServiceRolledBack with Swarm's message", r, r.Err)
-	}
-	if got := e.ServiceImage(id); got != v1 {
-		t.Errorf("service image after Swarm's rollback = %s, want %s", got, v1)
-	}
-	f.wantTasks(id, v1)
-	if r.Replicas != (Replicas{Desired: 2, Running: 2}) {
-		t.Errorf("replicas %+v, want 2 of 2 on the old digest", r.Replicas)
-	}
-}
-
-// testSwarmPauses: the same broken version under failure_action pause ends failed, ServicePaused.
-func testSwarmPauses(t *testing.T, x *testenv.ExtraEngine, e *testenv.Env) {
-	f := newFixture(t, x, e, Options{})
-	v1 := f.push("pause", "1", testenv.ImageSpec{Version: "v1"})
-	id := e.Service(e.Name("pause"), testenv.ServiceSpec{Image: v1, Replicas: 2, Update: &mobyswarm.UpdateConfig{
-		Parallelism: 1, Monitor: 3 * time.Second, FailureAction: mobyswarm.UpdateFailureActionPause}})
-	bad := f.push("pause", "1", broken)
-	r := f.m.Update(f.ctx, Spec{ServiceID: id, Image: bad})
-	if r.Outcome != OutcomeFailed || r.Err == nil || r.Err.Reason != failure.ServicePaused || !strings.Contains(r.Err.Message, "update paused due to failure") {
-		t.Fatalf("update = %+v (%v), want failed, ServicePaused with Swarm's message", r, r.Err)
-	}
-	if got := e.ServiceImage(id); got != bad {
-		t.Errorf("service image = %s, want %s (Swarm leaves a paused update as it is)", got, bad)
-	}
-}
-
-// testConcurrentUpdate: `docker service update --env-add` while the watcher waits: Swarm starts
-// the rollout again with both changes; the update ends updated, and the other change stands.
-func testConcurrentUpdate(t *testing.T, x *testenv.ExtraEngine, e *testenv.Env) {
-	f := newFixture(t, x, e, Options{})
-	v1 := f.push("conc", "1", testenv.ImageSpec{Version: "v1"})
-	id := e.Service(e.Name("conc"), testenv.ServiceSpec{Image: v1, Replicas: 2, Update: &mobyswarm.UpdateConfig{
-		Parallelism: 1, Delay: time.Second, Monitor: time.Second, FailureAction: mobyswarm.UpdateFailureActionPause}})
-	v2 := f.push("conc", "1", testenv.ImageSpec{Version: "v2"})
-	done := make(chan Result, 1)
-	go func() { done <- f.m.Update(f.ctx, Spec{ServiceID: id, Image: v2}) }()
-	f.waitState(id, mobyswarm.UpdateStateUpdating)
-	f.docker("service", "update", "--detach", "--env-add", "OTHER=1", id)
-	r := <-done
-	if r.Outcome != OutcomeUpdated || r.Err != nil {
-		t.Fatalf("update = %+v (%v), want updated", r, r.Err)
-	}
-	res, err := x.Docker.ServiceInspect(f.ctx, id, client.ServiceInspectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := res.Service.Spec.TaskTemplate.ContainerSpec
-	if cs.Image != v2 || !slicesContains(cs.Env, "OTHER=1") {
-		t.Errorf("spec after both updates: image %s, env %v; want %s and OTHER=1", cs.Image, cs.Env, v2)
-	}
-	f.wantTasks(id, v2)
 }
 
 // testOutOfSequence: someone writes the service between the watcher's inspect and its update; the
@@ -305,38 +194,6 @@ func testTimeout(t *testing.T, x *testenv.ExtraEngine, e *testenv.Env) {
 	}
 }
 
-// testPrivateImage: the new image is only pulled with credentials, which the spec does not have:
-// the update forwards the watcher's (X-Registry-Auth) and the tasks run it.
-func testPrivateImage(t *testing.T, x *testenv.ExtraEngine, e *testenv.Env) {
-	f := newFixture(t, x, e, Options{})
-	reg := testenv.NewRegistry(t)
-	ref, d1 := reg.PushImage(t, "private", "1", testenv.ImageSpec{Version: "v1"})
-	v1 := ref + "@" + d1.String()
-	e.Pull(v1) // on the node before the registry asks for credentials: the first tasks need none
-	reg.RequireToken("user", "secret")
-	id := e.Service(e.Name("private"), testenv.ServiceSpec{Image: v1})
-	_, d2 := reg.PushImage(t, "private", "1", testenv.ImageSpec{Version: "v2"})
-	v2 := ref + "@" + d2.String()
-	r := f.m.Update(f.ctx, Spec{ServiceID: id, Image: v2, RegistryAuth: testenv.RegistryAuth(t, "user", "secret", reg.Host)})
-	if r.Outcome != OutcomeUpdated || r.Err != nil {
-		t.Fatalf("update = %+v (%v), want updated", r, r.Err)
-	}
-	f.wantTasks(id, v2)
-}
-
-// testUnpinned: a spec that pins no digest (repo:tag) is pinned by the update.
-func testUnpinned(t *testing.T, x *testenv.ExtraEngine, e *testenv.Env) {
-	f := newFixture(t, x, e, Options{})
-	ref, _ := e.Registry.PushImage(t, "unpinned", "1", testenv.ImageSpec{Version: "v1"})
-	id := e.Service(e.Name("unpinned"), testenv.ServiceSpec{Image: ref})
-	v2 := f.push("unpinned", "1", testenv.ImageSpec{Version: "v2"})
-	r := f.m.Update(f.ctx, Spec{ServiceID: id, Image: v2})
-	if r.Outcome != OutcomeUpdated || r.Previous != ref || e.ServiceImage(id) != v2 {
-		t.Fatalf("update = %+v (%v), service image %s; want updated from %s to %s", r, r.Err, e.ServiceImage(id), ref, v2)
-	}
-	f.wantTasks(id, v2)
-}
-
 // testRollbackPrevious: after the watcher's update, a rollback asks Swarm for the previous spec
 // (rollback=previous) and ends updated on the old image; asked again, the previous spec is no
 // longer the watcher's and nothing is sent.
@@ -384,32 +241,4 @@ func testInterruptedAndResumed(t *testing.T, x *testenv.ExtraEngine, e *testenv.
 	if r.Outcome != OutcomeUpdated || !r.Recovered || f.d.updates.Load() != 1 {
 		t.Fatalf("update after the restart = %+v (%v), %d ServiceUpdates in all; want the first one waited for", r, r.Err, f.d.updates.Load())
 	}
-}
-
-// testNoWaitThenRecover: the watcher's own service: the update is sent and left journaled as
-// waiting; a fresh Manager's Recover waits for it and reports it, without sending anything.
-func testNoWaitThenRecover(t *testing.T, x *testenv.ExtraEngine, e *testenv.Env) {
-	f := newFixture(t, x, e, Options{})
-	v1 := f.push("self", "1", testenv.ImageSpec{Version: "v1"})
-	id := e.Service(e.Name("self"), testenv.ServiceSpec{Image: v1})
-	v2 := f.push("self", "1", testenv.ImageSpec{Version: "v2"})
-	if r := f.m.Update(f.ctx, Spec{ServiceID: id, Image: v2, NoWait: true}); r.Outcome != OutcomeSent || r.Err != nil {
-		t.Fatalf("update = %+v (%v), want sent", r, r.Err)
-	}
-	res := New(f.d, f.j, Options{Poll: 200 * time.Millisecond, Logger: testLogger()}).Recover(f.ctx)
-	if len(res) != 1 || res[0].Outcome != OutcomeUpdated || !res[0].Recovered || res[0].Name != e.Name("self") || f.d.updates.Load() != 1 {
-		t.Fatalf("Recover = %+v, %d ServiceUpdates; want the one update, waited for", res, f.d.updates.Load())
-	}
-	if got := New(f.d, f.j, Options{Host: "other", Logger: testLogger()}).Recover(f.ctx); len(got) != 0 {
-		t.Errorf("another host's Recover = %+v, want nothing", got)
-	}
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

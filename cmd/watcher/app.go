@@ -475,10 +475,25 @@ func printReport(out io.Writer, rep *updater.Report, asJSON, hostColumn bool) er
 	if n := len(rep.Unreachable()); n > 0 {
 		unreachable = fmt.Sprintf(", %d of %d hosts unreachable", n, len(rep.Hosts))
 	}
-	fmt.Fprintf(out, "run %s: %d containers, %d updated, %d up to date, %d failed, %d rolled back%s, %s\n", rep.ID, len(rep.Containers),
+	targets := fmt.Sprintf("%d containers", len(rep.Containers))
+	if n := countServices(rep); n > 0 {
+		targets = fmt.Sprintf("%d containers, %d services", len(rep.Containers)-n, n)
+	}
+	fmt.Fprintf(out, "run %s: %s, %d updated, %d up to date, %d failed, %d rolled back%s, %s\n", rep.ID, targets,
 		rep.Count(updater.OutcomeUpdated), rep.Count(updater.OutcomeUpToDate), rep.Count(updater.OutcomeFailed), rep.Count(updater.OutcomeRolledBack),
 		unreachable, rep.FinishedAt.Sub(rep.StartedAt).Round(time.Millisecond))
 	return nil
+}
+
+// countServices counts the report's lines of Swarm services.
+func countServices(rep *updater.Report) int {
+	n := 0
+	for _, c := range rep.Containers {
+		if c.Kind == updater.KindService {
+			n++
+		}
+	}
+	return n
 }
 
 // printPlan prints the plan a run would apply, as the plan tests print it.

@@ -214,17 +214,17 @@ func (m *Manager) timedOut(ctx context.Context, rec *record, last *mobyswarm.Ser
 		return res
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "no convergence within %s (update.service_timeout)", timeout)
+	fmt.Fprintf(&b, "no convergence within %s", timeout)
 	tasks, nodes, err := m.tasks(context.WithoutCancel(ctx), rec, *last)
 	if err == nil {
 		res.Replicas = count(*last, tasks, nodes, rec.Image)
 		fmt.Fprintf(&b, ": %d of %d %s run %s", res.Replicas.Running, res.Replicas.Desired, unit(res.Replicas), shortDigest(digestOf(rec.Image)))
 	}
-	if st := last.UpdateStatus; st != nil {
-		fmt.Fprintf(&b, "; Swarm's update is %s (%s)", st.State, st.Message)
-	}
 	if down := downNodes(nodes); len(down) > 0 {
 		fmt.Fprintf(&b, "; nodes not ready: %s", strings.Join(down, ", "))
+	}
+	if st := last.UpdateStatus; st != nil {
+		fmt.Fprintf(&b, "; Swarm's update is %s (%s)", st.State, st.Message)
 	}
 	b.WriteString("; Swarm goes on rolling it out, the watcher no longer waits")
 	res.Err = &Error{Reason: failure.ServiceUpdateTimeout, Message: b.String()}

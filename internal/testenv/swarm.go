@@ -42,7 +42,10 @@ type ServiceSpec struct {
 	Image    string
 	Replicas uint64 // replicated service with this many tasks (0 = 1); ignored when Global
 	Global   bool
-	Labels   map[string]string // service labels (the owner label is added)
+	// MaxPerNode limits the tasks Swarm puts on one node (Placement.MaxReplicas; 0 = no limit):
+	// 3 replicas on 3 nodes, one each.
+	MaxPerNode uint64
+	Labels     map[string]string // service labels (the owner label is added)
 	Env      []string
 	// Update is the service's UpdateConfig; nil = parallelism 1, no delay, monitor 1s,
 	// failure_action pause (Swarm's default action, with a monitor short enough for tests).
@@ -65,6 +68,9 @@ func (e *Env) Service(name string, s ServiceSpec) string {
 		},
 		UpdateConfig:   s.Update,
 		RollbackConfig: s.Rollback,
+	}
+	if s.MaxPerNode > 0 {
+		spec.TaskTemplate.Placement = &swarm.Placement{MaxReplicas: s.MaxPerNode}
 	}
 	if spec.UpdateConfig == nil {
 		spec.UpdateConfig = &swarm.UpdateConfig{Parallelism: 1, Monitor: time.Second, FailureAction: swarm.UpdateFailureActionPause}
@@ -193,14 +199,20 @@ func (e *Env) removeServices(ctx context.Context) {
 	}
 }
 
+// NewOn is an Env on an engine the test did not start (a node of scripts/swarm-lab.sh's swarm),
+// with registry reg: what the test makes there is removed when it ends.
+func NewOn(t testing.TB, docker *client.Client, reg *Registry) *Env {
+	e := &Env{Docker: docker, Registry: reg, Owner: randomID(), t: t}
+	t.Cleanup(e.cleanup)
+	return e
+}
+
 // SwarmEngine starts an extra engine that is the one manager of a swarm of its own, for the
 // test (and its subtests), and an Env on it with a registry of its own.
 func SwarmEngine(t *testing.T) (*ExtraEngine, *Env) {
 	t.Helper()
 	x := NewEngine(t, EngineOptions{Swarm: true})
-	e := &Env{Docker: x.Docker, Registry: NewRegistry(t), Owner: randomID(), t: t}
-	t.Cleanup(e.cleanup)
-	return x, e
+	return x, NewOn(t, x.Docker, NewRegistry(t))
 }
 
 func ptr[T any](v T) *T { return &v }

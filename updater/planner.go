@@ -42,7 +42,7 @@ type planOptions struct {
 	// CanHandOverService: the watcher's own Swarm service can be updated last (the daemon, with a
 	// service updater on the manager): Swarm replaces the task it runs in.
 	CanHandOverService bool
-	Podman      bool // the host is Podman's Docker-compatible API (see holdUnsupported)
+	Podman             bool // the host is Podman's Docker-compatible API (see holdUnsupported)
 	// Now is when the plan is applied: maintenance windows are read at it.
 	Now time.Time
 	// Forced lists the containers whose windows and rollback pins the request lifts (?force=true),

@@ -28,7 +28,9 @@ const (
 
 // Key is how the line's container is known across runs: its name, or host/name when hosts are
 // configured (the target as plans print it).
-func (c ContainerReport) Key() string { return Target{Kind: c.Kind, Host: c.Host, Name: c.Name}.String() }
+func (c ContainerReport) Key() string {
+	return Target{Kind: c.Kind, Host: c.Host, Name: c.Name}.String()
+}
 
 // Waiting reports whether the line tells of an update that is not applied and that the next
 // runs will tell of again while nothing changes: update_available (monitor mode, the watcher's
@@ -127,10 +129,10 @@ type Report struct {
 type HostReport struct {
 	Name      string `json:"name"`
 	Reachable bool   `json:"reachable"`
-	Watched   int    `json:"watched"`         // containers watched there, as the run saw them
+	Watched   int    `json:"watched"` // containers watched there, as the run saw them
 	// WatchedServices are the Swarm services watched there (a manager).
-	WatchedServices int `json:"watched_services,omitempty"`
-	Error     string `json:"error,omitempty"` // why it could not be observed
+	WatchedServices int    `json:"watched_services,omitempty"`
+	Error           string `json:"error,omitempty"` // why it could not be observed
 }
 
 // Unreachable returns the names of the hosts the run could not reach.

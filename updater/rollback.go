@@ -32,13 +32,13 @@ var _ UpdateRecords = (*store.Store)(nil)
 // updateRecord is one container's last committed update, by Container.key (its name, or
 // host/name when hosts are configured).
 type updateRecord struct {
-	ContainerID string    // the container the update (or rollback) made
-	ImageID     string    // the image it runs since
+	ContainerID string // the container the update (or rollback) made
+	ImageID     string // the image it runs since
 	// Image is a Swarm service's spec image since the update (repo:tag@sha256:…): a rollback asks
 	// Swarm for the previous spec only while the service still has it.
-	Image string `json:",omitempty"`
-	Digest      string    `json:",omitempty"` // the digest it was updated to
-	At          time.Time // when it committed
+	Image  string    `json:",omitempty"`
+	Digest string    `json:",omitempty"` // the digest it was updated to
+	At     time.Time // when it committed
 	// Previous is what it ran before; nil once a rollback consumed it.
 	Previous *previousImage `json:",omitempty"`
 	// Kept are superseded image IDs kept for a rollback (update.keep_images), newest first.

@@ -31,7 +31,9 @@ func (c *Container) status(state State) ContainerStatus {
 }
 
 // key is how the known states name st: as Container.key names its container or service.
-func (st ContainerStatus) key() string { return Target{Kind: st.Kind, Host: st.Host, Name: st.Name}.String() }
+func (st ContainerStatus) key() string {
+	return Target{Kind: st.Kind, Host: st.Host, Name: st.Name}.String()
+}
 
 // statusOf is the state c is in after what its report line says. Only an update moves the
 // container to the new image and digest; after a rollback it still runs the old ones.

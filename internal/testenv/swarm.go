@@ -46,7 +46,7 @@ type ServiceSpec struct {
 	// 3 replicas on 3 nodes, one each.
 	MaxPerNode uint64
 	Labels     map[string]string // service labels (the owner label is added)
-	Env      []string
+	Env        []string
 	// Update is the service's UpdateConfig; nil = parallelism 1, no delay, monitor 1s,
 	// failure_action pause (Swarm's default action, with a monitor short enough for tests).
 	Update *swarm.UpdateConfig

@@ -10,7 +10,7 @@ TEST_DOCKER_HOST ?= unix://$(or $(WATCHER_ENGINE_DIR),/tmp/watcher-test-engine)/
 CONFIG    ?=
 ARGS      ?=
 
-.PHONY: build run test test-swarm unit bench engine-start engine-stop lint fuzz clean
+.PHONY: build run test test-swarm unit bench engine-start engine-stop lint fuzz clean screenshots
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/watcher ./cmd/watcher
@@ -62,6 +62,11 @@ BENCH_ARGS ?=
 bench: engine-start
 	DOCKER_HOST=$(TEST_DOCKER_HOST) WATCHER_REQUIRE_ENGINE=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 	DOCKER_HOST=$(TEST_DOCKER_HOST) $(GO) run ./cmd/watcher-bench $(BENCH_ARGS)
+
+# The dashboard's screenshots in docs/images, taken by its browser tests (Debian's chromium).
+screenshots: engine-start
+	mkdir -p docs/images
+	DOCKER_HOST=$(TEST_DOCKER_HOST) WATCHER_REQUIRE_ENGINE=1 WATCHER_SCREENSHOTS=$(CURDIR)/docs/images $(GO) test -count=1 -run 'TestDashboard' ./cmd/watcher/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 60s ./config/

@@ -21,6 +21,7 @@ const (
 	ReasonShuttingDown       = "ShuttingDown"       // the daemon is stopping
 	ReasonInternal           = "Internal"           // our fault; details are in the daemon's log only
 	ReasonNoPreviousUpdate   = "NoPreviousUpdate"   // a rollback of a container with no committed update to undo
+	ReasonNoPendingApproval  = "NoPendingApproval"  // an approve or reject of a container with no update waiting
 	// ReasonWebhooksDisabled: http.webhook_secret is empty, so the webhooks are disabled.
 	ReasonWebhooksDisabled = "WebhookSecretNotConfigured"
 )

@@ -226,21 +226,7 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	id, done, err := rb.Rollback(ctx, host, name)
 	if err != nil {
-		var nw *updater.NotWatchedError
-		var nr *updater.NoRollbackError
-		var uh *updater.UnknownHostError
-		switch {
-		case errors.As(err, &nw):
-			writeError(w, http.StatusNotFound, ReasonNotWatched, nw.Error())
-		case errors.As(err, &uh):
-			writeError(w, http.StatusNotFound, ReasonUnknownHost, uh.Error())
-		case errors.As(err, &nr):
-			writeError(w, http.StatusConflict, ReasonNoPreviousUpdate, nr.Error())
-		case errors.Is(err, updater.ErrHandedOver):
-			s.shuttingDown(w)
-		default:
-			s.serviceError(w, r, "could not start the rollback", err)
-		}
+		s.actionError(w, r, err, "could not start the rollback")
 		return
 	}
 	s.log.Info("http: rollback asked for", "run_id", id, "remote", remoteIP(r), "host", host, "container", name, "wait", wait)
@@ -249,35 +235,7 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
 
 // parseRollback reads ?container=NAME (exactly one), ?host=H (at most one, with hosts) and ?wait.
 func (s *Server) parseRollback(r *http.Request) (host, name string, wait bool, err error) {
-	if err := unreadBody(r); err != nil {
-		return "", "", false, err
-	}
-	q, err := parseQuery(r.URL.RawQuery, s.queryNames("container", "wait")...)
-	if err != nil {
-		return "", "", false, err
-	}
-	if wait, err = boolParam(q, "wait"); err != nil {
-		return "", "", false, err
-	}
-	if _, _, err := single(q, "host"); err != nil {
-		return "", "", false, err
-	}
-	hosts, err := hostParams(q)
-	if err != nil {
-		return "", "", false, err
-	}
-	if len(hosts) == 1 {
-		host = hosts[0]
-	}
-	n, ok, err := single(q, "container")
-	switch {
-	case err != nil:
-		return "", "", false, err
-	case !ok:
-		return "", "", false, badf("container is required: POST /v1/rollback?container=NAME")
-	}
-	name, err = checkContainerName(n)
-	return host, name, wait, err
+	return s.parseContainerAction(r, "rollback")
 }
 
 // handleContainers is GET /v1/containers[?host=NAME…].
@@ -434,4 +392,161 @@ func (s *Server) serviceError(w http.ResponseWriter, r *http.Request, msg string
 // shuttingDown answers a request that the daemon's shutdown interrupted.
 func (s *Server) shuttingDown(w http.ResponseWriter) {
 	writeError(w, http.StatusServiceUnavailable, ReasonShuttingDown, "daemon is shutting down")
+}
+
+// Approver is the part of the daemon POST /v1/approve and /v1/reject need (the updater
+// implements it): a decision on the update container name (on host, "" = whichever has it)
+// waits for. Both fail with *updater.UnknownHostError, *updater.NotWatchedError or
+// *updater.NoApprovalError before anything is recorded.
+type Approver interface {
+	Approve(ctx context.Context, host, name string) (updater.Approval, string, <-chan struct{}, error)
+	Reject(ctx context.Context, host, name string) (updater.Approval, error)
+}
+
+var _ Approver = (*updater.Updater)(nil)
+
+// approvalResponse is the answer of POST /v1/reject.
+type approvalResponse struct {
+	Container string           `json:"container"`
+	Approval  updater.Approval `json:"approval"`
+}
+
+// handleApprove is POST /v1/approve?container=NAME[&host=H][&wait=true]: the update NAME waits for is
+// approved (its exact digest) and a run of NAME applies it.
+func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
+	ap, host, name, wait, ok := s.decision(w, r, "approve")
+	if !ok {
+		return
+	}
+	ctx, cancel := s.detach(serviceTimeout)
+	defer cancel()
+	a, id, done, err := ap.Approve(ctx, host, name)
+	if err != nil {
+		s.actionError(w, r, err, "could not record the decision")
+		return
+	}
+	s.log.Info("http: update approved", "run_id", id, "remote", remoteIP(r), "container", name, "digest", a.Digest, "wait", wait)
+	s.answerRun(w, r, id, done, wait)
+}
+
+// handleReject is POST /v1/reject?container=NAME[&host=H]: the update NAME waits for is not applied;
+// runs hold it until the registry has a newer digest, which waits for approval again.
+func (s *Server) handleReject(w http.ResponseWriter, r *http.Request) {
+	ap, host, name, _, ok := s.decision(w, r, "reject")
+	if !ok {
+		return
+	}
+	ctx, cancel := s.detach(serviceTimeout)
+	defer cancel()
+	a, err := ap.Reject(ctx, host, name)
+	if err != nil {
+		s.actionError(w, r, err, "could not record the decision")
+		return
+	}
+	s.log.Info("http: update rejected", "remote", remoteIP(r), "container", name, "digest", a.Digest)
+	writeJSON(w, http.StatusOK, approvalResponse{Container: name, Approval: a})
+}
+
+// decision reads POST /v1/{approve|reject}?container=NAME and finds the daemon's approvals; it
+// answers the request itself (ok false) when it cannot go on. A rejection starts no run, so it
+// takes no wait.
+func (s *Server) decision(w http.ResponseWriter, r *http.Request, action string) (ap Approver, host, name string, wait, ok bool) {
+	host, name, wait, err := s.parseContainerAction(r, action)
+	if err == nil && wait && action == "reject" {
+		err = badf("wait is not a parameter of /v1/reject: a rejection starts no run")
+	}
+	if err != nil {
+		s.badRequest(w, r, err)
+		return nil, "", "", false, false
+	}
+	if ap, ok = s.svc.(Approver); !ok {
+		writeError(w, http.StatusNotFound, ReasonNotFound, "this daemon keeps no approvals")
+	}
+	return ap, host, name, wait, ok
+}
+
+// actionError answers a failed rollback, approve or reject: what the daemon refused (not
+// watched, nothing to undo or decide), or msg for a failure of its own.
+func (s *Server) actionError(w http.ResponseWriter, r *http.Request, err error, msg string) {
+	var nw *updater.NotWatchedError
+	var nr *updater.NoRollbackError
+	var na *updater.NoApprovalError
+	var uh *updater.UnknownHostError
+	switch {
+	case errors.As(err, &nw):
+		writeError(w, http.StatusNotFound, ReasonNotWatched, nw.Error())
+	case errors.As(err, &uh):
+		writeError(w, http.StatusNotFound, ReasonUnknownHost, uh.Error())
+	case errors.As(err, &nr):
+		writeError(w, http.StatusConflict, ReasonNoPreviousUpdate, nr.Error())
+	case errors.As(err, &na):
+		writeError(w, http.StatusConflict, ReasonNoPendingApproval, na.Error())
+	case errors.Is(err, updater.ErrHandedOver):
+		s.shuttingDown(w)
+	default:
+		s.serviceError(w, r, msg, err)
+	}
+}
+
+// parseContainerAction reads ?container=NAME (exactly one), ?host=H (at most one, with hosts)
+// and ?wait of POST /v1/{action}.
+func (s *Server) parseContainerAction(r *http.Request, action string) (host, name string, wait bool, err error) {
+	if err := unreadBody(r); err != nil {
+		return "", "", false, err
+	}
+	q, err := parseQuery(r.URL.RawQuery, s.queryNames("container", "wait")...)
+	if err != nil {
+		return "", "", false, err
+	}
+	if wait, err = boolParam(q, "wait"); err != nil {
+		return "", "", false, err
+	}
+	if _, _, err := single(q, "host"); err != nil {
+		return "", "", false, err
+	}
+	hosts, err := hostParams(q)
+	if err != nil {
+		return "", "", false, err
+	}
+	if len(hosts) == 1 {
+		host = hosts[0]
+	}
+	n, ok, err := single(q, "container")
+	switch {
+	case err != nil:
+		return "", "", false, err
+	case !ok:
+		return "", "", false, badf("container is required: POST /v1/%s?container=NAME", action)
+	}
+	name, err = checkContainerName(n)
+	return host, name, wait, err
+}
+
+// StatusReporter is the part of the daemon GET /v1/status asks (the updater implements it).
+type StatusReporter interface {
+	Status() updater.Status
+}
+
+var _ StatusReporter = (*updater.Updater)(nil)
+
+// statusAnswer is GET /v1/status: what the daemon does now and next, and what a client may do.
+type statusAnswer struct {
+	Version string `json:"version,omitempty"`
+	updater.Status
+	// TokenConfigured: http.token is set, so the actions (update, rollback, approve) are enabled.
+	TokenConfigured bool `json:"token_configured"`
+	PublicRead      bool `json:"public_read"`
+}
+
+// handleStatus is GET /v1/status.
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if _, err := parseQuery(r.URL.RawQuery); err != nil {
+		s.badRequest(w, r, err)
+		return
+	}
+	ans := statusAnswer{Version: s.opts.Version, TokenConfigured: s.token.set, PublicRead: s.publicRead}
+	if sr, ok := s.svc.(StatusReporter); ok {
+		ans.Status = sr.Status()
+	}
+	writeJSON(w, http.StatusOK, ans)
 }

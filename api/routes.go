@@ -21,11 +21,17 @@ func (s *Server) routes() http.Handler {
 	}
 	route(http.MethodPost, "/v1/update", accessWrite, s.handleUpdate)
 	route(http.MethodPost, "/v1/rollback", accessWrite, s.handleRollback)
+	route(http.MethodPost, "/v1/approve", accessWrite, s.handleApprove)
+	route(http.MethodPost, "/v1/reject", accessWrite, s.handleReject)
 	route(http.MethodPost, "/v1/webhooks/{kind}", accessWebhook, s.handleWebhook)
 	route(http.MethodPost, "/v1/webhooks/{kind}/{secret}", accessWebhook, s.handleWebhook)
 	route(http.MethodGet, "/v1/containers", accessRead, s.handleContainers)
 	route(http.MethodGet, "/v1/runs", accessRead, s.handleRuns)
 	route(http.MethodGet, "/v1/runs/{id}", accessRead, s.handleRun)
+	route(http.MethodGet, "/v1/status", accessRead, s.handleStatus)
+	route(http.MethodGet, "/v1/events", accessRead, s.handleEvents)
+	route(http.MethodGet, "/{$}", accessPublic, s.handleDashboard)
+	route(http.MethodGet, "/ui/{file}", accessPublic, s.handleAsset)
 	route(http.MethodGet, "/healthz", accessPublic, s.handleHealthz)
 	route(http.MethodGet, "/readyz", accessPublic, s.handleReadyz)
 	route(http.MethodGet, "/metrics", accessRead, s.metrics.Handler().ServeHTTP)
@@ -62,7 +68,7 @@ func methodNotAllowed(allow string) http.Handler {
 	})
 }
 
-// wrap adds what every response gets: no caching or sniffing, a capped body, a panic turned into
+// wrap adds what every response gets: no caching or sniffing, the dashboard's CSP, a capped body, a panic turned into
 // a bare JSON 500 (the value is logged, never the stack or the request), a JSON answer where the
 // mux would give none or text/html, and a debug log line.
 func (s *Server) wrap(next http.Handler) http.Handler {
@@ -71,6 +77,7 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		if r.ContentLength != 0 && r.ProtoMajor == 1 {
 			// No endpoint reads a body. Closing the connection after the answer spares the server
 			// from reading what is left of one first (net/http does so before answering when the

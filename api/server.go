@@ -39,6 +39,10 @@ type Options struct {
 	WebhookSecret string
 	Logger        *slog.Logger
 	Metrics       *Metrics // served on /metrics; nil = a fresh NewMetrics()
+	// Events feeds GET /v1/events; the updater must have it among its observers. Nil = a fresh
+	// NewEvents() that nothing publishes to (the stream then carries heartbeats only).
+	Events  *Events
+	Version string // the daemon's version, shown by GET /v1/status
 }
 
 // Server is the daemon's HTTP API. Build it with New; it has no side effects until ListenAndServe.
@@ -55,6 +59,7 @@ type Server struct {
 	failures     *failureLog    // and their log, in aggregate
 
 	metrics *Metrics
+	events  *Events
 	handler http.Handler
 
 	timeouts timeouts
@@ -73,6 +78,7 @@ type Server struct {
 type timeouts struct {
 	readHeader, read, write, idle, shutdown time.Duration
 	body                                    time.Duration // a webhook's payload must arrive within this
+	heartbeat                               time.Duration // an idle event stream gets a comment this often
 }
 
 // New returns a server for svc. It does not listen yet.
@@ -86,6 +92,9 @@ func New(svc Service, o Options) *Server {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
+	if o.Events == nil {
+		o.Events = NewEvents()
+	}
 	s := &Server{
 		svc:          svc,
 		opts:         o,
@@ -97,7 +106,8 @@ func New(svc Service, o Options) *Server {
 		authFailures: newClientLimiter(authFailBurst, authFailInterval),
 		failures:     newFailureLog(o.Logger),
 		metrics:      o.Metrics,
-		timeouts:     timeouts{readHeaderTimeout, readTimeout, writeTimeout, idleTimeout, shutdownTimeout, webhookBodyTimeout},
+		events:       o.Events,
+		timeouts:     timeouts{readHeaderTimeout, readTimeout, writeTimeout, idleTimeout, shutdownTimeout, webhookBodyTimeout, heartbeatEvery},
 		stopping:     make(chan struct{}),
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())

@@ -58,6 +58,9 @@ type Update struct {
 	// them nothing is replaced. Nil = always.
 	Window     []string
 	KeepImages int // keep_images: superseded images kept per container for `watcher rollback`; default 1
+	// Approve: the kinds of update (digest, patch, minor, major) that wait for a person's
+	// approval (POST /v1/approve). Nil = none.
+	Approve []string
 	// ServiceTimeout (service_timeout) bounds the wait for a Swarm service's rolling update;
 	// default 10m.
 	ServiceTimeout time.Duration

@@ -79,7 +79,7 @@ func Load(path string, environ []string) (Config, error) {
 			c.Registry.Auth[host] = RegistryAuth{Username: a.username, Password: a.password}
 		}
 	}
-	for _, list := range []*[]string{&c.Notify.URLs, &c.Notify.On, &c.Update.Window} {
+	for _, list := range []*[]string{&c.Notify.URLs, &c.Notify.On, &c.Update.Window, &c.Update.Approve} {
 		if len(*list) == 0 {
 			*list = nil
 		}

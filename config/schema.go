@@ -60,6 +60,7 @@ var fields = []field{
 	{key: "update.window", kind: kList, ref: func(s *settings) any { return &s.Update.Window }, norm: strings.TrimSpace, sep: ",;\n"},
 	{key: "update.keep_images", kind: kInt, ref: func(s *settings) any { return &s.Update.KeepImages }},
 	{key: "update.service_timeout", kind: kDuration, ref: func(s *settings) any { return &s.Update.ServiceTimeout }},
+	{key: "update.approve", kind: kList, ref: func(s *settings) any { return &s.Update.Approve }, norm: strings.ToLower},
 	{key: "registry.concurrency", kind: kInt, ref: func(s *settings) any { return &s.Registry.Concurrency }},
 	{key: "registry.per_host", kind: kInt, ref: func(s *settings) any { return &s.Registry.PerHost }},
 	{key: "registry.timeout", kind: kDuration, ref: func(s *settings) any { return &s.Registry.Timeout }},

@@ -120,13 +120,18 @@ func (l *loader) validate(c Config) error {
 	return nil
 }
 
-// checkOperations checks the keys of maintenance windows, kept images and notify.on.
+// checkOperations checks the keys of maintenance windows, kept images, approvals and notify.on.
 func (l *loader) checkOperations(c Config) error {
 	if _, err := schedule.ParseWindows(c.Update.Window); err != nil {
 		return l.errAt("update.window", "%v", err)
 	}
 	if c.Update.KeepImages < 0 {
 		return l.errAt("update.keep_images", "must not be negative (0 = cleanup removes superseded images at once), got %d", c.Update.KeepImages)
+	}
+	for _, k := range c.Update.Approve {
+		if !slices.Contains(approveKinds, k) {
+			return l.errAt("update.approve", "unknown update kind %q; want any of %s", k, strings.Join(approveKinds, ", "))
+		}
 	}
 	for _, o := range c.Notify.On {
 		if !slices.Contains(notifyOutcomes, o) {
@@ -135,6 +140,9 @@ func (l *loader) checkOperations(c Config) error {
 	}
 	return nil
 }
+
+// approveKinds are the kinds of update update.approve may name.
+var approveKinds = []string{"digest", "patch", "minor", "major"}
 
 // notifyOutcomes are the outcomes notify.on may name (a run report line's outcome).
 var notifyOutcomes = []string{"updated", "up_to_date", "update_available", "pending_approval", "skipped",

@@ -108,6 +108,15 @@ func TestSidecar(t *testing.T) {
 	sc := startSidecar(t, e, sock, watcherRef, labels)
 	t.Logf("sidecar up %v after the test began", time.Since(began).Round(time.Millisecond))
 
+	t.Run("serves the dashboard", func(t *testing.T) {
+		for path, want := range map[string]string{"/": `<script src="/ui/app.js"`, "/ui/app.js": "/v1/events"} {
+			status, body, err := sc.do(http.MethodGet, path)
+			if err != nil || status != http.StatusOK || !strings.Contains(string(body), want) {
+				t.Errorf("GET %s = %d %v, %d bytes; want 200 with the dashboard's embedded file", path, status, err, len(body))
+			}
+		}
+	})
+
 	t.Run("runs as documented", func(t *testing.T) {
 		ins := e.Inspect(sc.id)
 		if !ins.HostConfig.ReadonlyRootfs {

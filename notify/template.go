@@ -38,7 +38,7 @@ const maxMessage = 3500
 // summaryOrder is the order of outcomes in summaries: what needs a human first.
 var summaryOrder = []updater.Outcome{
 	updater.OutcomeFailed, updater.OutcomeRolledBack, updater.OutcomeUpdated, updater.OutcomeRestarted,
-	updater.OutcomeUpdateAvailable, updater.OutcomeUpToDate, updater.OutcomeSkipped,
+	updater.OutcomePendingApproval, updater.OutcomeUpdateAvailable, updater.OutcomeUpToDate, updater.OutcomeSkipped,
 }
 
 // funcs are the helpers a template may use besides the report's fields and methods

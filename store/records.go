@@ -14,6 +14,8 @@ var (
 	bucketUpdates = []byte("updates") // container -> its last committed update (for rollback)
 	// bucketServices journals Swarm service updates: host/service ID -> the update in flight.
 	bucketServices = []byte("service_journal")
+	// bucketApprovals: container -> the update it waits for a person's decision on
+	bucketApprovals = []byte("approvals")
 )
 
 // PutNotice records what was last notified about key; nil data forgets it.
@@ -43,6 +45,15 @@ func (s *Store) PutServiceJournal(key string, data []byte) error {
 
 // ServiceJournals returns every service update in flight, by key.
 func (s *Store) ServiceJournals() (map[string][]byte, error) { return s.all(bucketServices) }
+
+// PutApproval records the update a container waits for approval of (key: the container); nil
+// forgets it.
+func (s *Store) PutApproval(key string, data []byte) error {
+	return s.putOrDelete(bucketApprovals, key, data)
+}
+
+// Approvals returns every approval record, by key.
+func (s *Store) Approvals() (map[string][]byte, error) { return s.all(bucketApprovals) }
 
 func (s *Store) putOrDelete(bucket []byte, key string, data []byte) error {
 	if key == "" {

@@ -50,7 +50,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRuns, bucketKnown, bucketJournal, bucketJournalBy, bucketNotices, bucketUpdates, bucketServices} {
+		for _, b := range [][]byte{bucketRuns, bucketKnown, bucketJournal, bucketJournalBy, bucketNotices, bucketUpdates, bucketApprovals, bucketServices} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

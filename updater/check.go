@@ -73,7 +73,7 @@ func (u *Updater) checkDigests(ctx context.Context, ts []*Container, lines map[s
 			// line says why: skipped "too new (age …)", or failed reading the creation time
 		default:
 			cause := fmt.Sprintf("digest %s -> %s", shortDigest(line.OldDigest), shortDigest(res.Digest))
-			cands = append(cands, Candidate{Container: t, NewDigest: res.Digest, Cause: cause})
+			cands = append(cands, Candidate{Container: t, NewDigest: res.Digest, Cause: cause, Kind: PolicyDigest})
 		}
 	}
 	return cands

@@ -44,19 +44,19 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 	} else {
 		lines, cands = u.check(ctx, targets)
 	}
-	plan := u.planHosts(ctx, seen, cands, u.planOptions(req, rep, targets), lines)
+	po := u.planOptions(req, rep, targets)
+	plan := u.planHosts(ctx, seen, cands, po, lines)
 	if !plan.Empty() {
 		rep.Plan = plan
 	}
 	notePlan(plan, lines)
-	for _, t := range targets {
-		u.setStatus(t, statusOf(t, lines[t.key()]))
-	}
-
-	switch {
-	case plan.DryRun:
+	u.notePending(cands, po)
+	if plan.DryRun {
 		reportDryRun(plan, lines)
-	case plan.Steps() > len(plan.Last):
+	}
+	stepped := plan.applied()
+	u.showStatus(targets, lines, stepped, false)
+	if !plan.DryRun && plan.Steps() > len(plan.Last) {
 		u.log.Info("applying plan", "steps", plan.Steps(), "groups", len(plan.Groups), "plan", plan.String())
 		done := u.apply(ctx, plan, lines)
 		for name, err := range u.noteLostHosts(ctx, seen, lines) {
@@ -66,6 +66,7 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 		if len(done) > 0 {
 			u.afterUpdates(ctx, done, req.rollback != "")
 		}
+		u.showStatus(targets, lines, stepped, true)
 	}
 	for _, t := range targets {
 		rep.Containers = append(rep.Containers, *lines[t.key()])
@@ -76,11 +77,37 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 			rep.Containers = append(rep.Containers, *lines[key])
 		}
 	}
+	u.settleApprovals(targets, lines)
 	u.saveStatus(targets, req.all() && len(req.Hosts) == 0, down)
 	if plan.DryRun {
 		return nil
 	}
 	return plan.Last
+}
+
+// showStatus records the targets' states for GET /v1/containers and the live feed. Before apply
+// (applied false) a target the plan has a step for is updating, the rest are what their line
+// says; after it, a target whose step did not run (the watcher stopping, nothing to follow) gets
+// its line's state too (apply recorded the others as it went).
+func (u *Updater) showStatus(targets []*Container, lines map[string]*ContainerReport, stepped map[string]bool, applied bool) {
+	for _, t := range targets {
+		key := t.key()
+		switch {
+		case !stepped[key] && !applied:
+			u.setStatus(t, statusOf(t, lines[key]))
+		case stepped[key] && !applied:
+			u.setStatus(t, t.status(StateUpdating))
+		case stepped[key] && u.knownState(t) == StateUpdating:
+			u.setStatus(t, statusOf(t, lines[key]))
+		}
+	}
+}
+
+// knownState is the state last recorded for c.
+func (u *Updater) knownState(c *Container) State {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.status[c.key()].State
 }
 
 // observeHosts observes hs (listHosts) and sorts them into those seen and those down, with the
@@ -236,5 +263,11 @@ func (u *Updater) planOptions(req Request, rep *Report, targets []*Container) pl
 		}
 	}
 	o.Pinned = u.pinned()
+	switch {
+	case u.approvalStore() != nil:
+		o.Approvals = u.approvals()
+	case o.DryRun:
+		o.Approvals = map[string]*Approval{} // watcher check reads no state file: what waits, waits
+	}
 	return o
 }

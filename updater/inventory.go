@@ -110,6 +110,7 @@ func (u *Updater) checkWatched(ctx context.Context, req Request) (Request, error
 // Containers returns every watched container, on the hosts named (every host when none is),
 // with the latest state a run found for it. The containers of a host that cannot be reached are
 // the ones the last runs found there, in state unknown with that host's failure.
+// A state is decorated with what the state file says now (approvals, the last update's time).
 func (u *Updater) Containers(ctx context.Context, hosts ...string) ([]ContainerStatus, error) {
 	hs, err := u.pickHosts(hosts)
 	if err != nil {
@@ -129,6 +130,10 @@ func (u *Updater) Containers(ctx context.Context, hosts ...string) ([]ContainerS
 			continue
 		}
 		out = append(out, u.statusesOf(v.obs)...)
+	}
+	approvals, records := u.approvals(), u.allRecords()
+	for i := range out {
+		u.decorate(&out[i], approvals, records)
 	}
 	return out, nil
 }

@@ -105,6 +105,21 @@ func (p *Plan) Steps() int {
 	return n
 }
 
+// applied returns the targets the plan's groups act on (not Last, whose handover records its own
+// state), by target; none in a dry run.
+func (p *Plan) applied() map[string]bool {
+	out := map[string]bool{}
+	if p.DryRun {
+		return out
+	}
+	for _, g := range p.Groups {
+		for _, s := range g {
+			out[s.Target.String()] = true
+		}
+	}
+	return out
+}
+
 // Empty reports whether the plan neither does nor holds anything.
 func (p *Plan) Empty() bool { return p.Steps() == 0 && len(p.Held) == 0 }
 
@@ -116,6 +131,7 @@ func (p *Plan) Empty() bool { return p.Steps() == 0 && len(p.Held) == 0 }
 //	last:
 //	  handover watcher (digest …)
 //	hold mon: monitor mode: digest …
+//	wait api: a minor update waits for approval (tag 1.4.2 -> 1.5.0); approve: …
 //	skip vpn: DependentNotManaged: client joins vpn's network namespace …
 //	leave app2: stopped; a container its user stopped stays stopped
 func (p *Plan) String() string {
@@ -160,6 +176,8 @@ func holdVerb(o Outcome) string {
 		return "hold"
 	case OutcomeSkipped:
 		return "skip"
+	case OutcomePendingApproval:
+		return "wait"
 	case "":
 		return "leave"
 	}

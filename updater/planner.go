@@ -33,6 +33,9 @@ type Candidate struct {
 	NewImage  string // "" = same reference
 	Cause     string
 	ImageID   string // a rollback's previous image, run without a pull while the engine has it
+	// Kind is what sort of move it is, as update.approve names them: digest (same tag), patch,
+	// minor or major (another version tag); "" for a rollback.
+	Kind string
 }
 
 // planOptions are the run's circumstances a plan depends on.
@@ -51,9 +54,12 @@ type planOptions struct {
 	// Pinned maps containers (by key) to the digest a manual rollback undid: not applied again
 	// unforced.
 	Pinned map[string]string
-	// Rollback: the one candidate is a manual rollback, which a person asked for: mode, windows
-	// and pins do not hold it.
+	// Rollback: the one candidate is a manual rollback, which a person asked for: mode, windows,
+	// pins and approvals do not hold it.
 	Rollback bool
+	// Approvals are the recorded approvals by container (approve.go); nil when no state file
+	// keeps them.
+	Approvals map[string]*Approval
 }
 
 // buildPlan turns the available updates into the plan a run applies. A Swarm service is a group
@@ -149,7 +155,8 @@ func needsOrder(cands []Candidate, o planOptions) bool {
 // would stop each other mid-transaction.
 //
 // A person's request lifts what only stands between it and the update: a manual rollback is held
-// by none of mode, windows and pins; ?force=true lifts windows and pins.
+// by none of mode, windows, pins and approvals; ?force=true lifts windows and pins, never an
+// approval (only POST /v1/approve gives that).
 func holdOf(c Candidate, o planOptions) (*Hold, Op) {
 	t := c.Container
 	hold := func(outcome Outcome, why string) (*Hold, Op) {
@@ -170,6 +177,9 @@ func holdOf(c Candidate, o planOptions) (*Hold, Op) {
 		return hold(OutcomeSkipped, "another watcher instance ("+c.Cause+"); it updates itself")
 	case !lifted && o.Pinned[t.key()] != "" && o.Pinned[t.key()] == c.NewDigest:
 		return hold(OutcomeSkipped, "a manual rollback undid "+shortDigest(c.NewDigest)+"; it is not applied again (a newer digest is; or force it: POST /v1/update?container="+t.Name+hostParam(t)+"&force=true)")
+	}
+	if h := approvalHold(c, o.Approvals); h != nil && !o.Rollback {
+		return h, ""
 	}
 	if h := windowHold(c, o.Now); h != nil && !lifted {
 		return h, ""

@@ -459,17 +459,20 @@ func take(w *tagWork, tag string, res registry.Result, tooNew, tooNewTag string)
 	line := w.line
 	line.NewDigest = res.Digest
 	cause := fmt.Sprintf("digest %s -> %s", shortDigest(line.OldDigest), shortDigest(res.Digest))
-	newImage := ""
+	newImage, kind := "", PolicyDigest
 	if tag != w.cur.tag {
 		newImage = w.ref(tag)
 		line.NewImage = newImage
 		cause = fmt.Sprintf("tag %s -> %s", w.cur.tag, tag)
+		if v, err := parseVersion(tag); err == nil {
+			kind = versionStep(w.cur, v)
+		}
 	}
 	if tooNew != "" {
 		cause += fmt.Sprintf("; %s is too new (%s)", tooNewTag, tooNew)
 		line.Message = cause
 	}
-	return &Candidate{Container: w.t, NewDigest: res.Digest, NewImage: newImage, Cause: cause}
+	return &Candidate{Container: w.t, NewDigest: res.Digest, NewImage: newImage, Cause: cause, Kind: kind}
 }
 
 // tooNew applies watcher.min-age to a digest-policy update: it reports whether the new image is

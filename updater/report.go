@@ -101,6 +101,7 @@ const (
 	TriggerRecovery Trigger = "recovery" // a starting daemon finished transactions a crash left
 	TriggerWebhook  Trigger = "webhook"  // POST /v1/webhooks/{kind}: a registry said a tag was pushed
 	TriggerRollback Trigger = "rollback" // watcher rollback, POST /v1/rollback
+	TriggerApprove  Trigger = "approve"  // POST /v1/approve: a run that applies an approved update
 )
 
 // Report is one run: what triggered it, when, and a line per container it looked at.
@@ -223,6 +224,14 @@ type ContainerStatus struct {
 	CheckedAt    time.Time `json:"checked_at,omitzero"`
 	// Replicas are a service's tasks, as the manager's service list shows them.
 	Replicas *Replicas `json:"replicas,omitempty"`
+	// NewImage is the reference an available update moves to under a tag policy ("" = the same).
+	NewImage string `json:"new_image,omitempty"`
+	// Message is what the last run said of it besides a failure: why an update is held, ...
+	Message string `json:"message,omitempty"`
+	// UpdatedAt is when the watcher last committed an update of it (zero: none recorded).
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Approval is the update it waits for a person's decision on, or the decision (approve.go).
+	Approval *Approval `json:"approval,omitempty"`
 }
 
 // Observer is told about every finished run (metrics, notifications). It must not block for long:

@@ -45,7 +45,41 @@ func (u *Updater) NewScheduler(o SchedulerOptions) *Scheduler {
 	if o.Resync <= 0 {
 		o.Resync = DefaultResync
 	}
-	return &Scheduler{u: u, o: o, cron: cron.New(), stop: make(chan struct{}), done: make(chan struct{}), entries: map[string]cron.EntryID{}}
+	s := &Scheduler{u: u, o: o, cron: cron.New(), stop: make(chan struct{}), done: make(chan struct{}), entries: map[string]cron.EntryID{}}
+	u.mu.Lock()
+	u.sched = s
+	u.mu.Unlock()
+	return s
+}
+
+// Status is what the daemon is doing and will do next, as GET /v1/status shows it.
+type Status struct {
+	Running  string    `json:"running,omitempty"`  // the id of the run in progress
+	Queued   string    `json:"queued,omitempty"`   // the id of the run queued after it
+	Schedule string    `json:"schedule,omitempty"` // the schedule key ("" = none)
+	NextRun  time.Time `json:"next_run,omitzero"`  // the next tick of any schedule (zero: none)
+}
+
+// Status returns the runs in progress and queued, and when a schedule fires next.
+func (u *Updater) Status() Status {
+	u.mu.Lock()
+	st := Status{Schedule: u.opts.Schedule}
+	if u.running != nil {
+		st.Running = u.running.id
+	}
+	if u.queued != nil {
+		st.Queued = u.queued.id
+	}
+	sched := u.sched
+	u.mu.Unlock()
+	if sched != nil {
+		for _, next := range sched.Next() {
+			if !next.IsZero() && (st.NextRun.IsZero() || next.Before(st.NextRun)) {
+				st.NextRun = next
+			}
+		}
+	}
+	return st
 }
 
 // Start registers the schedules the containers have now and starts the clock; ctx is what the

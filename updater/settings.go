@@ -34,6 +34,9 @@ const (
 	LabelWindow = "watcher.window"
 	// LabelSchedule is the container's own check schedule (cron, as the schedule key).
 	LabelSchedule = "watcher.schedule"
+	// LabelApprove replaces update.approve for the container: the kinds of update (digest,
+	// patch, minor, major) that wait for a person's approval; "" = none.
+	LabelApprove = "watcher.approve"
 
 	// Watchtower's labels, honoured when the watcher.* label is absent so existing deployments
 	// work unchanged.
@@ -70,6 +73,8 @@ type Defaults struct {
 	// Zone is the schedule's time zone, which windows are read in; nil = time.Local. A
 	// watcher.schedule label with a CRON_TZ= prefix gives its container its own.
 	Zone *time.Location
+	// Approve is update.approve: the kinds of update that wait for approval (approve.go).
+	Approve []string
 }
 
 // Settings are one container's effective settings: its labels over the config.
@@ -91,6 +96,8 @@ type Settings struct {
 	Window   schedule.Windows
 	Zone     *time.Location // what Window is read in
 	Schedule string         // watcher.schedule, validated; "" = the daemon's schedule
+	// Approve: the kinds of update that wait for approval (watcher.approve, else update.approve).
+	Approve []string
 }
 
 // label returns the watcher label, else the Watchtower one, and whether either was set.
@@ -146,6 +153,14 @@ func ParseSettings(labels map[string]string, d Defaults) (Settings, error) {
 			r.bad(LabelWindow, v, err.Error())
 		} else {
 			s.Window = ws
+		}
+	}
+	s.Approve = d.Approve
+	if v, ok := labels[LabelApprove]; ok {
+		if kinds, err := ParseApproveKinds(v); err != nil {
+			r.bad(LabelApprove, v, err.Error())
+		} else {
+			s.Approve = kinds
 		}
 	}
 	return s, r.err()

@@ -41,13 +41,16 @@ func statusOf(c *Container, line *ContainerReport) ContainerStatus {
 	st := c.status(stateOf(line))
 	st.ID = firstNonEmpty(line.NewID, c.ID)
 	st.LocalDigest, st.RemoteDigest = line.OldDigest, line.NewDigest
-	if line.Outcome == OutcomeUpdated {
-		st.Image, st.LocalDigest = firstNonEmpty(line.NewImage, c.Image), line.NewDigest
-	}
 	if line.Replicas != nil {
 		st.Replicas = line.Replicas
 	}
-	st.LastError = line.Failure
+	if line.Outcome == OutcomeUpdated {
+		st.Image, st.LocalDigest = firstNonEmpty(line.NewImage, c.Image), line.NewDigest
+		st.UpdatedAt = time.Now().UTC()
+	} else if line.NewImage != "" && line.NewDigest != line.OldDigest {
+		st.NewImage = line.NewImage
+	}
+	st.LastError, st.Message = line.Failure, line.Message
 	st.CheckedAt = time.Now().UTC()
 	return st
 }
@@ -68,14 +71,62 @@ func stateOf(line *ContainerReport) State {
 	return StateUnknown
 }
 
-// setStatus records st for c when c is watched (dependents the watcher restarts are not listed).
+// setStatus records st for c when c is watched (dependents the watcher restarts are not listed),
+// with what the state file adds (decorate), and tells the live observers when it changed.
 func (u *Updater) setStatus(c *Container, st ContainerStatus) {
 	if !c.Watched {
 		return
 	}
+	u.decorate(&st, u.approvals(), u.allRecords())
 	u.mu.Lock()
+	old, had := u.status[c.key()]
 	u.status[c.key()] = st
 	u.mu.Unlock()
+	if !had || !sameStatus(old, st) {
+		u.live(func(o LiveObserver) { o.ContainerChanged(st) })
+	}
+}
+
+// decorate adds to st what the state file knows of its container: the update waiting for (or
+// decided by) a person, and when the watcher last updated it.
+func (u *Updater) decorate(st *ContainerStatus, approvals map[string]*Approval, records map[string]*updateRecord) {
+	st.Approval = nil
+	key := st.key()
+	a := approvals[key]
+	if a != nil && st.State != StateUpToDate && (st.RemoteDigest == "" || st.RemoteDigest == a.Digest) {
+		st.Approval = a
+	}
+	if r := records[key]; r != nil && st.UpdatedAt.IsZero() {
+		st.UpdatedAt = r.At
+	}
+}
+
+// sameStatus reports whether two states of a container differ in nothing but when it was checked.
+func sameStatus(a, b ContainerStatus) bool {
+	a.CheckedAt, b.CheckedAt = time.Time{}, time.Time{}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+// LiveObserver is an Observer that is also told as things happen (the dashboard's feed, GET
+// /v1/events): a run starting, and a watched container's known state changing. Its calls must
+// not block.
+type LiveObserver interface {
+	Observer
+	// RunStarted gets the report of a run that starts: id, trigger and start time, no lines.
+	RunStarted(r *Report)
+	// ContainerChanged gets a watched container's new state (as GET /v1/containers shows it).
+	ContainerChanged(st ContainerStatus)
+}
+
+// live calls f for every observer that is a LiveObserver.
+func (u *Updater) live(f func(LiveObserver)) {
+	for _, o := range u.opts.Observers {
+		if l, ok := o.(LiveObserver); ok {
+			f(l)
+		}
+	}
 }
 
 // saveStatus writes the states of this run's targets to the state file; a run over every watched

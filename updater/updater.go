@@ -112,6 +112,8 @@ type Updater struct {
 	idle      sync.Cond       // signalled when a triggered run sequence ends
 
 	loadOnce sync.Once // the last known states are read from History once (status.go)
+	book     approvalBook
+	sched    *Scheduler // the daemon's schedules, for Status; nil before NewScheduler
 
 	mu        sync.Mutex
 	running   *run
@@ -391,6 +393,8 @@ func (u *Updater) Execute(ctx context.Context, id string, req Request) *Report {
 	}
 	u.loadStatus()
 	rep := &Report{ID: id, Trigger: req.Trigger, DryRun: req.DryRun || u.checkOnly, StartedAt: time.Now().UTC()}
+	started := *rep
+	u.live(func(o LiveObserver) { o.RunStarted(&started) })
 	for _, s := range u.cycle(ctx, req, rep) {
 		if u.handOver(ctx, rep, s) {
 			return rep // finished and stored before the store was handed over

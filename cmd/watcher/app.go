@@ -33,6 +33,7 @@ type app struct {
 	docker   *engine.Client // the engine the watcher's own container is on (the first when none)
 	store    *store.Store
 	metrics  *api.Metrics
+	events   *api.Events // the daemon's live feed (GET /v1/events); nil for once, check, rollback
 	notify   *notify.Notifier
 	upd      *updater.Updater
 	selfID   string   // the watcher's own container, "" outside a container of these engines
@@ -100,6 +101,9 @@ func (a *app) connect(ctx context.Context, cmd string, environ []string) error {
 		}
 	}
 	a.metrics = api.NewHostMetrics(a.hostNames())
+	if cmd == "run" {
+		a.events = api.NewEvents()
+	}
 	if (cmd == "run" || cmd == "once" || cmd == "rollback") && len(a.cfg.Notify.URLs) > 0 {
 		if a.notify, err = a.newNotifier(); err != nil {
 			return fail(exitUsage, "%v", err)
@@ -162,6 +166,9 @@ func (a *app) history() updater.History {
 
 func (a *app) updaterOptions() updater.Options {
 	observers := []updater.Observer{a.metrics}
+	if a.events != nil {
+		observers = append(observers, a.events)
+	}
 	if a.notify != nil {
 		observers = append(observers, a.notify)
 	}
@@ -173,7 +180,7 @@ func (a *app) updaterOptions() updater.Options {
 	return updater.Options{
 		Selection:      updater.Selection{LabelEnable: cfg.Watch.LabelEnable, Scope: cfg.Watch.Scope},
 		IncludeStopped: cfg.Watch.IncludeStopped,
-		Defaults:       updater.Defaults{Mode: cfg.Update.Mode, Window: cfg.Windows(), Zone: cfg.Zone()},
+		Defaults:       updater.Defaults{Mode: cfg.Update.Mode, Window: cfg.Windows(), Zone: cfg.Zone(), Approve: cfg.Update.Approve},
 		NoRollback:     !cfg.Update.Rollback,
 		Cleanup:        cfg.Update.Cleanup,
 		Parallel:       cfg.Update.Parallel,
@@ -307,7 +314,7 @@ func (a *app) serveAPI(ctx context.Context) (httpErr <-chan error, stop func()) 
 	srv := api.New(a.upd, api.Options{
 		Listen: a.cfg.HTTP.Listen, Token: a.cfg.HTTP.Token, PublicRead: a.cfg.HTTP.PublicRead, WebhookSecret: a.cfg.HTTP.WebhookSecret,
 		TLSCert: a.cfg.HTTP.TLSCert, TLSKey: a.cfg.HTTP.TLSKey, RateLimit: a.cfg.HTTP.RateLimit,
-		Logger: a.log, Metrics: a.metrics,
+		Logger: a.log, Metrics: a.metrics, Events: a.events, Version: version,
 	})
 	httpCtx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)

@@ -59,23 +59,9 @@ func TestComposeExample(t *testing.T) {
 	if len(w.GroupAdd) == 0 {
 		t.Error("watcher: no group_add for the socket's group (the image is not root)")
 	}
-	if !slices.Contains(w.Volumes, "/var/run/docker.sock:/var/run/docker.sock") {
-		t.Errorf("watcher: volumes %v lack the Docker socket", w.Volumes)
-	}
-	stateVolume := ""
-	for _, v := range w.Volumes {
-		if src, dst, _ := strings.Cut(v, ":"); dst == "/var/lib/watcher" {
-			stateVolume = src
-		}
-	}
-	if _, ok := compose.Volumes[stateVolume]; !ok {
-		t.Errorf("watcher: no named volume at /var/lib/watcher (volumes %v)", w.Volumes)
-	}
+	checkMounts(t, w.Volumes, compose.Volumes)
 	if len(w.Secrets) != 1 || compose.Secrets[w.Secrets[0]].File == "" {
 		t.Fatalf("watcher: secrets %v, want one file-backed secret", w.Secrets)
-	}
-	if got, want := w.Environment["WATCHER_HTTP_TOKEN_FILE"], "/run/secrets/"+w.Secrets[0]; got != want {
-		t.Errorf("WATCHER_HTTP_TOKEN_FILE = %q, want %q (where Compose mounts the secret)", got, want)
 	}
 	apps := 0
 	for n, s := range compose.Services {
@@ -87,14 +73,46 @@ func TestComposeExample(t *testing.T) {
 		t.Error("no labelled app")
 	}
 
-	// The environment as the real loader sees it, with the secret file where Compose puts it.
+	cfg := exampleConfig(t, w.Environment, "/run/secrets/"+w.Secrets[0], 0o440)
+	if cfg.HTTP.Token == "" || cfg.StateDir != "/var/lib/watcher" || len(cfg.Warnings) > 0 {
+		t.Errorf("config from the example: token set %v, state_dir %q, warnings %q; want a token, /var/lib/watcher, no warning",
+			cfg.HTTP.Token != "", cfg.StateDir, cfg.Warnings)
+	}
+}
+
+// checkMounts fails unless volumes mount the Docker socket and a named volume (one of named)
+// at the state directory.
+func checkMounts(t *testing.T, volumes []string, named map[string]any) {
+	t.Helper()
+	if !slices.Contains(volumes, "/var/run/docker.sock:/var/run/docker.sock") {
+		t.Errorf("watcher: volumes %v lack the Docker socket", volumes)
+	}
+	stateVolume := ""
+	for _, v := range volumes {
+		if src, dst, _ := strings.Cut(v, ":"); dst == "/var/lib/watcher" {
+			stateVolume = src
+		}
+	}
+	if _, ok := named[stateVolume]; !ok {
+		t.Errorf("watcher: no named volume at /var/lib/watcher (volumes %v)", volumes)
+	}
+}
+
+// exampleConfig is an example's environment as the real loader sees it (the WATCHER_* variables),
+// with the token file it names (which must be secret, where the secret is mounted) written with
+// mode perm; the loader must accept it.
+func exampleConfig(t *testing.T, environment map[string]string, secret string, perm os.FileMode) config.Config {
+	t.Helper()
 	token := filepath.Join(t.TempDir(), "watcher_token")
-	if err := os.WriteFile(token, []byte(randomHex(16)+"\n"), 0o440); err != nil {
+	if err := os.WriteFile(token, []byte(randomHex(16)+"\n"), perm); err != nil {
 		t.Fatal(err)
 	}
 	var env []string
-	for k, v := range w.Environment {
+	for k, v := range environment {
 		if k == "WATCHER_HTTP_TOKEN_FILE" {
+			if v != secret {
+				t.Errorf("WATCHER_HTTP_TOKEN_FILE = %q, want %q (where the secret is mounted)", v, secret)
+			}
 			v = token
 		}
 		if strings.HasPrefix(k, "WATCHER_") {
@@ -105,10 +123,7 @@ func TestComposeExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the example's environment is refused: %v", err)
 	}
-	if cfg.HTTP.Token == "" || cfg.StateDir != "/var/lib/watcher" || len(cfg.Warnings) > 0 {
-		t.Errorf("config from the example: token set %v, state_dir %q, warnings %q; want a token, /var/lib/watcher, no warning",
-			cfg.HTTP.Token != "", cfg.StateDir, cfg.Warnings)
-	}
+	return cfg
 }
 
 // TestSidecarDocs keeps the README's and docs/sidecar.md's `docker run` of the watcher in step
@@ -217,18 +232,7 @@ func TestSwarmStackExample(t *testing.T) {
 	if !w.ReadOnly || !strings.HasPrefix(w.User, "65532:") {
 		t.Errorf("watcher: read_only %v, user %q; want a read-only root and the image's non-root user with the socket's group", w.ReadOnly, w.User)
 	}
-	if !slices.Contains(w.Volumes, "/var/run/docker.sock:/var/run/docker.sock") {
-		t.Errorf("watcher: volumes %v lack the Docker socket", w.Volumes)
-	}
-	stateVolume := ""
-	for _, v := range w.Volumes {
-		if src, dst, _ := strings.Cut(v, ":"); dst == "/var/lib/watcher" {
-			stateVolume = src
-		}
-	}
-	if _, ok := stack.Volumes[stateVolume]; !ok {
-		t.Errorf("watcher: no named volume at /var/lib/watcher (volumes %v)", w.Volumes)
-	}
+	checkMounts(t, w.Volumes, stack.Volumes)
 	if len(w.Secrets) != 1 || !stack.Secrets[w.Secrets[0].Source].External || w.Secrets[0].UID != "65532" || w.Secrets[0].Mode != 0o400 {
 		t.Fatalf("watcher: secrets %+v, want one external secret, uid 65532, mode 0400", w.Secrets)
 	}
@@ -241,26 +245,7 @@ func TestSwarmStackExample(t *testing.T) {
 	if apps == 0 {
 		t.Error("no app service labelled watcher.enable=true in deploy.labels")
 	}
-	token := filepath.Join(t.TempDir(), "watcher_token")
-	if err := os.WriteFile(token, []byte(randomHex(16)+"\n"), 0o400); err != nil {
-		t.Fatal(err)
-	}
-	var env []string
-	for k, v := range w.Environment {
-		if k == "WATCHER_HTTP_TOKEN_FILE" {
-			if v != "/run/secrets/"+w.Secrets[0].Source {
-				t.Errorf("WATCHER_HTTP_TOKEN_FILE = %q, want where Swarm mounts the secret", v)
-			}
-			v = token
-		}
-		if strings.HasPrefix(k, "WATCHER_") {
-			env = append(env, k+"="+v)
-		}
-	}
-	cfg, err := config.Load("", env)
-	if err != nil {
-		t.Fatalf("the example's environment is refused: %v", err)
-	}
+	cfg := exampleConfig(t, w.Environment, "/run/secrets/"+w.Secrets[0].Source, 0o400)
 	if cfg.HTTP.Token == "" || !cfg.Swarm.Services || len(cfg.Warnings) > 0 {
 		t.Errorf("config from the example: token set %v, swarm.services %v, warnings %q", cfg.HTTP.Token != "", cfg.Swarm.Services, cfg.Warnings)
 	}

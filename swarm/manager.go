@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -13,6 +12,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/watcher-dev/watcher/failure"
+	"github.com/watcher-dev/watcher/internal/keylock"
 )
 
 // DefaultTimeout is how long an update may take to converge by default (update.service_timeout).
@@ -43,8 +43,7 @@ type Manager struct {
 	// the process there.
 	afterJournal func(step string)
 
-	mu   sync.Mutex
-	busy map[string]chan struct{} // service ID -> closed when its update ends
+	busy keylock.Locks // by service ID: one update of a service at a time
 }
 
 // New returns a Manager on the manager engine d with journal j.
@@ -62,7 +61,7 @@ func New(d Docker, j Journal, o Options) *Manager {
 	if o.Host != "" {
 		log = log.With("host", o.Host)
 	}
-	return &Manager{d: d, j: j, o: o, log: log, busy: map[string]chan struct{}{}}
+	return &Manager{d: d, j: j, o: o, log: log}
 }
 
 // Spec says which service to update and how.
@@ -130,31 +129,6 @@ type Result struct {
 	Recovered bool // Recover finished it (an earlier process sent it)
 }
 
-// lock waits until no other update works on service id, then claims it.
-func (m *Manager) lock(ctx context.Context, id string) (unlock func(), err error) {
-	for {
-		m.mu.Lock()
-		ch, held := m.busy[id]
-		if !held {
-			ch = make(chan struct{})
-			m.busy[id] = ch
-			m.mu.Unlock()
-			return func() {
-				m.mu.Lock()
-				delete(m.busy, id)
-				m.mu.Unlock()
-				close(ch)
-			}, nil
-		}
-		m.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-}
-
 // Update sends one ServiceUpdate that changes only the service's image (or, with Rollback, asks
 // for rollback=previous) and waits until Swarm's rolling update has completed, rolled back or
 // paused, or Options.Timeout has passed. The update is journaled before it is sent; an update of
@@ -162,7 +136,7 @@ func (m *Manager) lock(ctx context.Context, id string) (unlock func(), err error
 func (m *Manager) Update(ctx context.Context, s Spec) Result {
 	start := time.Now()
 	res := Result{ServiceID: s.ServiceID, Image: s.Image, Outcome: OutcomeFailed}
-	unlock, err := m.lock(ctx, s.ServiceID)
+	unlock, err := m.busy.Lock(ctx, s.ServiceID)
 	if err != nil {
 		res.Err = fail(failure.Interrupted, "the watcher is stopping; the update was not sent")
 		return res

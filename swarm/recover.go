@@ -38,7 +38,7 @@ func (m *Manager) Recover(ctx context.Context) []Result {
 	var wg sync.WaitGroup
 	for i, id := range ids {
 		wg.Go(func() {
-			unlock, err := m.lock(ctx, id)
+			unlock, err := m.busy.Lock(ctx, id)
 			if err != nil {
 				out[i] = Result{ServiceID: id, Name: recs[id].Name, Outcome: OutcomeFailed, Recovered: true,
 					Err: fail(failure.Interrupted, "the watcher is stopping; the update is resumed at its next start")}

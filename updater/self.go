@@ -68,6 +68,25 @@ func (u *Updater) canHandOver(h *host) bool {
 	return ok && u.selfID != "" && u.opts.Release != nil
 }
 
+// release stores rep as this process's last word and gives the store and listener to the
+// successor (Options.Release); until it fails, no run starts.
+func (u *Updater) release(ctx context.Context, rep *Report, successor string) error {
+	rep.FinishedAt = time.Now().UTC()
+	u.setHandedOver(true)
+	u.store(rep)
+	err := u.opts.Release(ctx, successor)
+	if err != nil {
+		u.setHandedOver(false)
+	}
+	return err
+}
+
+func (u *Updater) setHandedOver(v bool) {
+	u.mu.Lock()
+	u.handedOver = v
+	u.mu.Unlock()
+}
+
 // handOver runs the watcher's own update (the plan's last step). On success the run's report is
 // stored with the watcher's line handed_over before the store is released, observers are told
 // once the release succeeded, and handOver returns true: nothing else may use the store.
@@ -99,15 +118,7 @@ func (u *Updater) handOver(ctx context.Context, rep *Report, s *Step) bool {
 			line.NewImage = s.NewImage
 		}
 		line.Duration = time.Since(start)
-		rep.FinishedAt = time.Now().UTC()
-		u.mu.Lock()
-		u.handedOver = true
-		u.mu.Unlock()
-		u.store(rep)
-		if err := u.opts.Release(ctx, successor); err != nil {
-			u.mu.Lock()
-			u.handedOver = false
-			u.mu.Unlock()
+		if err := u.release(ctx, rep, successor); err != nil {
 			*line = before // lifecycle rolls back; record says how that ended
 			return err
 		}

@@ -114,18 +114,10 @@ func (u *Updater) handOverService(ctx context.Context, rep *Report, s *Step, lin
 	line.Outcome, line.Failure = OutcomeHandedOver, nil
 	line.Message = "Swarm replaces this watcher's task (" + s.Cause + "); the new task waits for the update to end and reports it"
 	line.Duration = time.Since(start)
-	rep.FinishedAt = time.Now().UTC()
-	u.mu.Lock()
-	u.handedOver = true
-	u.mu.Unlock()
-	u.store(rep)
-	if err := u.opts.Release(ctx, ServiceSuccessor(t.ID)); err != nil {
+	if err := u.release(ctx, rep, ServiceSuccessor(t.ID)); err != nil {
 		// The update is on its way: Swarm replaces this task whatever happens here, and the next
 		// start resumes the wait from the journal.
 		u.log.Error("the watcher's own service update was sent, but releasing the state file failed", "err", err)
-		u.mu.Lock()
-		u.handedOver = false
-		u.mu.Unlock()
 		return false
 	}
 	u.tell(rep)

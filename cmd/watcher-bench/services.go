@@ -72,18 +72,9 @@ func (b *bench) servicesScenario(ctx context.Context, c config, t *table) error 
 	if r.cold, err = cycle(ctx, u, c.services); err != nil {
 		return err
 	}
-	var walls []time.Duration
-	for i := range c.cycles {
-		b.reg.Reset()
-		b.api.Reset()
-		d, err := cycle(ctx, u, c.services)
-		if err != nil {
-			return err
-		}
-		walls = append(walls, d)
-		if i == 0 {
-			r.warmReg, r.warmAPI = b.reg.Counts(), b.api.String()
-		}
+	walls, err := b.warmCycles(ctx, u, c.services, c.cycles, &r.warmReg, &r.warmAPI)
+	if err != nil {
+		return err
 	}
 	r.warm = median(walls)
 	logf("check %d services over %d images: cold %s, warm median %s of %v (%s; engine %s)", c.services, c.serviceImages,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"slices"
@@ -243,34 +242,26 @@ func testSwarmDaemon(t *testing.T, x *testenv.ExtraEngine, e *testenv.Env) {
 	id := c.service("api", testenv.ServiceSpec{Image: v1, Replicas: 2})
 	stop := startDaemon(t, c.env)
 	defer stop()
-	get := func(path string) []byte {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return b
-	}
 	var list struct{ Containers []updater.ContainerStatus }
-	if err := json.Unmarshal(get("/v1/containers"), &list); err != nil {
-		t.Fatal(err)
-	}
+	call(t, http.MethodGet, "http://"+addr+"/v1/containers", token, &list)
 	i := slices.IndexFunc(list.Containers, func(s updater.ContainerStatus) bool { return s.ID == id })
 	if i < 0 || list.Containers[i].Kind != updater.KindService || list.Containers[i].Replicas == nil ||
 		*list.Containers[i].Replicas != (updater.Replicas{Mode: "replicated", Desired: 2, Running: 2}) {
 		t.Errorf("/v1/containers = %+v, want the service with kind service and 2 of 2 replicas", list.Containers)
 	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/update?wait=true", nil)
+	var rep updater.Report
+	call(t, http.MethodPost, "http://"+addr+"/v1/update?wait=true", token, &rep)
+	if rep.WatchedServices != 1 {
+		t.Errorf("run report: watched_services %d, want 1", rep.WatchedServices)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if m := string(get("/metrics")); !strings.Contains(m, "watcher_services_watched 1") {
+	defer resp.Body.Close()
+	if m, _ := io.ReadAll(resp.Body); !strings.Contains(string(m), "watcher_services_watched 1") {
 		t.Errorf("/metrics lacks watcher_services_watched 1")
 	}
 }

@@ -63,6 +63,8 @@ func TestSwarmLab(t *testing.T) {
 		t.Fatalf("tasks on nodes %v, want one on each of 3", got)
 	}
 
+	twoManagers(t, env, nodes, e.Name("lab"))
+
 	v2 := push("v2")
 	t0 := time.Now()
 	code, out, stderr := runCmd(t, env, "once")
@@ -101,6 +103,25 @@ func TestSwarmLab(t *testing.T) {
 		t.Errorf("the log does not name the node that is down (%s)", killed)
 	}
 	t.Logf("the lab test took %s", time.Since(start).Round(time.Second))
+}
+
+// twoManagers promotes node 2 for a while: a watcher with both managers as hosts checks the
+// service once, through the first, and says so of the second.
+func twoManagers(t *testing.T, env, nodes []string, name string) {
+	t.Helper()
+	testenv.DockerCLI(t, nodes[0], "node", "promote", "lab2")
+	defer testenv.DockerCLI(t, nodes[0], "node", "demote", "lab2")
+	cfg := writeFile(t, "hosts:\n  - name: m1\n    host: "+nodes[0]+"\n  - name: m2\n    host: "+nodes[1]+"\n")
+	code, out, stderr := runCmd(t, env, "check", "--config", cfg)
+	lines := 0
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "service "+name) {
+			lines++
+		}
+	}
+	if code != 0 || lines != 1 || !strings.Contains(stderr, "this host manages the same swarm as host m1") {
+		t.Errorf("watcher check with two managers as hosts = exit %d, %d lines of the service\n%s%s\nwant exit 0, one line, and m2 said to be the same swarm", code, lines, out, stderr)
+	}
 }
 
 // taskNodes returns the nodes of the service's running tasks on image, once every task runs it.

@@ -10,7 +10,7 @@ TEST_DOCKER_HOST ?= unix://$(or $(WATCHER_ENGINE_DIR),/tmp/watcher-test-engine)/
 CONFIG    ?=
 ARGS      ?=
 
-.PHONY: build run test test-swarm unit bench engine-start engine-stop lint fuzz clean screenshots
+.PHONY: build run test test-swarm unit bench chaos engine-start engine-stop lint fuzz clean screenshots
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/watcher ./cmd/watcher
@@ -62,6 +62,18 @@ BENCH_ARGS ?=
 bench: engine-start
 	DOCKER_HOST=$(TEST_DOCKER_HOST) WATCHER_REQUIRE_ENGINE=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 	DOCKER_HOST=$(TEST_DOCKER_HOST) $(GO) run ./cmd/watcher-bench $(BENCH_ARGS)
+
+# The randomized fault campaign (docs/reliability.md): CHAOS_SCHEDULES schedules drawn from seeds
+# CHAOS_FIRST.. (the first 50 also run in make test), CHAOS_PARALLEL at a time, through a
+# fault-injecting proxy in front of the private engine. CHAOS_SEED=N replays one schedule. The
+# figures (schedules, faults by kind, kills, user actions, violations) go to CHAOS_REPORT.
+CHAOS_SCHEDULES ?= 1000
+CHAOS_PARALLEL  ?= 2
+CHAOS_REPORT    ?= $(CURDIR)/bin/chaos-report.json
+chaos: engine-start
+	@mkdir -p $(dir $(CHAOS_REPORT))
+	DOCKER_HOST=$(TEST_DOCKER_HOST) WATCHER_REQUIRE_ENGINE=1 CHAOS_SCHEDULES=$(CHAOS_SCHEDULES) CHAOS_REPORT=$(CHAOS_REPORT) \
+	  $(GO) test -race -count=1 -timeout 8h -parallel $(CHAOS_PARALLEL) -run 'TestChaos$$' ./lifecycle/
 
 # The dashboard's screenshots in docs/images, taken by its browser tests (Debian's chromium).
 screenshots: engine-start

@@ -172,7 +172,11 @@ func (s *Server) parseUpdate(r *http.Request) (updater.Request, bool, error) {
 			req.Containers = append(req.Containers, name)
 		}
 	}
-	for _, ref := range q["image"] {
+	images, err := splitImages(q["image"])
+	if err != nil {
+		return req, false, err
+	}
+	for _, ref := range images {
 		ref, err := checkImageRef(ref)
 		if err != nil {
 			return req, false, err

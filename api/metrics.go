@@ -43,6 +43,7 @@ type Metrics struct {
 	downtime      *prometheus.HistogramVec
 	lastCycle     prometheus.Gauge
 	notifications *prometheus.CounterVec
+	wt            *watchtowerMetrics   // Watchtower's metric names (watchtower.go)
 	hostUp        *prometheus.GaugeVec // with hosts configured: watcher_host_up{host}
 }
 
@@ -109,6 +110,7 @@ func NewHostMetrics(hosts []string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.watched, m.services, m.checks, m.updates, m.registryReqs, m.cycleDuration, m.downtime, m.lastCycle, m.notifications,
 	)
+	m.wt = newWatchtowerMetrics(m.reg)
 	if len(hosts) > 0 {
 		m.hostUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "watcher_host_up",
@@ -202,6 +204,7 @@ func (m *Metrics) RunFinished(r *updater.Report) {
 		}
 		m.hostUp.WithLabelValues(h.Name).Set(up)
 	}
+	m.wt.runFinished(r)
 }
 
 // RegistryRequest counts one HTTP request to a registry; code 0 means no response came.

@@ -20,18 +20,24 @@ import (
 // scrape fetches /metrics through the API (with the token) and parses the text format.
 func scrape(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {
 	t.Helper()
-	req := httptest.NewRequest("GET", "/metrics", nil)
+	return scrapeAt(t, h, "/metrics")
+}
+
+// scrapeAt is scrape of another path (Watchtower's /v1/metrics).
+func scrapeAt(t *testing.T, h http.Handler, path string) map[string]*dto.MetricFamily {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	req.Header.Set("Accept", "text/plain; version=0.0.4")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
-		t.Fatalf("GET /metrics = %d %s", rec.Code, rec.Body)
+		t.Fatalf("GET %s = %d %s", path, rec.Code, rec.Body)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(rec.Body)
 	if err != nil {
-		t.Fatalf("parsing /metrics: %v", err)
+		t.Fatalf("parsing %s: %v", path, err)
 	}
 	return fams
 }

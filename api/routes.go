@@ -35,6 +35,7 @@ func (s *Server) routes() http.Handler {
 	route(http.MethodGet, "/healthz", accessPublic, s.handleHealthz)
 	route(http.MethodGet, "/readyz", accessPublic, s.handleReadyz)
 	route(http.MethodGet, "/metrics", accessRead, s.metrics.Handler().ServeHTTP)
+	route(http.MethodGet, "/v1/metrics", accessRead, s.metrics.Handler().ServeHTTP) // Watchtower's path
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, ReasonNotFound, "no such endpoint: "+quote(r.URL.Path))
 	})

@@ -54,6 +54,8 @@ type Update struct {
 	Rollback      bool          // rollback, default true
 	Cleanup       bool          // cleanup: remove the superseded image; default true
 	Parallel      int           // parallel: independent containers updated at once; default 4
+	// lifecycle_hooks: run Watchtower's lifecycle hook labels (sh -c in the container); default false
+	LifecycleHooks bool
 	// Window: maintenance windows "[Mon-Fri ]HH:MM-HH:MM" in the schedule's zone; outside all of
 	// them nothing is replaced. Nil = always.
 	Window     []string

@@ -37,8 +37,14 @@ type loader struct {
 
 // Load reads the config file at path ("" = none: defaults), then applies the WATCHER_*
 // variables of environ (os.Environ format), reads <key>_file secrets and validates the result.
-// Environment variables beat the file. Errors are *Error.
+// Environment variables beat the file. Watchtower's variables are read as LoadWatchtower does.
+// Errors are *Error.
 func Load(path string, environ []string) (Config, error) {
+	c, _, err := loadAll(path, environ, &Watchtower{})
+	return c, err
+}
+
+func loadAll(path string, environ []string, wt *Watchtower) (Config, []string, error) {
 	l := &loader{
 		s:    settings{Config: Default(), auth: map[string]*authSettings{}},
 		src:  map[string]source{},
@@ -51,26 +57,30 @@ func Load(path string, environ []string) (Config, error) {
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
-			return Config{}, &Error{File: path, Msg: "cannot read config file: " + err.Error()}
+			return Config{}, nil, &Error{File: path, Msg: "cannot read config file: " + err.Error()}
 		}
 		if err := l.loadYAML(data); err != nil {
-			return Config{}, err
+			return Config{}, nil, err
 		}
 		if err := l.checkFilePairs(); err != nil {
-			return Config{}, err
+			return Config{}, nil, err
 		}
 	}
 	if err := l.loadEnv(environ); err != nil {
-		return Config{}, err
+		return Config{}, nil, err
+	}
+	notes, err := l.loadWatchtower(environ, wt)
+	if err != nil {
+		return Config{}, nil, err
 	}
 	if err := l.checkValues(&l.s); err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
 	if err := l.checkHostValues(); err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
 	if err := l.readSecrets(); err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
 	c := l.s.Config
 	if len(l.s.auth) > 0 {
@@ -84,12 +94,11 @@ func Load(path string, environ []string) (Config, error) {
 			*list = nil
 		}
 	}
-	var err error
 	if c.Hosts, err = l.resolveHosts(c.Watch.Scope); err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
 	if err := l.validate(c); err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
 	if c.HTTP.TLSKey != "" {
 		if fi, err := os.Stat(c.HTTP.TLSKey); err == nil {
@@ -97,7 +106,7 @@ func Load(path string, environ []string) (Config, error) {
 		}
 	}
 	c.Warnings = l.warnings
-	return c, nil
+	return c, notes, nil
 }
 
 // errAt returns an *Error about key, located where key was set.

@@ -57,6 +57,7 @@ var fields = []field{
 	{key: "update.rollback", kind: kBool, ref: func(s *settings) any { return &s.Update.Rollback }},
 	{key: "update.cleanup", kind: kBool, ref: func(s *settings) any { return &s.Update.Cleanup }},
 	{key: "update.parallel", kind: kInt, ref: func(s *settings) any { return &s.Update.Parallel }},
+	{key: "update.lifecycle_hooks", kind: kBool, ref: func(s *settings) any { return &s.Update.LifecycleHooks }},
 	{key: "update.window", kind: kList, ref: func(s *settings) any { return &s.Update.Window }, norm: strings.TrimSpace, sep: ",;\n"},
 	{key: "update.keep_images", kind: kInt, ref: func(s *settings) any { return &s.Update.KeepImages }},
 	{key: "update.service_timeout", kind: kDuration, ref: func(s *settings) any { return &s.Update.ServiceTimeout }},

@@ -386,13 +386,13 @@ func readJSONStream(r io.Reader, log io.Writer) (string, error) {
 // removeDescendants removes every image built on top of base (the legacy builder keeps each
 // step's image as cache: a full copy of the filesystem each with vfs), leaves first, pruning
 // untagged parents; base itself stays for its own cleanup.
-func removeDescendants(t testing.TB, docker *client.Client, base string) {
+func removeDescendants(logf func(format string, args ...any), docker *client.Client, base string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for range 20 {
 		res, err := docker.ImageList(ctx, client.ImageListOptions{All: true})
 		if err != nil {
-			t.Logf("cleanup: listing images: %v", err)
+			logf("listing images: %v", err)
 			return
 		}
 		parent := map[string]string{}
@@ -416,7 +416,7 @@ func removeDescendants(t testing.TB, docker *client.Client, base string) {
 		for _, id := range below {
 			if !isParent[id] {
 				if _, err := docker.ImageRemove(ctx, id, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil {
-					t.Logf("cleanup: removing build image %s: %v", id, err)
+					logf("removing build image %s: %v", id, err)
 				}
 			}
 		}

@@ -38,29 +38,12 @@ func TestSidecar(t *testing.T) {
 	began := time.Now()
 	e := testenv.New(t)
 	sock := engineSocket(t)
-	root := moduleRoot(t)
 	dumpLogsOnFailure(t, e)
 
-	// The image: the real Dockerfile, built by `docker build` on this repository.
-	phase := time.Now()
-	baseRef := e.Registry.Ref("golang", "e2e")
-	baseID := goBaseImage(t, e, baseRef)
-	t.Cleanup(func() { removeDescendants(t, e.Docker, baseID) })
-	t.Logf("Go base image from %s loaded in %v", goEnv(t, "GOROOT"), time.Since(phase).Round(time.Millisecond))
-
-	phase = time.Now()
-	version := "e2e-" + e.Owner
+	// The image: the real Dockerfile, built by `docker build` on this repository (image_test.go).
+	imageID, version := watcherImage(t, e)
 	watcherRef := e.Registry.Ref("watcher", "latest")
-	imageID := dockerBuild(t, e, root, watcherRef, map[string]string{
-		"GO_IMAGE":      baseRef,
-		"BUILDPLATFORM": "linux/" + runtime.GOARCH,
-		"TARGETOS":      "linux",
-		"TARGETARCH":    runtime.GOARCH,
-		"GOPROXY":       moduleProxy(t, root),
-		"GOSUMDB":       "off", // go.sum has every hash; nothing is looked up off this machine
-		"VERSION":       version,
-	})
-	t.Logf("docker build took %v", time.Since(phase).Round(time.Millisecond))
+	tagImage(t, imageID, watcherRef)
 	push(t, e, watcherRef)
 
 	t.Run("image metadata", func(t *testing.T) {

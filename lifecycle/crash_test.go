@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,22 +37,54 @@ type crashJob struct {
 	CrashAt                         int    // SIGKILL after this journal write; 0 = never
 	CrashAfter                      string // SIGKILL right after the journal write of this step
 	Handover                        bool   // run Handover (as the container's own watcher) instead of Replace
+	// Signal is sent instead of SIGKILL: "TERM" is the daemon's graceful stop (Replace's context
+	// ends, as main's signal.NotifyContext does). Delay postpones it after the crash point.
+	Signal string
+	Delay  time.Duration
+	// Recreate and Replaced are Spec's: a dependent following a parent replaced before.
+	Recreate bool
+	Replaced map[string]string
+}
+
+// childJob reads a child process's job from the environment variable name into job (the test
+// is skipped when it is not set: the child tests run only when a parent starts them) and returns
+// the context SIGTERM ends, as main's does.
+func childJob(t *testing.T, name string, job any) (context.Context, context.CancelFunc) {
+	t.Helper()
+	raw := os.Getenv(name)
+	if raw == "" {
+		t.Skip("only run as a child process of the crash tests or the fault campaign")
+	}
+	if err := json.Unmarshal([]byte(raw), job); err != nil {
+		t.Fatal(err)
+	}
+	return signal.NotifyContext(context.Background(), syscall.SIGTERM)
 }
 
 func TestCrashChild(t *testing.T) {
-	raw := os.Getenv(crashChildEnv)
-	if raw == "" {
-		t.Skip("only run as the crash tests' child process")
-	}
 	var job crashJob
-	if err := json.Unmarshal([]byte(raw), &job); err != nil {
-		t.Fatal(err)
-	}
+	ctx, stop := childJob(t, crashChildEnv, &job)
+	defer stop()
+	var fired sync.Once
 	crash := func(seq int, step string) {
-		if seq == job.CrashAt || step == job.CrashAfter {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
+		if seq != job.CrashAt && step != job.CrashAfter {
+			return
 		}
+		sig := syscall.SIGKILL
+		if job.Signal == "TERM" {
+			sig = syscall.SIGTERM
+		}
+		fired.Do(func() {
+			kill := func() { _ = syscall.Kill(os.Getpid(), sig) }
+			if job.Delay > 0 {
+				time.AfterFunc(job.Delay, kill)
+				return
+			}
+			kill()
+			if sig == syscall.SIGKILL {
+				select {}
+			}
+		})
 	}
 	s, err := store.Open(job.DB)
 	if err != nil {
@@ -60,16 +94,17 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := Spec{ContainerID: job.ContainerID, Image: job.Image, PullRef: job.PullRef, Verify: job.Verify, Rollback: true}
+	spec := Spec{ContainerID: job.ContainerID, Image: job.Image, PullRef: job.PullRef, Verify: job.Verify, Rollback: true,
+		Recreate: job.Recreate, Replaced: job.Replaced}
 	var res Result
 	if job.Handover {
 		m := New(cli, s, Options{StopTimeout: 5 * time.Second, SelfID: job.ContainerID, Logger: testLogger(t)})
 		m.afterJournal = crash
-		res = m.Handover(context.Background(), spec, func(context.Context, string) error { return s.Close() })
+		res = m.Handover(ctx, spec, func(context.Context, string) error { return s.Close() })
 	} else {
 		m := New(cli, s, Options{StopTimeout: 5 * time.Second, Logger: testLogger(t)})
 		m.afterJournal = crash
-		res = m.Replace(context.Background(), spec)
+		res = m.Replace(ctx, spec)
 	}
 	b, _ := json.Marshal(res)
 	fmt.Println("RESULT", string(b))

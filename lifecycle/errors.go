@@ -14,6 +14,10 @@ type Error struct {
 	Reason      failure.Reason
 	Message     string // human detail, e.g. "exit code 139 (SIGSEGV: segmentation fault)"
 	Err         error  // the underlying error, if any
+
+	// notTried: a RunContainerError whose start the engine never tried (the request failed on
+	// the way): not a verdict on the new container (see causeOf).
+	notTried bool
 }
 
 var _ error = (*Error)(nil)
@@ -38,7 +42,8 @@ func newError(id string, stage failure.Stage, reason failure.Reason, msg string,
 	return &Error{ContainerID: id, Stage: stage, Reason: reason, Message: msg, Err: err}
 }
 
-// ExitMeaning explains an exit code the way DESIGN.md's table does.
+// ExitMeaning explains an exit code in a few words (the failure table of docs/api.md shows them
+// in messages): 1 application error, 126 not executable, 127 not found, 128+n signal n.
 func ExitMeaning(code int) string {
 	switch code {
 	case 0:

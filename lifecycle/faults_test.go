@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -63,7 +64,9 @@ func (f *fixture) faulty() *faultyDocker {
 
 // TestForeignNameHolder: a container this update did not create takes the name between the
 // set-aside and the rename. It is a CreateContainerError and left alone; the old container
-// cannot get its name back, so the rollback is reported failed — but the old container runs.
+// cannot get its name back, and is not started beside it (both would use the same volumes): it
+// stays stopped and aside, and the transaction ends failed (RollbackFailed), reported once —
+// Recover does not take it up again.
 func TestForeignNameHolder(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -78,18 +81,23 @@ func TestForeignNameHolder(t *testing.T) {
 		}
 	}
 	res := f.m.Replace(ctx(t), Spec{ContainerID: oldID, Image: ref, PullRef: pull, Rollback: true})
-	if res.Outcome != OutcomeFailed || res.Err == nil || res.Err.Reason != failure.RollbackFailed || !strings.Contains(res.Err.Error(), string(failure.CreateContainerError)) {
-		t.Fatalf("Replace = %s, %v; want failed RollbackFailed after CreateContainerError", res.Outcome, res.Err)
+	if res.Outcome != OutcomeFailed || res.Err == nil || res.Err.Reason != failure.RollbackFailed ||
+		!strings.Contains(res.Err.Error(), string(failure.CreateContainerError)) || !strings.Contains(res.Err.Error(), "kept stopped as") {
+		t.Fatalf("Replace = %s, %v; want failed RollbackFailed after CreateContainerError, saying what is kept", res.Outcome, res.Err)
 	}
 	if ins := f.Inspect(foreign); ins.Name != "/"+name || ins.State.Status != container.StateCreated {
 		t.Fatalf("foreign container touched: %s %s", ins.Name, ins.State.Status)
 	}
-	if ins := f.Inspect(oldID); !ins.State.Running {
-		t.Fatalf("old container %s not running after the failed rollback", ins.Name)
+	if ins := f.Inspect(oldID); ins.State.Running || ins.Name != "/"+asideName(name, res.TxID) {
+		t.Fatalf("old container %s running=%v; want it stopped and aside", ins.Name, ins.State.Running)
 	}
 	if n := len(f.Owned()); n != 2 {
 		t.Fatalf("%d containers, want 2 (old and foreign; the new one removed)", n)
 	}
+	if again := f.m.Recover(ctx(t)); len(again) != 0 {
+		t.Fatalf("Recover took the transaction up again: %+v", again)
+	}
+	checkAllFinished(t, f.store, "after the foreign holder")
 }
 
 // TestStopConflicts: 409 "removal in progress" and 404 from stopping an AutoRemove container
@@ -126,7 +134,9 @@ func TestStopConflicts(t *testing.T) {
 	d.mu.Unlock()
 	plain, plainName := f.run("plain", ref, nil, nil)
 	f.m = New(&paused{faultyDocker: d}, f.store, f.m.o)
-	res := f.m.Replace(ctx(t), Spec{ContainerID: plain, Image: ref, PullRef: d2, Rollback: true})
+	f.m.stopMargin = time.Second // the refused stop is waited out: it could be going on in the engine
+	second := time.Second
+	res := f.m.Replace(ctx(t), Spec{ContainerID: plain, Image: ref, PullRef: d2, Rollback: true, StopTimeout: &second})
 	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != failure.KillContainerError || res.Err.Stage != failure.StageStop {
 		t.Fatalf("unstoppable: %s, %v; want rolled_back stop/KillContainerError", res.Outcome, res.Err)
 	}

@@ -39,7 +39,8 @@ import (
 // the store (this Manager's journal is not written again) — and return nil, or return an error
 // with the store still open, to roll back. Handover then starts the successor and returns
 // OutcomeHandedOver; the caller must then only wait for this process to be stopped, and
-// restart itself from scratch if the successor stops running (see the package's rules).
+// restart itself from scratch if the successor stops running (see the package's rules). The
+// context release gets carries the successor's verify deadline (SuccessorWait).
 //
 // A watcher run with AutoRemove (--rm) is not self-updated: once stopped it could not be
 // brought back, so Handover refuses before changing anything.
@@ -71,15 +72,19 @@ func (t *txn) handover(ctx context.Context, release func(context.Context, string
 		return t.fail(ctx, e)
 	}
 
-	// 5. hand over: the last journal write of this process for this transaction
+	// 5. hand over: the last journal write of this process for this transaction. The verify
+	// window and health timeout this process would use are written into it, so the successor
+	// verifies itself by exactly the deadlines this process waits by (SuccessorWait).
+	r.Spec.Verify, r.Spec.HealthTimeout = t.verifyWindow(), t.healthTimeout()
 	if err := t.journal(stepHandover); err != nil {
 		return t.fail(ctx, newError(r.ContainerID, failure.StageStart, failure.StoreError, "writing the journal", err))
 	}
-	if err := release(ctx, r.NewID); err != nil {
+	if err := release(context.WithValue(ctx, successorWaitKey{}, t.successorWait()), r.NewID); err != nil {
 		return t.fail(ctx, newError(r.ContainerID, failure.StageStart, failure.Interrupted, "releasing the state file and listener for the successor", err))
 	}
 	res := r.result()
 	res.Outcome = OutcomeHandedOver
+	res.SuccessorWait = t.successorWait()
 	if _, err := t.m.d.ContainerStart(ctx, r.NewID, client.ContainerStartOptions{}); err != nil {
 		// Nothing can be journaled now: the caller sees the successor not running and starts
 		// afresh, and its Recover rolls back.
@@ -143,7 +148,22 @@ func (t *txn) stepBack() Result {
 	t.log().Info("the successor runs; leaving the self-update to it", "successor", shortID(t.r.NewID))
 	res := t.r.result()
 	res.Outcome = OutcomeHandedOver
+	res.SuccessorWait = t.successorWait()
 	return res
+}
+
+// successorWait is the longest the successor verifies itself (verifySelf) once it runs: its
+// verify window and then its health timeout at most, both from the journal record.
+func (t *txn) successorWait() time.Duration { return t.verifyWindow() + t.healthTimeout() }
+
+type successorWaitKey struct{}
+
+// SuccessorWait returns, from the context Handover passes to its release callback, the longest
+// the successor will verify itself (Result.SuccessorWait): the predecessor's wait must be
+// bounded by it, not by a configuration of its own that may differ from the successor's.
+func SuccessorWait(ctx context.Context) (time.Duration, bool) {
+	d, ok := ctx.Value(successorWaitKey{}).(time.Duration)
+	return d, ok
 }
 
 // verifySelf is the successor's verify of itself: it runs for the verify window without a

@@ -72,7 +72,8 @@ type released struct {
 	successor string                    // the ID it was given
 	ins       container.InspectResponse // the successor at that moment
 	inspErr   error
-	step      string // the journal's step at that moment
+	step      string        // the journal's step at that moment
+	wait      time.Duration // SuccessorWait of its context
 }
 
 // spec is the Spec of the self-update to v2.
@@ -89,6 +90,7 @@ func (h *handoverRun) handover(fail error) (Result, *released) {
 	res := m.Handover(ctx(h.f.t), h.spec(), func(ctx context.Context, successor string) error {
 		rel.calls++
 		rel.successor = successor
+		rel.wait, _ = SuccessorWait(ctx)
 		var r client.ContainerInspectResult
 		r, rel.inspErr = h.f.Docker.ContainerInspect(ctx, successor, client.ContainerInspectOptions{})
 		rel.ins = r.Container
@@ -510,5 +512,32 @@ func TestHandoverCrashAtEveryStep(t *testing.T) {
 			t.Logf("child output:\n%s", out)
 			return
 		}
+	}
+}
+
+// TestHandoverDeadlinesOneSource: the predecessor waits by the deadlines the successor verifies
+// itself by — one source, the journal record — whatever either configuration says. Handover
+// writes the verify window and health timeout it would use into the record and gives their sum
+// to release (and in its Result); a successor configured otherwise verifies by the record; a
+// predecessor stepping back after a restart learns the same sum from Recover. (Defect: the
+// predecessor waited by its configuration's verify/health_timeout while the successor verified
+// by its container's labels.)
+func TestHandoverDeadlinesOneSource(t *testing.T) {
+	t.Parallel()
+	h := newHandoverRun(t, testenv.ImageSpec{}, nil)
+	res, rel := h.handover(nil) // P's Manager: verify 500ms, health timeout 10s; the Spec says neither
+	want := 500*time.Millisecond + 10*time.Second
+	if res.Outcome != OutcomeHandedOver || rel.wait != want || res.SuccessorWait != want {
+		t.Fatalf("Handover = %s, release's SuccessorWait %v, Result's %v; want handed_over and %v", res.Outcome, rel.wait, res.SuccessorWait, want)
+	}
+	m, s := h.role(h.p, nil, 0)
+	r := readRecord(t, s, res.TxID)
+	succ := &txn{m: New(h.f.Docker, s, Options{Verify: 7 * time.Second, HealthTimeout: time.Hour}), r: &r}
+	if succ.verifyWindow() != 500*time.Millisecond || succ.healthTimeout() != 10*time.Second || succ.successorWait() != want {
+		t.Fatalf("a successor configured otherwise verifies %v / %v; want the record's 500ms / 10s", succ.verifyWindow(), succ.healthTimeout())
+	}
+	back := last(t, m.Recover(ctx(t))) // P restarted while S runs: it steps back
+	if back.Outcome != OutcomeHandedOver || back.SuccessorWait != want {
+		t.Fatalf("Recover = %s with SuccessorWait %v; want handed_over with %v", back.Outcome, back.SuccessorWait, want)
 	}
 }

@@ -81,13 +81,13 @@ func (f *fixture) run(base, ref string, cfg *container.Config, hc *container.Hos
 }
 
 // checkServing asserts exactly one container is named name, it runs, and no temporary
-// ("-watcher-") container of this test is left; it returns that container.
+// (IsTemporaryName) container of this test is left; it returns that container.
 func (f *fixture) checkServing(name string) container.InspectResponse {
 	f.t.Helper()
 	var found []string
 	for _, c := range f.Owned() {
 		for _, n := range c.Names {
-			if strings.Contains(n, nameMarker) {
+			if IsTemporaryName(n) {
 				f.t.Errorf("debris left: %s (%s, %s)", n, shortID(c.ID), c.State)
 			}
 			if n == "/"+name {

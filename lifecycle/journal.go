@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -87,6 +88,15 @@ type errRecord struct {
 	Stage   failure.Stage
 	Reason  failure.Reason
 	Message string
+	// Verdict: the failure is the new container's own (it could not run, exited, was killed for
+	// memory, is unhealthy, crash-loops), not the engine's or the connection's: rolling forward
+	// would only fail again (see cannotGoBack).
+	Verdict bool `json:",omitempty"`
+}
+
+// causeOf is e as the journal keeps it.
+func causeOf(e *Error) *errRecord {
+	return &errRecord{Stage: e.Stage, Reason: e.Reason, Message: oneLine(e), Verdict: isVerdict(e.Reason) && !e.notTried}
 }
 
 // imageInfo is what lifecycle needs of the old image: its defaults and platform.
@@ -136,9 +146,24 @@ func (r *record) result() Result {
 	return res
 }
 
-// asideName is the set-aside old container's name; tempName the new container's before rename.
-func asideName(name, txid string) string { return name + nameMarker + txid }
-func tempName(name, txid string) string  { return name + nameMarker + txid + "-new" }
+// Temporary names: asideName is the set-aside old container's, tempName the new container's
+// before its rename, restoreName the old container's when it is recreated from the snapshot on
+// rollback, before its rename.
+func asideName(name, txid string) string   { return name + nameMarker + txid }
+func tempName(name, txid string) string    { return name + nameMarker + txid + "-new" }
+func restoreName(name, txid string) string { return name + nameMarker + txid + "-restore" }
+
+// temporaryName matches exactly the names above: a transaction id is 9 base-36 digits of time
+// and 6 hex digits (newTxID).
+var temporaryName = regexp.MustCompile(`^.+` + nameMarker + `[0-9a-z]{9}[0-9a-f]{6}(-new|-restore)?$`)
+
+// IsTemporaryName reports whether name (with or without its leading "/") is one an update gives
+// a container for a while: "<name>-watcher-<txid>", optionally followed by "-new" or "-restore".
+// A name that merely contains "-watcher-" (a compose project called "home-watcher") is not one:
+// such containers are updated like any other.
+func IsTemporaryName(name string) bool {
+	return temporaryName.MatchString(strings.TrimPrefix(name, "/"))
+}
 
 // restoredLabel marks a container recreated from the snapshot during rollback.
 func restoredLabel(txid string) string { return txid + "-rollback" }

@@ -12,13 +12,18 @@ import (
 
 // Labels lifecycle puts on the containers it creates.
 const (
-	// LabelTxID marks a container as created by the transaction with this id. Nothing without it
-	// (and the id of the transaction at hand) is ever removed, except the replaced container itself.
+	// LabelTxID marks a container as created by the transaction with this id (with "-rollback"
+	// appended: recreated from the snapshot by its rollback). The label alone proves nothing —
+	// `docker commit` images and label-copying clones inherit it — so a container is taken as a
+	// transaction's own only when the journal recorded its ID, or when it has that transaction's
+	// exact temporary name as well (a create the journal did not see complete); see txn.ours.
+	// Nothing else is ever removed, except the replaced container itself.
 	LabelTxID = "watcher.txid"
 )
 
-// nameMarker is in every temporary name lifecycle gives a container: the set-aside old container
-// is "<name>-watcher-<txid>" and the new one before its rename "<name>-watcher-<txid>-new".
+// nameMarker is in every temporary name lifecycle gives a container (see IsTemporaryName): the
+// set-aside old container is "<name>-watcher-<txid>", the new one before its rename
+// "<name>-watcher-<txid>-new".
 const nameMarker = "-watcher-"
 
 // Options are the defaults for every update; a Spec can override the durations.
@@ -62,8 +67,9 @@ type Manager struct {
 	o   Options
 	log *slog.Logger
 
-	settle time.Duration // see defaultSettle
-	poll   time.Duration // verify's fallback poll, see verifyPoll
+	settle     time.Duration // see defaultSettle
+	stopMargin time.Duration // see defaultStopMargin
+	poll       time.Duration // verify's fallback poll, see verifyPoll
 	// afterJournal, when set (by tests), runs after every successful journal write: the crash
 	// tests kill the process there.
 	afterJournal func(seq int, step string)
@@ -85,7 +91,7 @@ func New(d Docker, s Journal, o Options) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Manager{d: d, s: s, o: o, log: o.Logger, settle: defaultSettle, poll: verifyPoll}
+	return &Manager{d: d, s: s, o: o, log: o.Logger, settle: defaultSettle, stopMargin: defaultStopMargin, poll: verifyPoll}
 }
 
 // lock waits until no other transaction works on container id, then claims it.
@@ -114,7 +120,7 @@ type Spec struct {
 	StopTimeout   *time.Duration // nil = the container's own StopTimeout, else Options.StopTimeout
 	Verify        time.Duration  // 0 = Options.Verify
 	HealthTimeout time.Duration  // 0 = Options.HealthTimeout
-	// Rollback true (the DESIGN default) undoes any failure after the pull. False only keeps a new
+	// Rollback true (update.rollback, on by default) undoes any failure after the pull. False only keeps a new
 	// container that is running but failed its health gate (Outcome failed, the old one removed):
 	// a new container that exited, never ran or crash-loops is rolled back all the same, because a
 	// failure must not leave the service down when the old container can run.
@@ -163,4 +169,8 @@ type Result struct {
 	// depends on it was disturbed even when the update was rolled back. False means the old
 	// container never stopped (a failure before the stop, an unchanged image).
 	Stopped bool
+	// SuccessorWait, on an OutcomeHandedOver result, is the longest a self-update's successor
+	// verifies itself once it runs: its verify window plus its health timeout, as the journal
+	// gives them to it. The predecessor waits by it (plus its own grace) — one source for both.
+	SuccessorWait time.Duration
 }

@@ -91,7 +91,7 @@ func (m *Manager) mine(ctx context.Context, r *record) bool {
 	}
 	t := &txn{m: m, r: r}
 	for _, label := range []string{r.TxID, restoredLabel(r.TxID)} {
-		if cs, err := t.byLabel(ctx, label); err == nil && len(cs) > 0 {
+		if cs, err := t.mine(ctx, label); err == nil && len(cs) > 0 {
 			return true
 		}
 	}
@@ -150,12 +150,45 @@ func (m *Manager) resume(ctx context.Context, r *record, started func()) Result 
 	if stage == "" {
 		stage = failure.StageRollback
 	}
-	return t.rollback(ctx, interrupted(stage))
+	return t.resumeMidway(ctx, interrupted(stage))
+}
+
+// resumeMidway finishes a transaction interrupted between create and start. A stop the
+// interrupted process asked for may still be going on in the engine: it is waited out first
+// (settleStop). Then, when the old container is gone (AutoRemove took it, or a hand) while the
+// new one, which holds its volumes, is there, the update is rolled forward; otherwise back.
+func (t *txn) resumeMidway(ctx context.Context, cause *Error) Result {
+	r := t.r
+	if r.Step == stepStop {
+		t.settleStop(ctx)
+	}
+	if r.Stopped && r.NewID != "" {
+		if gone, err := t.oldGone(ctx); err == nil && gone {
+			if _, err := t.inspect(ctx, r.NewID); err == nil {
+				return t.rollForward(ctx, "the old container is gone and the new one holds its volumes")
+			}
+		}
+	}
+	return t.rollback(ctx, cause)
+}
+
+// settleStop waits while the old container still runs and a stop the interrupted process asked
+// for (journaled at step stop) may still be in progress in the engine: until it does not run,
+// or until such a stop must have ended (its timeout plus the margin after the journal write).
+// Deciding earlier could undo the update just before the engine finishes the stop — and, for
+// AutoRemove, removes the old container with its anonymous volumes once the new one, their
+// other holder, is gone.
+func (t *txn) settleStop(ctx context.Context) {
+	if running, _ := t.untilStopped(ctx, t.r.ContainerID, t.stopDeadline(t.r.Updated)); running {
+		t.log().Info("the old container still runs after any stop asked for must have ended: it was never stopped")
+	}
 }
 
 // sweep removes containers a finished transaction created but does not keep: one whose create
 // request the engine completed after the process that sent it died (and after the rollback
-// looked). Only containers labelled with that transaction's id are candidates.
+// looked). Only containers with that transaction's label and exact temporary name are candidates
+// (txn.ours): a clone of one of ours carries the label too, and what a transaction kept is
+// journaled by ID.
 func (m *Manager) sweep(ctx context.Context) {
 	res, err := m.d.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelTxID)})
 	if err != nil {
@@ -172,10 +205,10 @@ func (m *Manager) sweep(ctx context.Context) {
 		if json.Unmarshal(e.Data, &r) != nil || !r.finished() || c.ID == r.NewID || c.ID == r.RestoredID || c.ID == r.ContainerID {
 			continue
 		}
-		if r.Outcome == OutcomeUpdated && label == txid && r.NewID == "" {
+		t := &txn{m: m, r: &r}
+		if !t.ours(c.ID, primaryName(c.Names), label) {
 			continue
 		}
-		t := &txn{m: m, r: &r}
 		log := m.log.With("tx", txid, "container", primaryName(c.Names), "id", shortID(c.ID))
 		log.Warn("removing a container left by an interrupted update")
 		if err := t.goAway(ctx, c.ID, label, t.stopTimeoutSeconds()); err != nil {

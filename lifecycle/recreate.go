@@ -20,11 +20,28 @@ type createPlan struct {
 	Network  *network.NetworkingConfig
 	Connect  map[string]*network.EndpointSettings // endpoints to connect after create (API < 1.44)
 	Warnings []string
+	// LegacyMAC is the user-set MAC address to send as Config.MacAddress, the only place engines
+	// below API 1.44 read it (createLegacyMAC); "" otherwise.
+	LegacyMAC string
 }
 
-// buildCreate turns the old container's inspect into a create request for image, so that the
-// new container is the one the user configured, not a copy of the old image's defaults
-// (engine-and-registry-facts.md §3):
+// createInput is what buildCreate needs besides the old container's inspect.
+type createInput struct {
+	MAC      string     // the user-set MAC address (Config.MacAddress in the snapshot), or ""
+	OldImage *imageInfo // the old image's defaults, subtracted
+	Image    string     // what the new container runs
+	Replaced map[string]string
+	API      string // the negotiated API version
+	Label    string // the LabelTxID value
+	// FromOthers are the container paths the volumes_from containers provide: an image VOLUME
+	// there is theirs, and mounting it again would mount that path twice.
+	FromOthers map[string]bool
+}
+
+// buildCreate turns the old container's inspect into a create request for in.Image, so that the
+// new container is the one the user configured, not a copy of the old image's defaults (the
+// engine merges an image's defaults into a container's config at create, so a verbatim copy
+// would freeze the old image's):
 //   - the OLD image's defaults (env, labels, entrypoint/cmd, user, workdir, healthcheck fields,
 //     volumes, exposed ports, stop signal) are subtracted so the new image's apply;
 //   - a hostname equal to the old ID prefix is cleared (and any hostname in container:/uts=host
@@ -33,9 +50,9 @@ type createPlan struct {
 //     old short ID, links, driver opts, gateway priority, and a MAC only if the user set one;
 //   - container:<id> modes and volumes_from follow replaced; links are rewritten name:alias;
 //   - anonymous volumes are mounted again by name, so their data stays with the service;
-//   - LabelTxID is set to label.
-func buildCreate(old container.InspectResponse, mac string, oldImg *imageInfo, image string,
-	replaced map[string]string, apiVersion, label string) (*createPlan, error) {
+//   - LabelTxID is set to in.Label.
+func buildCreate(old container.InspectResponse, in createInput) (*createPlan, error) {
+	oldImg, image, replaced := in.OldImage, in.Image, in.Replaced
 	cfg := new(container.Config)
 	hc := new(container.HostConfig)
 	if err := deepCopy(old.Config, cfg); err != nil {
@@ -106,7 +123,7 @@ func buildCreate(old container.InspectResponse, mac string, oldImg *imageInfo, i
 	if cfg.Labels == nil {
 		cfg.Labels = map[string]string{}
 	}
-	cfg.Labels[LabelTxID] = label
+	cfg.Labels[LabelTxID] = in.Label
 	for p := range hc.PortBindings {
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = network.PortSet{}
@@ -142,18 +159,19 @@ func buildCreate(old container.InspectResponse, mac string, oldImg *imageInfo, i
 		cfg.Hostname = ""
 	}
 
-	remountAnonymousVolumes(old, cfg, hc)
+	remountAnonymousVolumes(old, cfg, hc, in.FromOthers)
 	if len(cfg.Volumes) == 0 {
 		cfg.Volumes = nil
 	}
 
-	buildNetworks(plan, old, mac, oldShort, apiVersion)
+	buildNetworks(plan, old, in.MAC, oldShort, in.API)
 	return plan, nil
 }
 
 // remountAnonymousVolumes mounts each anonymous volume of old (an image VOLUME or `-v /path`,
-// and `--mount type=volume` without a source) again by its name, so the data stays.
-func remountAnonymousVolumes(old container.InspectResponse, cfg *container.Config, hc *container.HostConfig) {
+// and `--mount type=volume` without a source) again by its name, so the data stays. Paths that
+// volumes_from provides (fromOthers) are left to it.
+func remountAnonymousVolumes(old container.InspectResponse, cfg *container.Config, hc *container.HostConfig, fromOthers map[string]bool) {
 	byDest := map[string]container.MountPoint{}
 	for _, mp := range old.Mounts {
 		if mp.Type == mount.TypeVolume && mp.Name != "" {
@@ -184,7 +202,7 @@ func remountAnonymousVolumes(old container.InspectResponse, cfg *container.Confi
 	sort.Strings(dests)
 	for _, d := range dests {
 		mp, ok := byDest[d]
-		if !ok || user[d] {
+		if !ok || user[d] || fromOthers[d] {
 			continue
 		}
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Source: mp.Name, Target: d, ReadOnly: !mp.RW})
@@ -243,9 +261,9 @@ func buildNetworks(plan *createPlan, old container.InspectResponse, mac, oldShor
 		if hw, err := net.ParseMAC(mac); err == nil {
 			eps[primary].MacAddress = network.HardwareAddr(hw)
 			if versions.LessThan(apiVersion, "1.44") {
-				// Below 1.44 the engine reads only Config.MacAddress, which the typed client
-				// (API 1.52+ types) cannot send.
-				plan.Warnings = append(plan.Warnings, "user-set MAC address "+mac+" cannot be restored on API "+apiVersion+" (< 1.44); the engine assigns one")
+				// Below 1.44 the engine reads only Config.MacAddress (for the primary network),
+				// which the typed client (API 1.52+ types) cannot send: see createLegacyMAC.
+				plan.LegacyMAC = hw.String()
 			}
 		}
 	}

@@ -63,7 +63,7 @@ func oldContainer() container.InspectResponse {
 }
 
 func TestBuildCreateSubtractsOldImageDefaults(t *testing.T) {
-	p, err := buildCreate(oldContainer(), "", oldImage(), "repo:2", nil, "1.44", "tx1")
+	p, err := buildCreate(oldContainer(), createInput{OldImage: oldImage(), Image: "repo:2", API: "1.44", Label: "tx1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestBuildCreateKeepsUserSettings(t *testing.T) {
 	old.Config.Cmd = []string{"serve", "--fast"}
 	old.Config.StopSignal = "SIGTERM"
 	old.Config.Healthcheck.Interval = 9 * time.Second // user-set; the rest inherited
-	p, err := buildCreate(old, "", oldImage(), "repo:2", nil, "1.44", "tx1")
+	p, err := buildCreate(old, createInput{OldImage: oldImage(), Image: "repo:2", API: "1.44", Label: "tx1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestBuildCreateKeepsUserSettings(t *testing.T) {
 	// A user entrypoint keeps the cmd as given, even when it equals the image's.
 	old = oldContainer()
 	old.Config.Entrypoint = []string{"/other"}
-	p, _ = buildCreate(old, "", oldImage(), "repo:2", nil, "1.44", "tx1")
+	p, _ = buildCreate(old, createInput{OldImage: oldImage(), Image: "repo:2", API: "1.44", Label: "tx1"})
 	if !slices.Equal(p.Config.Entrypoint, []string{"/other"}) || !slices.Equal(p.Config.Cmd, []string{"serve"}) {
 		t.Errorf("Entrypoint %v Cmd %v, want the user's entrypoint with the cmd kept", p.Config.Entrypoint, p.Config.Cmd)
 	}
@@ -129,7 +129,7 @@ func TestBuildCreateKeepsUserSettings(t *testing.T) {
 
 func TestBuildCreateNetworks(t *testing.T) {
 	for _, api := range []string{"1.41", "1.44", "1.52"} {
-		p, err := buildCreate(oldContainer(), "02:42:0a:01:02:03", oldImage(), "repo:2", nil, api, "tx1")
+		p, err := buildCreate(oldContainer(), createInput{MAC: "02:42:0a:01:02:03", OldImage: oldImage(), Image: "repo:2", API: api, Label: "tx1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,10 +144,10 @@ func TestBuildCreateNetworks(t *testing.T) {
 			if len(p.Network.EndpointsConfig) != 1 || p.Network.EndpointsConfig["net1"] == nil || len(p.Connect) != 1 || p.Connect["net2"] == nil {
 				t.Fatalf("API %s: create %v connect %v, want net1 at create and net2 connected after", api, p.Network.EndpointsConfig, p.Connect)
 			}
-			if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "MAC") {
-				t.Errorf("API %s: warnings %v, want one about the MAC", api, p.Warnings)
+			if p.LegacyMAC != "02:42:0a:01:02:03" {
+				t.Errorf("API %s: LegacyMAC %q, want the MAC sent as Config.MacAddress", api, p.LegacyMAC)
 			}
-		} else if len(p.Network.EndpointsConfig) != 2 || len(p.Connect) != 0 {
+		} else if len(p.Network.EndpointsConfig) != 2 || len(p.Connect) != 0 || p.LegacyMAC != "" {
 			t.Fatalf("API %s: create %v connect %v, want both at create", api, p.Network.EndpointsConfig, p.Connect)
 		}
 		n1, n2 := all["net1"], all["net2"]
@@ -162,7 +162,7 @@ func TestBuildCreateNetworks(t *testing.T) {
 		}
 	}
 	// Without a configured MAC, none is copied (the operational one may be generated).
-	p, _ := buildCreate(oldContainer(), "", oldImage(), "repo:2", nil, "1.44", "tx1")
+	p, _ := buildCreate(oldContainer(), createInput{OldImage: oldImage(), Image: "repo:2", API: "1.44", Label: "tx1"})
 	if mac := p.Network.EndpointsConfig["net1"].MacAddress; len(mac) != 0 {
 		t.Errorf("MAC %s copied without Config.MacAddress", mac)
 	}
@@ -180,7 +180,7 @@ func TestBuildCreateContainerModes(t *testing.T) {
 	old.HostConfig.PortBindings = nil
 	old.HostConfig.Links = nil
 	old.NetworkSettings.Networks = nil
-	p, err := buildCreate(old, "", oldImage(), "repo:2", map[string]string{parentOld: parentNew}, "1.41", "tx1")
+	p, err := buildCreate(old, createInput{OldImage: oldImage(), Image: "repo:2", Replaced: map[string]string{parentOld: parentNew}, API: "1.41", Label: "tx1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,5 +273,25 @@ func TestErrorIsOneLine(t *testing.T) {
 	e := newError(oldID, failure.StageVerify, failure.Unhealthy, "healthcheck failed\n(last probe)", fmt.Errorf("inner\nerror"))
 	if s := e.Error(); strings.Contains(s, "\n") || !strings.HasPrefix(s, "verify: Unhealthy: container "+oldID[:12]) {
 		t.Errorf("Error() = %q", s)
+	}
+}
+
+// TestBuildCreateVolumesFrom: an image VOLUME path that volumes_from provides is not mounted again
+// as the old container's anonymous volume; other anonymous volumes still are.
+func TestBuildCreateVolumesFrom(t *testing.T) {
+	old := oldContainer()
+	old.HostConfig.VolumesFrom = []string{"src"}
+	old.Config.Volumes["/cache"] = struct{}{}
+	old.Mounts = append(old.Mounts, container.MountPoint{Type: mount.TypeVolume, Name: "anon456", Destination: "/cache", RW: true})
+	p, err := buildCreate(old, createInput{OldImage: oldImage(), Image: "repo:2", API: "1.44", Label: "tx1", FromOthers: map[string]bool{"/data": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []string
+	for _, m := range p.Host.Mounts {
+		targets = append(targets, m.Target+"="+m.Source)
+	}
+	if !slices.Equal(targets, []string{"/cache=anon456"}) || !slices.Equal(p.Host.VolumesFrom, []string{"src"}) {
+		t.Fatalf("mounts %v, volumes_from %v; want only /cache mounted again and /data left to volumes_from", targets, p.Host.VolumesFrom)
 	}
 }

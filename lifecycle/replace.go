@@ -13,6 +13,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/versions"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/watcher-dev/watcher/failure"
@@ -28,6 +29,9 @@ type txn struct {
 	r       *record
 	auth    string // registry auth for the pull; never journaled
 	started func() // Spec.Started, at most once (see once); nil in Recover
+	// forwarded: this transaction was rolled forward once (rollForward); a failure after that is
+	// rolled back, never forward again.
+	forwarded bool
 }
 
 // log is the transaction's logger: every line carries the transaction and the container it
@@ -92,8 +96,8 @@ func (t *txn) stopTimeoutSeconds() int {
 	return 10
 }
 
-// Replace runs the transaction DESIGN.md describes: snapshot, pull, create (under a temporary
-// name), stop, set aside, rename, start, verify, then commit or roll back. Every step is
+// Replace runs the update transaction (docs/architecture.md): snapshot, pull, create (under a
+// temporary name), stop, set aside, rename, start, verify, then commit or roll back. Every step is
 // journaled before it is taken. It never panics and never returns without a Result; the Result's
 // Err says which stage failed and why.
 //
@@ -136,12 +140,19 @@ func (m *Manager) transact(ctx context.Context, s Spec, started func(), body fun
 }
 
 func (t *txn) run(ctx context.Context) Result {
-	r := t.r
 	old, done := t.prepare(ctx)
 	if done != nil {
 		return *done
 	}
+	return t.advance(ctx, old)
+}
 
+// advance takes steps 3 to the end: create, stop, set aside, rename, start, verify, commit (or
+// roll back). Each step finds what an earlier, interrupted run of it left (the new container, a
+// stopped or gone old one, names already taken), so Recover rolls an interrupted update forward
+// with it too.
+func (t *txn) advance(ctx context.Context, old container.InspectResponse) Result {
+	r := t.r
 	// 3. create the new container under a temporary name while the old one still runs
 	if e := t.createNew(ctx, old); e != nil {
 		return t.fail(ctx, e)
@@ -220,12 +231,13 @@ func (t *txn) prepare(ctx context.Context) (container.InspectResponse, *Result) 
 	r.OldImageID = old.Image
 	r.AutoRemove = old.HostConfig != nil && old.HostConfig.AutoRemove
 	r.WasRunning = old.State != nil && (old.State.Running || old.State.Restarting)
+	if e := t.refuse(); e != nil {
+		// Nothing was touched: not journaled, so that a refusal repeated every run leaves no trace.
+		t.log().Warn("update refused", "err", e)
+		return end(Result{TxID: r.TxID, Name: r.Name, OldID: r.ContainerID, OldImageID: r.OldImageID, Outcome: OutcomeFailed, Err: e})
+	}
 	if err := t.journal(stepSnapshot); err != nil {
 		return end(t.finish(newError(r.ContainerID, failure.StageCheck, failure.StoreError, "writing the journal", err), OutcomeFailed))
-	}
-	if strings.Contains(r.Name, nameMarker) {
-		return end(t.finish(newError(r.ContainerID, failure.StageCheck, failure.ContainerNotFound,
-			fmt.Sprintf("%q is a temporary container of an update, not a service", r.Name), nil), OutcomeFailed))
 	}
 	oldImg, err := t.imageInfo(ctx, old.Image)
 	if err != nil {
@@ -257,11 +269,31 @@ func (t *txn) createNew(ctx context.Context, old container.InspectResponse) *Err
 	return t.create(ctx, old)
 }
 
+// refuse says why the container in the snapshot must not be updated at all, or nil.
+func (t *txn) refuse() *Error {
+	r := t.r
+	if IsTemporaryName(r.Name) {
+		return newError(r.ContainerID, failure.StageCheck, failure.ContainerNotFound,
+			fmt.Sprintf("%q is a temporary container of an update, not a service", r.Name), nil)
+	}
+	if mac := r.configuredMAC(); mac != "" && versions.LessThan(t.m.d.ClientVersion(), "1.44") && !canCreateLegacyMAC(t.m.d) {
+		return newError(r.ContainerID, failure.StagePlan, failure.Unsupported, fmt.Sprintf(
+			"the container has a user-set MAC address %s, which this connection to the engine (API %s, below 1.44) cannot set on a new container; nothing was changed",
+			mac, t.m.d.ClientVersion()), nil)
+	}
+	return nil
+}
+
 // setAside journals step set_aside, then renames the old container to <name>-watcher-<txid>.
+// An old container that is gone already (removed by the engine or by hand) has nothing to set
+// aside: the snapshot is the way back.
 func (t *txn) setAside(ctx context.Context) *Error {
 	r := t.r
 	if err := t.journal(stepSetAside); err != nil {
 		return newError(r.ContainerID, failure.StageStop, failure.StoreError, "writing the journal", err)
+	}
+	if _, err := t.inspect(ctx, r.ContainerID); cerrdefs.IsNotFound(err) {
+		return nil
 	}
 	if err := t.claimName(ctx, r.ContainerID, asideName(r.Name, r.TxID), failure.StageStop); err != nil {
 		return asError(err, r.ContainerID, failure.StageStop, failure.KillContainerError, "renaming the old container aside")
@@ -355,32 +387,99 @@ func (t *txn) tag(ctx context.Context, from string) *Error {
 }
 
 // create makes the new container under its temporary name, or finds the one this transaction
-// made already. It is not started.
+// made already (txn.ours). It is not started.
 func (t *txn) create(ctx context.Context, old container.InspectResponse) *Error {
 	r := t.r
-	if mine, err := t.byLabel(ctx, r.TxID); err == nil && len(mine) > 0 {
+	if r.NewID != "" {
+		if _, err := t.inspect(ctx, r.NewID); err == nil {
+			return nil
+		} else if !cerrdefs.IsNotFound(err) {
+			return newError(r.ContainerID, failure.StageCreate, failure.CreateContainerError, "inspecting the new container", err)
+		}
+		r.NewID = "" // removed meanwhile (by hand): made again below
+	}
+	if mine, err := t.mine(ctx, r.TxID); err == nil && len(mine) > 0 {
 		r.NewID = mine[0].ID
 		return nil
 	}
-	plan, err := buildCreate(old, r.configuredMAC(), r.OldImage, r.NewImage, r.Spec.Replaced, t.m.d.ClientVersion(), r.TxID)
+	plan, err := t.plan(ctx, old, r.NewImage, r.Spec.Replaced, r.TxID)
 	if err != nil {
 		return newError(r.ContainerID, failure.StageCreate, failure.CreateContainerConfigError, "building the create request", err)
+	}
+	id, err := t.createFrom(ctx, tempName(r.Name, r.TxID), plan)
+	if id != "" {
+		r.NewID = id
+	}
+	if err != nil {
+		return classifyCreate(r.ContainerID, err)
+	}
+	return nil
+}
+
+// plan builds the create request for a container like old on image, labelled label, with the
+// destinations that volumes_from provides left to it.
+func (t *txn) plan(ctx context.Context, old container.InspectResponse, image string, replaced map[string]string, label string) (*createPlan, error) {
+	in := createInput{MAC: t.r.configuredMAC(), OldImage: t.r.OldImage, Image: image, Replaced: replaced,
+		API: t.m.d.ClientVersion(), Label: label}
+	if old.HostConfig != nil && len(old.HostConfig.VolumesFrom) > 0 {
+		from, err := t.volumesFromTargets(ctx, old.HostConfig.VolumesFrom, replaced)
+		if err != nil {
+			return nil, err
+		}
+		in.FromOthers = from
+	}
+	plan, err := buildCreate(old, in)
+	if err != nil {
+		return nil, err
 	}
 	for _, w := range plan.Warnings {
 		t.log().Warn(w)
 	}
-	name := tempName(r.Name, r.TxID)
-	res, err := t.m.d.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: plan.Config, HostConfig: plan.Host, NetworkingConfig: plan.Network})
-	if err != nil {
-		return classifyCreate(r.ContainerID, err)
-	}
-	r.NewID = res.ID
-	for n, ep := range plan.Connect {
-		if _, err := t.m.d.NetworkConnect(ctx, n, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: ep}); err != nil {
-			return classifyCreate(r.ContainerID, fmt.Errorf("connecting network %s: %w", n, err))
+	return plan, nil
+}
+
+// volumesFromTargets returns the container paths the volumes_from containers provide (by their
+// replacements when replaced maps them): an image VOLUME at one of those is theirs, not an
+// anonymous volume to mount again.
+func (t *txn) volumesFromTargets(ctx context.Context, volumesFrom []string, replaced map[string]string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, vf := range volumesFrom {
+		ref, _, _ := strings.Cut(vf, ":")
+		if n := lookupReplaced(ref, replaced); n != "" {
+			ref = n
+		}
+		src, err := t.inspect(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("inspecting volumes_from container %s: %w", ref, err)
+		}
+		for _, mp := range src.Mounts {
+			out[mp.Destination] = true
 		}
 	}
-	return nil
+	return out, nil
+}
+
+// createFrom creates a container named name from plan and connects its further networks. It
+// returns the ID as soon as the engine gave one, even with an error after it.
+func (t *txn) createFrom(ctx context.Context, name string, plan *createPlan) (string, error) {
+	var id string
+	var err error
+	if plan.LegacyMAC != "" {
+		id, err = createLegacyMAC(ctx, t.m.d, name, plan)
+	} else {
+		var res client.ContainerCreateResult
+		res, err = t.m.d.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: plan.Config, HostConfig: plan.Host, NetworkingConfig: plan.Network})
+		id = res.ID
+	}
+	if err != nil {
+		return id, err
+	}
+	for n, ep := range plan.Connect {
+		if _, err := t.m.d.NetworkConnect(ctx, n, client.NetworkConnectOptions{Container: id, EndpointConfig: ep}); err != nil {
+			return id, fmt.Errorf("connecting network %s: %w", n, err)
+		}
+	}
+	return id, nil
 }
 
 // classifyCreate: a request the engine rejects (4xx) is a config error, anything else not.
@@ -394,24 +493,44 @@ func classifyCreate(id string, err error) *Error {
 	return newError(id, failure.StageCreate, failure.CreateContainerError, "", err)
 }
 
-// stopOld stops the replaced container with its stop signal and timeout. Stopped (304) and gone
-// (404) are success. For AutoRemove the wait for "removed" is registered before the stop, and
-// 409 "removal ... already in progress" means going away; it is waited out and never removed.
+// stopOld stops the replaced container with its stop signal and timeout, and returns once it no
+// longer runs (is gone, for AutoRemove). The step is finished even when the caller's context
+// ends (the daemon shutting down): the engine carries a stop through whatever happens to the
+// request, so a stop abandoned half-way would leave a container no later decision can trust.
+// Nor is the request's answer trusted: a proxy's timeout, a cut connection or an error can hide a
+// stop the engine goes on with, so the container's state decides, asked until a stop the engine
+// received must have ended (stop timeout plus margin). A failed request is sent once more (one
+// the engine never got is then carried out; one in progress is joined). 304 and 404 are success.
+// For AutoRemove the wait for "removed" is registered before the stop, and 409 "removal ...
+// already in progress" means going away: it is waited out and never removed.
 func (t *txn) stopOld(ctx context.Context, old container.InspectResponse) *Error {
 	r := t.r
+	ctx = context.WithoutCancel(ctx)
+	deadline := t.stopDeadline(time.Now())
 	var waitGone func() error
 	if r.AutoRemove {
-		waitGone = t.waitRemoved(ctx, r.ContainerID)
+		waitGone = t.waitRemoved(ctx, r.ContainerID, time.Until(deadline)+removeWait)
 	}
 	opts := client.ContainerStopOptions{Signal: r.Spec.StopSignal, Timeout: t.stopTimeout(old.Config)}
-	_, err := t.m.d.ContainerStop(ctx, r.ContainerID, opts)
-	switch {
-	case err == nil, cerrdefs.IsNotFound(err), isRemovalInProgress(err):
-	default:
-		ins, ierr := t.inspect(ctx, r.ContainerID)
-		if !cerrdefs.IsNotFound(ierr) && (ierr != nil || ins.State.Running) {
-			return newError(r.ContainerID, failure.StageStop, failure.KillContainerError, "", err)
+	err := t.requestStop(ctx, opts, deadline)
+	if err != nil {
+		t.log().Warn("the stop request failed; asking again, and judging by the container's state", "err", err)
+		// Journaled again, so that Recover's wait for a stop in flight counts from this request.
+		if jerr := t.journal(stepStop); jerr != nil {
+			return newError(r.ContainerID, failure.StageStop, failure.StoreError, "writing the journal", jerr)
 		}
+		deadline = t.stopDeadline(time.Now())
+		err = t.requestStop(ctx, opts, deadline)
+	}
+	running, ierr := t.untilStopped(ctx, r.ContainerID, deadline)
+	if running || ierr != nil {
+		switch {
+		case ierr != nil:
+			err = ierr
+		case err == nil:
+			err = errors.New("still running after its stop timeout")
+		}
+		return newError(r.ContainerID, failure.StageStop, failure.KillContainerError, "", err)
 	}
 	if waitGone != nil {
 		if err := waitGone(); err != nil {
@@ -428,6 +547,17 @@ func (t *txn) stopOld(ctx context.Context, old container.InspectResponse) *Error
 		}
 	}
 	return nil
+}
+
+// requestStop sends one stop request, bounded by deadline; gone and going away are success.
+func (t *txn) requestStop(ctx context.Context, opts client.ContainerStopOptions, deadline time.Time) error {
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	_, err := t.m.d.ContainerStop(rctx, t.r.ContainerID, opts)
+	if err == nil || cerrdefs.IsNotFound(err) || isRemovalInProgress(err) {
+		return nil
+	}
+	return err
 }
 
 // startNew starts the new container. For AutoRemove containers a wait is registered first, so
@@ -462,11 +592,24 @@ func (t *txn) startNew(ctx context.Context) (<-chan int, *Error) {
 		}
 		break
 	}
-	msg := ""
-	if ins, ierr := t.inspect(ctx, r.NewID); ierr == nil && ins.State != nil && ins.State.ExitCode != 0 {
-		msg = exitMessage(ins.State.ExitCode)
+	msg, tried := "", false
+	if ins, ierr := t.inspect(ctx, r.NewID); ierr == nil && ins.State != nil {
+		if st := ins.State; st.Running || (!neverStarted(st) && st.Status != container.StateCreated) {
+			// The answer was lost (a cut connection, a proxy's error) but the engine started it:
+			// verify judges it like any other.
+			t.log().Warn("the start request failed, but the new container started; verifying it", "err", err)
+			return exited, nil
+		}
+		if ins.State.ExitCode != 0 {
+			msg = exitMessage(ins.State.ExitCode)
+		}
+		// The engine records why a start it tried failed; without that, the request never got
+		// to try (a proxy's error, a cut connection): no verdict on the new container.
+		tried = ins.State.Error != "" || ins.State.ExitCode != 0
 	}
-	return nil, newError(r.ContainerID, failure.StageStart, failure.RunContainerError, msg, err)
+	e := newError(r.ContainerID, failure.StageStart, failure.RunContainerError, msg, err)
+	e.notTried = !tried
+	return nil, e
 }
 
 // running reports whether container id exists and runs.
@@ -507,7 +650,7 @@ func (t *txn) finish(e *Error, outcome Outcome) Result {
 	r := t.r
 	r.Outcome = outcome
 	if e != nil {
-		r.Cause = &errRecord{Stage: e.Stage, Reason: e.Reason, Message: oneLine(e)}
+		r.Cause = causeOf(e)
 	}
 	if err := t.journal(stepDone); err != nil {
 		t.log().Error("journal write failed at the end of a transaction", "err", err)

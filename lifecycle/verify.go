@@ -33,7 +33,7 @@ var verifyEvents = []string{string(events.ActionDie), string(events.ActionOOM), 
 
 // verify watches a started container until it has run for the verify window with no restart
 // and, when it has a healthcheck, is healthy (waiting at most the health timeout). Failures are
-// classified as DESIGN.md's table says: never ran (RunContainerError at stage start), exited
+// classified as docs/api.md's failure table says: never ran (RunContainerError at stage start), exited
 // (code and meaning), OOMKilled, CrashLoop, Unhealthy. exited, if not nil, yields the exit code
 // of an AutoRemove container the engine may remove before it can be inspected.
 func (t *txn) verify(ctx context.Context, id string, exited <-chan int) *Error {

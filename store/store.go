@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -36,18 +37,26 @@ type Store struct {
 	db *bolt.DB
 }
 
+// ErrDamaged is wrapped by Open's error when the file is not a readable state file: damaged
+// (a disk fault, a copy cut short) or something else at that path. docs/reliability.md says how
+// to recover.
+var ErrDamaged = errors.New("damaged or not a watcher state file")
+
 // Open opens (creating it and its parent directory when missing) the bbolt file at path. If
-// another process holds the file, Open fails within about a second with an error naming it.
+// another process holds the file, Open fails within about a second with an error naming it. A
+// damaged file is an error wrapping ErrDamaged, never a panic: bbolt asserts its pages'
+// consistency with panics, so Open checks the whole file (small: runs, digests, the journal)
+// before anything reads it.
 func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: creating directory for %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	db, err := openChecked(path)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: %s is %w (is another watcher running with this state_dir?)", path, ErrLocked)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketRuns, bucketKnown, bucketJournal, bucketJournalBy, bucketNotices, bucketUpdates, bucketApprovals, bucketServices} {
@@ -62,6 +71,45 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("store: initialising %s: %w", path, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// openChecked opens the file and checks every page, turning bbolt's panics into ErrDamaged.
+func openChecked(path string) (db *bolt.DB, err error) {
+	damaged := func(why any) error {
+		detail := strings.TrimPrefix(fmt.Sprint(why), "panic: ")
+		return fmt.Errorf("store: the state file %s is %w (%s); move it aside to start with an empty state (docs/reliability.md)", path, ErrDamaged, detail)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if db != nil {
+				_ = db.Close()
+			}
+			db, err = nil, damaged(p)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, err
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return nil, damaged(err)
+	case err != nil:
+		return nil, fmt.Errorf("store: cannot open the state file %s: %w", path, err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		var first error
+		for cerr := range tx.Check() { // drained to the end: the checker stops only then
+			if first == nil {
+				first = cerr
+			}
+		}
+		return first
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, damaged(err)
+	}
+	return db, nil
 }
 
 // Close releases the file.

@@ -189,3 +189,65 @@ func TestLockedByAnotherProcess(t *testing.T) {
 		t.Fatalf("Open(locked) took %v, want about 1s", d)
 	}
 }
+
+// TestOpenDamaged: a file that is not a state file, or one whose pages were overwritten, is an
+// error wrapping ErrDamaged that names the file, never a panic; the file is left as it was.
+func TestOpenDamaged(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.db")
+	s, err := Open(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		_ = s.PutRun(fmt.Sprintf("run-%03d", i), []byte(strings.Repeat("x", 500)))
+	}
+	_ = s.Close()
+	healthy, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := os.Getpagesize()
+	overwritten := append([]byte(nil), healthy...)
+	for i := 2 * pageSize; i < 3*pageSize && i < len(overwritten); i++ {
+		overwritten[i] = 0xff // the first page after the two meta pages
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{
+		{"garbage", []byte("not a database at all")},
+		{"zeros", make([]byte, 4*pageSize)},
+		{"overwritten page", overwritten},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "watcher.db")
+			if err := os.WriteFile(path, c.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(path)
+			if err == nil {
+				_ = s.Close()
+				t.Fatal("Open succeeded on a damaged file")
+			}
+			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Open = %q; want one line wrapping ErrDamaged and naming %s", err, path)
+			}
+			if b, _ := os.ReadFile(path); string(b) != string(c.data) {
+				t.Fatal("the damaged file was changed")
+			}
+		})
+	}
+}
+
+// TestOpenUnreadable: a path that cannot be a state file (a directory) is an error naming it.
+func TestOpenUnreadable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "watcher.db")
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(path)
+	if err == nil || !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Open(directory) = %v; want one line naming %s", err, path)
+	}
+}

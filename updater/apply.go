@@ -161,6 +161,10 @@ func (a *applier) followsSomething(s *Step) bool {
 
 // replace runs an update or recreation as a lifecycle transaction.
 func (a *applier) replace(ctx context.Context, s *Step, line *ContainerReport, release func()) {
+	if s.PreUpdate != nil && !a.preUpdate(ctx, s, line) {
+		release()
+		return
+	}
 	a.mu.Lock()
 	replaced := make(map[string]string, len(a.replaced))
 	for k, v := range a.replaced {
@@ -183,6 +187,9 @@ func (a *applier) replace(ctx context.Context, s *Step, line *ContainerReport, r
 	a.mu.Unlock()
 	a.u.hostOf(s.c).log.Info("container "+string(s.Op), "container", s.c.Name, "id", short(s.c.ID), "outcome", res.Outcome,
 		"new_id", short(res.NewID), "downtime", res.Downtime, "err", errString(res.Err))
+	if s.PostUpdate != nil && res.Outcome == lifecycle.OutcomeUpdated && res.NewID != "" {
+		a.postUpdate(ctx, s, line, res.NewID)
+	}
 }
 
 // restart restarts a dependent. It disturbed the container unless it never got to ask the

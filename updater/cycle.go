@@ -42,7 +42,9 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 		targets = slices.DeleteFunc(targets, func(t *Container) bool { return t.kind() != req.rollbackKind })
 		lines, cands = u.checkRollback(targets)
 	} else {
+		preChecks := u.checkHooks(ctx, targets, HookPreCheck, rep.DryRun, runningID)
 		lines, cands = u.check(ctx, targets)
+		addHookRuns(lines, preChecks)
 	}
 	po := u.planOptions(req, rep, targets)
 	plan := u.planHosts(ctx, seen, cands, po, lines)
@@ -67,6 +69,14 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 			u.afterUpdates(ctx, done, req.rollback != "")
 		}
 		u.showStatus(targets, lines, stepped, true)
+	}
+	if req.rollback == "" {
+		addHookRuns(lines, u.checkHooks(ctx, targets, HookPostCheck, plan.DryRun, func(t *Container) string {
+			if line := lines[t.key()]; runningID(t) != "" && line.NewID != "" {
+				return line.NewID // the new container, after an update (or a rollback that recreated it)
+			}
+			return runningID(t)
+		}))
 	}
 	for _, t := range targets {
 		rep.Containers = append(rep.Containers, *lines[t.key()])
@@ -256,7 +266,8 @@ func matchesImage(image string, filters []string) bool {
 // Whether the watcher's own container can be handed over, and whether an engine is Podman, are
 // each host's (planHosts).
 func (u *Updater) planOptions(req Request, rep *Report, targets []*Container) planOptions {
-	o := planOptions{DryRun: rep.DryRun, Now: u.opts.Now(), Forced: map[string]bool{}, Rollback: req.rollback != ""}
+	o := planOptions{DryRun: rep.DryRun, Now: u.opts.Now(), Forced: map[string]bool{}, Rollback: req.rollback != "",
+		Hooks: u.opts.LifecycleHooks}
 	for _, t := range targets {
 		if req.forces(t, u.opts.Schedule) {
 			o.Forced[t.key()] = true

@@ -138,8 +138,9 @@ func (h *host) list(ctx context.Context, o Options) (*Observed, error) {
 		// Our own set-aside containers (<name>-watcher-<txid>) are never watched: they belong to a
 		// transaction in flight or in recovery. Nor are Swarm's task containers: their service is.
 		aside := c.Labels["watcher.txid"] != "" && strings.Contains(t.Name, "-watcher-")
-		stateOK := t.State == "running" || (o.IncludeStopped && (t.State == "exited" || t.State == "created"))
-		t.Watched = stateOK && !aside && !t.Task && h.sel.Watched(t.Settings)
+		stateOK := t.State == "running" || (o.IncludeStopped && (t.State == "exited" || t.State == "created")) ||
+			(o.IncludeRestarting && t.State == "restarting")
+		t.Watched = stateOK && !aside && !t.Task && h.sel.Watched(t.Settings) && h.sel.Named(t.Name)
 		obs.All = append(obs.All, t)
 		obs.byName[t.Name] = t
 		obs.byID[t.ID] = t

@@ -70,6 +70,10 @@ type Step struct {
 	// Rollback: a manual rollback of a Swarm service, which asks Swarm for its previous spec
 	// (rollback=previous); NewImage is that spec's image.
 	Rollback bool `json:"rollback,omitempty"`
+	// PreUpdate and PostUpdate are the container's lifecycle hooks (OpUpdate; hooks.go): the update
+	// happens only if PreUpdate succeeds, and PostUpdate runs in the new container after it.
+	PreUpdate  *Hook `json:"pre_update,omitempty"`
+	PostUpdate *Hook `json:"post_update,omitempty"`
 
 	c *Container // what the check observed; apply builds the lifecycle spec from its settings
 }
@@ -163,6 +167,12 @@ func writeSteps(b *strings.Builder, steps []*Step) {
 		}
 		if len(s.DependsOn) > 0 {
 			fmt.Fprintf(b, " after %s", strings.Join(s.DependsOn, ","))
+		}
+		if s.PreUpdate != nil {
+			b.WriteString(" if its pre-update hook succeeds")
+		}
+		if s.PostUpdate != nil {
+			b.WriteString(", then its post-update hook")
 		}
 		b.WriteByte('\n')
 	}

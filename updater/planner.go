@@ -60,6 +60,7 @@ type planOptions struct {
 	// Approvals are the recorded approvals by container (approve.go); nil when no state file
 	// keeps them.
 	Approvals map[string]*Approval
+	Hooks     bool // lifecycle hooks run (update.lifecycle_hooks): updates carry theirs
 }
 
 // buildPlan turns the available updates into the plan a run applies. A Swarm service is a group
@@ -101,6 +102,9 @@ func buildPlan(obs *Observed, cands []Candidate, o planOptions) *Plan {
 	order := topoOrder(affected, p.deps)
 	p.group(order, p.steps(order, updates, affected))
 	p.qualify()
+	if o.Hooks && !o.DryRun && !o.Rollback { // a person's rollback is not an update the hooks guard
+		attachHooks(plan)
+	}
 	return plan
 }
 
@@ -173,7 +177,7 @@ func holdOf(c Candidate, o planOptions) (*Hold, Op) {
 		return hold(OutcomeUpdateAvailable, "this is the watcher's own container; only the daemon (watcher run) updates itself")
 	case t.Self && t.isService() && !o.CanHandOverService:
 		return hold(OutcomeUpdateAvailable, "this is the watcher's own service; only the daemon (watcher run) updates it")
-	case !t.Self && t.Labels[WatcherImageLabel] == WatcherImageTitle:
+	case !t.Self && (t.Labels[WatcherImageLabel] == WatcherImageTitle || isWatchtower(t.Labels)):
 		return hold(OutcomeSkipped, "another watcher instance ("+c.Cause+"); it updates itself")
 	case !lifted && o.Pinned[t.key()] != "" && o.Pinned[t.key()] == c.NewDigest:
 		return hold(OutcomeSkipped, "a manual rollback undid "+shortDigest(c.NewDigest)+"; it is not applied again (a newer digest is; or force it: POST /v1/update?container="+t.Name+hostParam(t)+"&force=true)")

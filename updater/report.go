@@ -88,6 +88,7 @@ type ContainerReport struct {
 	Downtime  time.Duration `json:"downtime_ns,omitempty"` // old stopped -> new started
 	// Replicas are a service's tasks: after an update, how many run its image.
 	Replicas *Replicas `json:"replicas,omitempty"`
+	Hooks    []HookRun `json:"hooks,omitempty"` // lifecycle hooks run, in order
 }
 
 // Trigger says what started a run.

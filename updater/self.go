@@ -51,7 +51,16 @@ func DetectSelf(ctx context.Context, e Engine) string {
 const (
 	WatcherImageLabel = "org.opencontainers.image.title"
 	WatcherImageTitle = "watcher"
+	// WatchtowerLabel=true marks a Watchtower container (its image sets it), or one a Watchtower
+	// deployment marked as its updater: an instance too, never replaced by another.
+	WatchtowerLabel = "com.centurylinklabs.watchtower"
 )
+
+// isWatchtower reports whether labels carry Watchtower's instance label.
+func isWatchtower(labels map[string]string) bool {
+	b, err := parseBool(labels[WatchtowerLabel])
+	return err == nil && b
+}
 
 // SelfReplacer hands the watcher's own container over to a successor (lifecycle.Manager). It is
 // found on the Replacer by type assertion.

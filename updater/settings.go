@@ -98,6 +98,7 @@ type Settings struct {
 	Schedule string         // watcher.schedule, validated; "" = the daemon's schedule
 	// Approve: the kinds of update that wait for approval (watcher.approve, else update.approve).
 	Approve []string
+	Hooks   map[string]Hook // Watchtower's lifecycle hook labels, by hook name (hooks.go)
 }
 
 // label returns the watcher label, else the Watchtower one, and whether either was set.
@@ -122,6 +123,9 @@ func ParseSettings(labels map[string]string, d Defaults) (Settings, error) {
 	s := Settings{Mode: cmp.Or(d.Mode, ModeUpdate), Policy: PolicyDigest}
 	s.Enabled = r.bool(LabelEnable, wtEnable)
 	s.Scope, _ = label(labels, LabelScope, wtScope)
+	if _, ours := labels[LabelScope]; !ours && s.Scope == "none" {
+		s.Scope = "" // Watchtower's name for "no scope": its --scope none watches these
+	}
 	if _, ok := labels[LabelMode]; ok {
 		s.Mode = r.oneOf(LabelMode, s.Mode, "want update or monitor", ModeUpdate, ModeMonitor)
 	} else if monitorOnly := r.bool(wtMonitorOnly, ""); monitorOnly != nil && *monitorOnly {
@@ -163,6 +167,7 @@ func ParseSettings(labels map[string]string, d Defaults) (Settings, error) {
 			s.Approve = kinds
 		}
 	}
+	s.Hooks = r.hooks()
 	return s, r.err()
 }
 
@@ -277,8 +282,15 @@ func parseBool(v string) (bool, error) {
 
 // Selection is what decides whether a container is watched at all.
 type Selection struct {
-	LabelEnable bool   // only containers with watcher.enable=true
-	Scope       string // only containers whose scope label equals this
+	LabelEnable bool     // only containers with watcher.enable=true
+	Scope       string   // only containers whose scope label equals this
+	Names       []string // only these containers (Watchtower's positional names); none = any
+	Exclude     []string // never these containers (Watchtower's --disable-containers)
+}
+
+// Named reports whether the selection's names let a container called name be watched.
+func (sel Selection) Named(name string) bool {
+	return (len(sel.Names) == 0 || slices.Contains(sel.Names, name)) && !slices.Contains(sel.Exclude, name)
 }
 
 // Watched reports whether a container with these settings is watched. watcher.enable=false always

@@ -61,8 +61,12 @@ var (
 // Options are the cycle's settings from config. The zero value is safe: failed updates are
 // rolled back, superseded images are kept, only opted-in containers are watched.
 type Options struct {
-	Selection      Selection
-	IncludeStopped bool
+	Selection         Selection
+	IncludeStopped    bool
+	IncludeRestarting bool // also watch restarting containers (Watchtower's --include-restarting)
+	// LifecycleHooks runs the lifecycle hook labels (update.lifecycle_hooks) with each host's
+	// Replacer, where it can run them (a HookRunner: lifecycle.Manager).
+	LifecycleHooks bool
 	Defaults       Defaults
 	// NoRollback keeps a new container that runs but failed its health gate (update.rollback:
 	// false); lifecycle still rolls back one that exited or never ran. Default false: roll back.

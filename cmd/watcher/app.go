@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/moby/moby/client"
 
 	"github.com/watcher-dev/watcher/api"
 	"github.com/watcher-dev/watcher/config"
@@ -39,21 +40,38 @@ type app struct {
 	selfID   string   // the watcher's own container, "" outside a container of these engines
 	selfHost string   // the host selfID is on
 	handoff  *handoff // the daemon's self-update state (handover.go); nil for once and check
+	compat   compat   // what a Watchtower configuration asks of the updater (watchtower.go)
+	// dockerOpts: the Docker connection a Watchtower command line gives (-H, --tlsverify), for
+	// the one engine of DOCKER_HOST (docker.go).
+	dockerOpts []client.Opt
 }
 
-func newApp(ctx context.Context, cmd, configPath string, environ []string, stderr io.Writer) (*app, error) {
-	cfg, err := loadConfig(configPath, environ)
+// newApp wires what cmd needs; wt is a Watchtower command line (watchtower.go), or nil.
+func newApp(ctx context.Context, cmd, configPath string, environ []string, wt *wtArgs, stderr io.Writer) (*app, error) {
+	wtFlags := wt.configFlags()
+	if cmd == "healthcheck" {
+		// The image's HEALTHCHECK runs without the daemon's command line, so Watchtower settings
+		// split between flags and variables may not stand alone; none of them moves the API.
+		environ, wtFlags = withoutWatchtower(environ), nil
+	}
+	cfg, notices, err := loadConfig(configPath, environ, wtFlags)
 	if err != nil {
 		return nil, err
 	}
 	a := &app{cfg: cfg, log: newLogger(cfg.Log, stderr)}
+	if a.compat, err = watchtowerCompat(environ, wt); err != nil {
+		return nil, fail(exitUsage, "%v", err)
+	}
 	if cmd == "healthcheck" {
 		return a, nil // every 30s in the image: the daemon has said it once
 	}
 	for _, w := range cfg.Warnings {
 		a.log.Warn(w)
 	}
-	if err := a.connect(ctx, cmd, environ); err != nil {
+	for _, n := range notices {
+		a.log.Info("config: " + n)
+	}
+	if err := a.connect(ctx, cmd, environ, wtFlags); err != nil {
 		a.close()
 		return nil, err
 	}
@@ -62,8 +80,9 @@ func newApp(ctx context.Context, cmd, configPath string, environ []string, stder
 }
 
 // loadConfig reads the config file named by --config, else $WATCHER_CONFIG, else the default
-// path when it exists (else only defaults and the environment).
-func loadConfig(path string, environ []string) (config.Config, error) {
+// path when it exists (else only defaults and the environment), with Watchtower's flags and
+// variables beneath; notices are what the Watchtower layer wants said once.
+func loadConfig(path string, environ []string, wtFlags []config.Flag) (config.Config, []string, error) {
 	if path == "" {
 		path = lookupEnv(environ, "WATCHER_CONFIG")
 	}
@@ -72,25 +91,29 @@ func loadConfig(path string, environ []string) (config.Config, error) {
 			path = config.DefaultPath
 		}
 	}
-	cfg, err := config.Load(path, environ)
+	cfg, notices, err := config.LoadWatchtower(path, environ, config.Watchtower{Flags: wtFlags, Legacy: notify.WatchtowerURLs})
 	if err != nil {
-		return cfg, fail(exitUsage, "%v", err)
+		return cfg, nil, fail(exitUsage, "%v", err)
 	}
-	return cfg, nil
+	return cfg, notices, nil
 }
 
 // connect opens what the command needs besides the updater: the engine client, the state file
 // (run and once; check changes nothing and needs none), metrics, notifications (run), and finds
 // the watcher's own container.
-func (a *app) connect(ctx context.Context, cmd string, environ []string) error {
-	if v := lookupEnv(environ, "DOCKER_API_VERSION"); v != "" {
-		a.log.Warn("DOCKER_API_VERSION is ignored: watcher negotiates the API version with the engine", "value", v)
+func (a *app) connect(ctx context.Context, cmd string, environ []string, wtFlags []config.Flag) error {
+	var warnings []string
+	var err error
+	if a.dockerOpts, warnings, err = dockerOptions(environ, wtFlags); err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	for _, w := range warnings {
+		a.log.Warn(w)
 	}
 	if err := a.connectEngines(); err != nil {
 		return err
 	}
 	a.docker = a.engines[0].cli
-	var err error
 	if cmd == "run" || cmd == "once" || cmd == "rollback" {
 		wait := time.Duration(0)
 		if cmd == "run" {
@@ -178,20 +201,23 @@ func (a *app) updaterOptions() updater.Options {
 	}
 	cfg := a.cfg
 	return updater.Options{
-		Selection:      updater.Selection{LabelEnable: cfg.Watch.LabelEnable, Scope: cfg.Watch.Scope},
-		IncludeStopped: cfg.Watch.IncludeStopped,
-		Defaults:       updater.Defaults{Mode: cfg.Update.Mode, Window: cfg.Windows(), Zone: cfg.Zone(), Approve: cfg.Update.Approve},
-		NoRollback:     !cfg.Update.Rollback,
-		Cleanup:        cfg.Update.Cleanup,
-		Parallel:       cfg.Update.Parallel,
-		SelfID:         a.selfID,
-		SelfHost:       a.selfHost,
-		Logger:         a.log,
-		Observers:      observers,
-		Release:        release,
-		Schedule:       cfg.Schedule,
-		KeepImages:     cfg.Update.KeepImages,
-		Services:       cfg.Swarm.Services,
+		Selection: updater.Selection{LabelEnable: cfg.Watch.LabelEnable, Scope: cfg.Watch.Scope,
+			Names: a.compat.names, Exclude: a.compat.exclude},
+		IncludeStopped:    cfg.Watch.IncludeStopped,
+		IncludeRestarting: a.compat.includeRestarting,
+		LifecycleHooks:    cfg.Update.LifecycleHooks,
+		Defaults:          updater.Defaults{Mode: cfg.Update.Mode, Window: cfg.Windows(), Zone: cfg.Zone(), Approve: cfg.Update.Approve},
+		NoRollback:        !cfg.Update.Rollback,
+		Cleanup:           cfg.Update.Cleanup,
+		Parallel:          cfg.Update.Parallel,
+		SelfID:            a.selfID,
+		SelfHost:          a.selfHost,
+		Logger:            a.log,
+		Observers:         observers,
+		Release:           release,
+		Schedule:          cfg.Schedule,
+		KeepImages:        cfg.Update.KeepImages,
+		Services:          cfg.Swarm.Services,
 	}
 }
 
@@ -355,10 +381,7 @@ func (a *app) awaitEngine(ctx context.Context, httpErr <-chan error) (up bool, e
 func (a *app) recoverFirst(ctx context.Context) (stepBack bool, err error) {
 	for _, res := range a.upd.Recover(ctx) {
 		if res.Outcome == lifecycle.OutcomeHandedOver && a.handoff != nil && res.OldID == a.selfID {
-			if err := a.release(ctx, res.NewID); err != nil {
-				return true, fail(exitFailed, "self-update: stepping back for the successor: %v", err)
-			}
-			return true, a.handedOver(ctx, <-a.handoff.done())
+			return true, a.stepBack(ctx, res) // a self-update's successor runs (handover.go)
 		}
 	}
 	return false, nil
@@ -375,6 +398,7 @@ func (a *app) startSchedule(ctx context.Context) (*updater.Scheduler, error) {
 	}
 	sched := a.upd.NewScheduler(updater.SchedulerOptions{Before: func(ctx context.Context) error {
 		if err := a.ping(ctx); err != nil {
+			a.metrics.ScanSkipped() // watchtower_scans_skipped, as Watchtower counted a scan that could not run
 			return fmt.Errorf("docker engine unreachable: %w", err)
 		}
 		return nil

@@ -19,6 +19,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
+	"github.com/watcher-dev/watcher/lifecycle"
 	"github.com/watcher-dev/watcher/store"
 	"github.com/watcher-dev/watcher/updater"
 )
@@ -39,6 +40,9 @@ type handoff struct {
 	stopSchedule func() // stops the cron schedule and waits for a job in flight
 	successor    chan string
 	released     bool
+	// wait is how long the successor verifies itself at most, from lifecycle (the journal
+	// record's verify window and health timeout: the successor's own deadlines); 0 = unknown.
+	wait time.Duration
 }
 
 func newHandoff() *handoff { return &handoff{successor: make(chan string, 1)} }
@@ -55,7 +59,7 @@ func (h *handoff) done() <-chan string {
 // release gives the successor what it needs and this process must not touch again: the
 // schedule stops, the API shuts down (requests waiting for a run answer 503 with its id), and
 // the store is closed. It is lifecycle's release callback, and the step-back after Recover.
-func (a *app) release(_ context.Context, successor string) error {
+func (a *app) release(ctx context.Context, successor string) error {
 	h := a.handoff
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -63,6 +67,9 @@ func (a *app) release(_ context.Context, successor string) error {
 		return nil
 	}
 	h.released = true
+	if d, ok := lifecycle.SuccessorWait(ctx); ok {
+		h.wait = d
+	}
 	if h.stopSchedule != nil {
 		h.stopSchedule()
 	}
@@ -78,6 +85,18 @@ func (a *app) release(_ context.Context, successor string) error {
 	a.log.Info("self-update: schedule, API and state file released for the successor", "successor", short(successor))
 	h.successor <- successor
 	return nil
+}
+
+// stepBack is the daemon's answer to a Recover that found its own self-update's successor
+// running: give it the store and listener, and wait for it by its own deadlines.
+func (a *app) stepBack(ctx context.Context, res lifecycle.Result) error {
+	a.handoff.mu.Lock()
+	a.handoff.wait = res.SuccessorWait
+	a.handoff.mu.Unlock()
+	if err := a.release(ctx, res.NewID); err != nil {
+		return fail(exitFailed, "self-update: stepping back for the successor: %v", err)
+	}
+	return a.handedOver(ctx, <-a.handoff.done())
 }
 
 // handedOver is what the daemon does once release ran: wait for the successor, or, when the
@@ -127,7 +146,7 @@ var reexec = func() error {
 // back) and returns errReexec: the fresh process rolls the self-update back.
 func (a *app) awaitSuccessor(ctx context.Context, id string) error {
 	a.upd.Wait() // the run that handed over ends once the successor was started
-	deadline := time.Now().Add(a.cfg.Update.Verify + a.cfg.Update.HealthTimeout + successorGrace)
+	deadline := time.Now().Add(a.successorWait() + successorGrace)
 	log := a.log.With("successor", short(id))
 	log.Info("self-update: waiting for the successor to verify itself and take over")
 	tick := time.NewTicker(time.Second)
@@ -171,6 +190,18 @@ func (a *app) awaitSuccessor(ctx context.Context, id string) error {
 		cancel()
 		return errReexec
 	}
+}
+
+// successorWait is how long the successor verifies itself at most: what lifecycle said when it
+// handed over (or when Recover stepped back), from the journal record the successor reads too;
+// this configuration's verify and health_timeout only when lifecycle said nothing.
+func (a *app) successorWait() time.Duration {
+	a.handoff.mu.Lock()
+	defer a.handoff.mu.Unlock()
+	if a.handoff.wait > 0 {
+		return a.handoff.wait
+	}
+	return a.cfg.Update.Verify + a.cfg.Update.HealthTimeout
 }
 
 // openStore opens the state file, waiting up to wait for another process to let go of it.

@@ -73,3 +73,18 @@ func TestOpenStoreGivesUp(t *testing.T) {
 		t.Fatalf("openStore with a cancelled context = %v, want ErrLocked at once", err)
 	}
 }
+
+// TestSuccessorWaitFromLifecycle: the predecessor waits for its successor by the deadline
+// lifecycle gives (the successor's own, from the journal), not by its configuration; the
+// configuration is only the fallback when lifecycle said nothing.
+func TestSuccessorWaitFromLifecycle(t *testing.T) {
+	a := &app{handoff: newHandoff()}
+	a.cfg.Update.Verify, a.cfg.Update.HealthTimeout = 10*time.Second, 2*time.Minute
+	if got := a.successorWait(); got != 2*time.Minute+10*time.Second {
+		t.Fatalf("without lifecycle's deadline: %v, want the configuration's 2m10s", got)
+	}
+	a.handoff.wait = 45 * time.Minute // a successor whose labels say verify 15m, health-timeout 30m
+	if got := a.successorWait(); got != 45*time.Minute {
+		t.Fatalf("with lifecycle's deadline: %v, want 45m", got)
+	}
+}

@@ -35,7 +35,7 @@ type engineConn struct {
 // down at start is reported by the runs, and never stops the others.
 func (a *app) connectEngines() error {
 	if len(a.cfg.Hosts) == 0 {
-		cli, err := engine.Connect()
+		cli, err := engine.Connect(a.dockerOpts...)
 		if err != nil {
 			return fail(exitUsage, "docker client: %v", err)
 		}

@@ -51,8 +51,21 @@ func fail(code int, format string, args ...any) error {
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+	var wt *wtArgs
+	switch {
+	case len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-':
 		cmd, args = args[0], args[1:]
+	case len(args) > 0:
+		// No subcommand: Watchtower's command line, which is what `docker run … watcher
+		// --interval 30 --cleanup` and a compose file's `command:` give with the image's ENTRYPOINT.
+		var err error
+		if wt, args, err = watchtowerCommandLine(args, stderr); err != nil {
+			if errors.Is(err, errWatchtowerHelp) {
+				return exitOK
+			}
+			fmt.Fprintf(stderr, "watcher: %v\n", err)
+			return exitUsage
+		}
 	}
 	fs := flag.NewFlagSet("watcher "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -68,14 +81,18 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return code
 	}
 
-	var err error
+	cmd, err := watchtowerCommand(cmd, environ, wt)
+	if err != nil {
+		fmt.Fprintf(stderr, "watcher: %v\n", err)
+		return exitUsage
+	}
 	switch cmd {
 	case "version":
 		fmt.Fprintf(stdout, "watcher %s\n", version)
 		return exitOK
 	case "run", "once", "check", "healthcheck", "rollback":
 		var a *app
-		a, err = newApp(ctx, cmd, *configPath, environ, stderr)
+		a, err = newApp(ctx, cmd, *configPath, environ, wt, stderr)
 		if err == nil {
 			defer a.close()
 			switch cmd {

@@ -187,3 +187,23 @@ func TestDaemon(t *testing.T) {
 
 	stop() // exits 0 when its context ends (what SIGTERM does)
 }
+
+// TestDamagedStateFile: a state file that is not one (or is damaged) stops run and once with
+// one line naming the file and exit 2, never a panic; the file is left for the user.
+func TestDamagedStateFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "watcher.db")
+	if err := os.WriteFile(path, []byte("this is not a state file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"once", "run"} {
+		code, _, stderr := runCmd(t, []string{"WATCHER_STATE_DIR=" + dir, "DOCKER_HOST=unix:///nonexistent.sock"}, cmd)
+		if code != exitUsage || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, path) ||
+			!strings.Contains(stderr, "move it aside") || strings.Contains(stderr, "goroutine") {
+			t.Errorf("watcher %s on a damaged state file = exit %d, stderr %q; want exit 2 and one line naming %s", cmd, code, stderr, path)
+		}
+	}
+	if b, _ := os.ReadFile(path); string(b) != "this is not a state file" {
+		t.Error("the damaged file was changed")
+	}
+}

@@ -62,7 +62,7 @@ func CleanupOwner(cli *client.Client, owner, registryHost string) {
 	}
 	if res, err := cli.ImageList(ctx, client.ImageListOptions{All: true}); err == nil {
 		for _, img := range res.Items {
-			if fromRegistry(img.RepoTags, registryHost) || fromRegistry(img.RepoDigests, registryHost) {
+			if len(fromRegistry(img.RepoTags, registryHost))+len(fromRegistry(img.RepoDigests, registryHost)) > 0 {
 				_, _ = cli.ImageRemove(ctx, img.ID, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 			}
 		}

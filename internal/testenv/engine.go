@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +76,14 @@ func New(t testing.TB) *Env {
 	e := &Env{Docker: cli, Registry: NewRegistry(t), Owner: randomID(), t: t}
 	t.Cleanup(e.cleanup)
 	return e
+}
+
+// For returns this Env for use in a subtest t (failures are reported on t); the cleanup stays
+// the parent's.
+func (e *Env) For(t testing.TB) *Env {
+	c := *e
+	c.t = t
+	return &c
 }
 
 // Name gives a container or network name unique to this test: base-<owner>.
@@ -186,20 +195,31 @@ func (e *Env) cleanup() {
 	}
 	if res, err := e.Docker.ImageList(ctx, client.ImageListOptions{All: true}); err == nil {
 		for _, img := range res.Items {
-			if fromRegistry(img.RepoTags, e.Registry.Host) || fromRegistry(img.RepoDigests, e.Registry.Host) {
+			ours := fromRegistry(img.RepoTags, e.Registry.Host)
+			named := len(slices.DeleteFunc(slices.Clone(img.RepoTags), func(t string) bool { return t == "<none>:<none>" }))
+			switch {
+			case len(ours) < named:
+				// The image has names of other origins too (one image shared by several tests):
+				// only this test's names go, the image stays for the others.
+				for _, tag := range ours {
+					_, _ = e.Docker.ImageRemove(ctx, tag, client.ImageRemoveOptions{})
+				}
+			case len(ours) > 0 || len(fromRegistry(img.RepoDigests, e.Registry.Host)) > 0:
 				_, _ = e.Docker.ImageRemove(ctx, img.ID, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 			}
 		}
 	}
 }
 
-func fromRegistry(refs []string, host string) bool {
+// fromRegistry returns the refs that name host's repositories.
+func fromRegistry(refs []string, host string) []string {
+	var out []string
 	for _, r := range refs {
 		if strings.HasPrefix(r, host+"/") {
-			return true
+			out = append(out, r)
 		}
 	}
-	return false
+	return out
 }
 
 func randomID() string {

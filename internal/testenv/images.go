@@ -38,6 +38,7 @@ type ImageSpec struct {
 	Created      time.Time
 	Platform     *v1.Platform      // default linux/GOARCH
 	ExtraFiles   map[string]string // more files in the layer: path -> content
+	Shell        bool              // /sh -> /app: testapp then serves `sh -c` (lifecycle hooks)
 }
 
 var (
@@ -107,6 +108,11 @@ func BuildImage(spec ImageSpec) (v1.Image, error) {
 			return nil, err
 		}
 		if _, err := tw.Write([]byte(files[p])); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Shell {
+		if err := tw.WriteHeader(&tar.Header{Name: "sh", Typeflag: tar.TypeSymlink, Linkname: "app", Mode: 0o777, ModTime: time.Unix(0, 0)}); err != nil {
 			return nil, err
 		}
 	}

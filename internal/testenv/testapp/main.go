@@ -11,7 +11,8 @@
 //	APP_ALLOC_MB=N                     allocate and touch N MiB (to provoke the OOM killer)
 //
 // On SIGTERM (or the signal named by APP_STOP_SIGNAL) it exits 0, like a service shutting down cleanly.
-// `testapp health` is the healthcheck command; `testapp sleep` just runs (the default).
+// `testapp health` is the healthcheck command; `testapp sleep` just runs (the default). Run as
+// /sh (images built with ImageSpec.Shell) it is a small POSIX shell for `sh -c` (shell.go).
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,6 +31,9 @@ import (
 const startFile = "/tmp/testapp.started"
 
 func main() {
+	if filepath.Base(os.Args[0]) == "sh" {
+		os.Exit(shell(os.Args))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "health" {
 		os.Exit(health())
 	}
@@ -80,6 +85,13 @@ func main() {
 		})
 	}
 
+	if os.Getenv("APP_IGNORE_TERM") == "1" {
+		// Nothing but SIGKILL ends it. (A bare channel receive would be a deadlock the Go
+		// runtime ends with exit 2.)
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 	sig := <-sigs
 	fmt.Printf("testapp got %v, exiting\n", sig)
 	os.Exit(0)
@@ -104,11 +116,13 @@ func supervise() int {
 		fmt.Fprintln(os.Stderr, "testapp:", err)
 		return 127
 	}
+	ignore := os.Getenv("APP_IGNORE_TERM") == "1"
 	go func() {
 		for s := range sigs {
-			if s != syscall.SIGCHLD && s != syscall.SIGURG {
-				_ = cmd.Process.Signal(s)
+			if s == syscall.SIGCHLD || s == syscall.SIGURG || (ignore && (s == syscall.SIGTERM || s == syscall.SIGINT)) {
+				continue // not forwarded: a child still starting would die of it before it could ignore it
 			}
+			_ = cmd.Process.Signal(s)
 		}
 	}()
 	_ = cmd.Wait()

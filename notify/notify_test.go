@@ -225,12 +225,8 @@ func TestHangingReceiver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	for range 3 {
+	for range 3 { // never waits for the receiver: TestQueueLimits
 		n.RunFinished(changedReport())
-	}
-	if d := time.Since(start); d > 50*time.Millisecond {
-		t.Errorf("RunFinished blocked for %v", d)
 	}
 	err = res.next(t)
 	if !errors.Is(err, ErrTimeout) {
@@ -239,7 +235,7 @@ func TestHangingReceiver(t *testing.T) {
 	if !strings.Contains(err.Error(), "notify.urls[0] (generic+http://…)") {
 		t.Errorf("error %q does not name the URL by index and scheme", err)
 	}
-	start = time.Now()
+	start := time.Now()
 	n.Close()
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Close took %v with a hanging receiver", d)
@@ -313,12 +309,19 @@ func TestQueueLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	for range queueSize + maxHanging + 10 {
-		n.RunFinished(changedReport())
-	}
-	if d := time.Since(start); d > 100*time.Millisecond {
-		t.Errorf("RunFinished blocked for %v", d)
+	// The sender blocks until the test ends: a RunFinished that waited for it would never return.
+	// The bound below only tells such a hang from a slow machine; no speed is asserted.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range queueSize + maxHanging + 10 {
+			n.RunFinished(changedReport())
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("RunFinished blocks while the sender hangs")
 	}
 	var timeouts, hanging, full int
 	for range queueSize + maxHanging + 10 {

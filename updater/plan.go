@@ -67,6 +67,9 @@ type Step struct {
 	// ImageID is a rollback's previous image: run as it is while the engine still has it (kept by
 	// update.keep_images), else pulled by NewDigest.
 	ImageID string `json:"image_id,omitempty"`
+	// Rollback: a manual rollback of a Swarm service, which asks Swarm for its previous spec
+	// (rollback=previous); NewImage is that spec's image.
+	Rollback bool `json:"rollback,omitempty"`
 	// PreUpdate and PostUpdate are the container's lifecycle hooks (OpUpdate; hooks.go): the update
 	// happens only if PreUpdate succeeds, and PostUpdate runs in the new container after it.
 	PreUpdate  *Hook `json:"pre_update,omitempty"`

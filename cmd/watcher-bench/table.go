@@ -15,12 +15,13 @@ import (
 
 // table collects every scenario's numbers and prints them as the Markdown docs/benchmarks.md keeps.
 type table struct {
-	machine string
-	checks  []*checkResult
-	hosts   *hostsResult
-	daemon  *daemonResult
-	batches []*batchResult
-	floors  []*floorResult
+	machine  string
+	checks   []*checkResult
+	hosts    *hostsResult
+	services *servicesResult
+	daemon   *daemonResult
+	batches  []*batchResult
+	floors   []*floorResult
 }
 
 func machineInfo(b *bench) string {
@@ -113,6 +114,11 @@ func (t *table) print(w io.Writer) {
 	}
 	if t.hosts != nil {
 		for _, row := range t.hosts.rows() {
+			fmt.Fprintln(w, row)
+		}
+	}
+	if t.services != nil {
+		for _, row := range t.services.rows() {
 			fmt.Fprintln(w, row)
 		}
 	}

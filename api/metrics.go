@@ -35,6 +35,7 @@ type Metrics struct {
 	reg           *prometheus.Registry
 	hosts         []string // with hosts configured: the per-container metrics have a host label
 	watched       *prometheus.GaugeVec
+	services      *prometheus.GaugeVec // watcher_services_watched
 	checks        *prometheus.CounterVec
 	updates       *prometheus.CounterVec
 	registryReqs  *prometheus.CounterVec
@@ -68,6 +69,10 @@ func NewHostMetrics(hosts []string) *Metrics {
 		watched: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "watcher_containers_watched",
 			Help: "Containers the daemon watches, as of the last run that observed the engine.",
+		}, labels()),
+		services: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "watcher_services_watched",
+			Help: "Swarm services the daemon watches (on managers), as of the last run that observed the engine.",
 		}, labels()),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "watcher_checks_total",
@@ -103,7 +108,7 @@ func NewHostMetrics(hosts []string) *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.watched, m.checks, m.updates, m.registryReqs, m.cycleDuration, m.downtime, m.lastCycle, m.notifications,
+		m.watched, m.services, m.checks, m.updates, m.registryReqs, m.cycleDuration, m.downtime, m.lastCycle, m.notifications,
 	)
 	m.wt = newWatchtowerMetrics(m.reg)
 	if len(hosts) > 0 {
@@ -115,6 +120,7 @@ func NewHostMetrics(hosts []string) *Metrics {
 	}
 	for _, h := range m.hostsOrOne() {
 		m.watched.WithLabelValues(m.lv(h)...)
+		m.services.WithLabelValues(m.lv(h)...)
 		m.downtime.WithLabelValues(m.lv(h)...)
 		for _, r := range []string{ResultUpToDate, ResultUpdateAvailable} {
 			m.checks.WithLabelValues(m.lv(h, r)...)
@@ -151,8 +157,8 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // RunFinished records a finished run (it implements updater.Observer):
-//   - per container, its check result and, where a replacement was attempted, its update result;
-//     skipped and restarted containers count in neither;
+//   - per container (and Swarm service), its check result and, where a replacement (a service
+//     update) was attempted, its update result; skipped and restarted containers count in neither;
 //   - the run's duration, each container's downtime (when there was any), the finish time;
 //   - watcher_containers_watched from every run that observed the engine (Report.Watched counts
 //     the watched containers whatever the run's filter; dependents and recovery runs do not count);
@@ -182,6 +188,7 @@ func (m *Metrics) RunFinished(r *updater.Report) {
 	m.lastCycle.Set(float64(finished.UnixNano()) / 1e9)
 	if r.Watched != nil && len(m.hosts) == 0 {
 		m.watched.WithLabelValues().Set(float64(*r.Watched))
+		m.services.WithLabelValues().Set(float64(r.WatchedServices))
 	}
 	for _, h := range r.Hosts {
 		if m.hostUp == nil {
@@ -192,6 +199,7 @@ func (m *Metrics) RunFinished(r *updater.Report) {
 			up = 1
 			if r.Watched != nil {
 				m.watched.WithLabelValues(h.Name).Set(float64(h.Watched))
+				m.services.WithLabelValues(h.Name).Set(float64(h.WatchedServices))
 			}
 		}
 		m.hostUp.WithLabelValues(h.Name).Set(up)

@@ -31,6 +31,7 @@ type Config struct {
 	Log      Log      // log
 	// Hosts are the engines one instance watches (hosts); nil = the one engine of DOCKER_HOST.
 	Hosts []Host
+	Swarm Swarm // swarm
 
 	// Warnings are what Load accepted but the user should fix (a secret file readable by every
 	// user), one line each. The daemon logs them once at start.
@@ -62,6 +63,16 @@ type Update struct {
 	// Approve: the kinds of update (digest, patch, minor, major) that wait for a person's
 	// approval (POST /v1/approve). Nil = none.
 	Approve []string
+	// ServiceTimeout (service_timeout) bounds the wait for a Swarm service's rolling update;
+	// default 10m.
+	ServiceTimeout time.Duration
+}
+
+// Swarm controls Swarm services.
+type Swarm struct {
+	// Services (services): on a manager, watch the services labelled watcher.enable=true;
+	// default true.
+	Services bool
 }
 
 // Registry controls registry lookups.
@@ -134,7 +145,10 @@ func Default() Config {
 			Cleanup:       true,
 			Parallel:      defaults.Parallel,
 			KeepImages:    1,
+			// ServiceTimeout: swarm.DefaultTimeout (config imports nothing of the packages it configures).
+			ServiceTimeout: 10 * time.Minute,
 		},
+		Swarm:    Swarm{Services: true},
 		Registry: Registry{Concurrency: 16, PerHost: 8, Timeout: 15 * time.Second},
 		StateDir: "/var/lib/watcher",
 		HTTP:     HTTP{Listen: ":8080", RateLimit: 30},

@@ -85,12 +85,14 @@ update:
   parallel: 2
   window: ["Mon-Fri 22:00-06:00", " sat 10:00-12:00 "]
   keep_images: 3
+  service_timeout: 90s
 registry:
   concurrency: 4
   per_host: 2
   timeout: 1m
   auth:
     ghcr.io: {username: me, password: pw}
+swarm: {services: false}
 state_dir: /data
 http:
   listen: 127.0.0.1:9000
@@ -113,7 +115,8 @@ log:
 			Watch:    Watch{LabelEnable: false, Scope: "prod", IncludeStopped: true},
 			Update: Update{Mode: "monitor", StopTimeout: 30 * time.Second, Verify: time.Minute,
 				HealthTimeout: 5*time.Minute + 30*time.Second, Rollback: false, Cleanup: false, Parallel: 2,
-				Window: []string{"Mon-Fri 22:00-06:00", "sat 10:00-12:00"}, KeepImages: 3},
+				Window: []string{"Mon-Fri 22:00-06:00", "sat 10:00-12:00"}, KeepImages: 3, ServiceTimeout: 90 * time.Second},
+			Swarm: Swarm{Services: false},
 			Registry: Registry{Concurrency: 4, PerHost: 2, Timeout: time.Minute,
 				Auth: map[string]RegistryAuth{"ghcr.io": {Username: "me", Password: "pw"}}},
 			StateDir: "/data",
@@ -257,6 +260,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "bad window", yml: "update:\n  window: ['Mon-Fri 22:00']\n", key: "update.window", line: 2, msg: `bad maintenance window "Mon-Fri 22:00"`},
 		{name: "bad window in env", yml: "-", env: []string{"WATCHER_UPDATE_WINDOW=02:00-04:00,Sun 25:00-26:00"}, key: "update.window", msg: "(from WATCHER_UPDATE_WINDOW)"},
 		{name: "negative keep_images", yml: "update:\n  keep_images: -1\n", key: "update.keep_images", line: 2, msg: "must not be negative"},
+		{name: "zero service_timeout", yml: "update:\n  service_timeout: 0s\n", key: "update.service_timeout", line: 2, msg: "must be more than 0"},
 		{name: "unknown notify outcome", yml: "notify:\n  on: [updated, broken]\n", key: "notify.on", line: 2, msg: `unknown outcome "broken"`},
 		// cron
 		{name: "cron 3 fields", yml: "# c\n\nschedule: '* * *'\n", key: "schedule", line: 3, msg: `bad cron expression "* * *": expected 5 or 6 fields`},

@@ -60,10 +60,12 @@ var fields = []field{
 	{key: "update.lifecycle_hooks", kind: kBool, ref: func(s *settings) any { return &s.Update.LifecycleHooks }},
 	{key: "update.window", kind: kList, ref: func(s *settings) any { return &s.Update.Window }, norm: strings.TrimSpace, sep: ",;\n"},
 	{key: "update.keep_images", kind: kInt, ref: func(s *settings) any { return &s.Update.KeepImages }},
+	{key: "update.service_timeout", kind: kDuration, ref: func(s *settings) any { return &s.Update.ServiceTimeout }},
 	{key: "update.approve", kind: kList, ref: func(s *settings) any { return &s.Update.Approve }, norm: strings.ToLower},
 	{key: "registry.concurrency", kind: kInt, ref: func(s *settings) any { return &s.Registry.Concurrency }},
 	{key: "registry.per_host", kind: kInt, ref: func(s *settings) any { return &s.Registry.PerHost }},
 	{key: "registry.timeout", kind: kDuration, ref: func(s *settings) any { return &s.Registry.Timeout }},
+	{key: "swarm.services", kind: kBool, ref: func(s *settings) any { return &s.Swarm.Services }},
 	{key: "state_dir", kind: kString, ref: func(s *settings) any { return &s.StateDir }},
 	{key: "http.listen", kind: kString, ref: func(s *settings) any { return &s.HTTP.Listen }},
 	{key: "http.token", kind: kString, ref: func(s *settings) any { return &s.HTTP.Token }},
@@ -85,7 +87,7 @@ var fields = []field{
 
 // sections are the keys that hold a mapping (hosts: a list of them). registry.auth and hosts are
 // walked by hand.
-var sections = []string{"watch", "update", "registry", "http", "notify", "log", "registry.auth", "hosts"}
+var sections = []string{"watch", "update", "registry", "swarm", "http", "notify", "log", "registry.auth", "hosts"}
 
 // authKeys are the keys of one registry.auth entry.
 var authKeys = []string{"username", "password", "password_file"}

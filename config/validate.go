@@ -46,6 +46,9 @@ func (l *loader) validate(c Config) error {
 	if c.Registry.Timeout <= 0 {
 		return l.errAt("registry.timeout", "must be more than 0")
 	}
+	if c.Update.ServiceTimeout <= 0 {
+		return l.errAt("update.service_timeout", "must be more than 0 (the longest wait for a Swarm service's rolling update)")
+	}
 	for _, host := range sortedKeys(c.Registry.Auth) {
 		key := "registry.auth." + host
 		if err := checkHost(host); err != "" {

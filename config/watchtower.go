@@ -466,6 +466,16 @@ func (w *wtLoader) defaults() {
 		w.set(d.key, d.val, wtDefaultOrigin)
 		used = append(used, d.what)
 	}
+	// Watchtower's cleanup removes the old image right after the update. watcher would keep the
+	// newest superseded one for `watcher rollback` (update.keep_images: 1); a Watchtower
+	// deployment asked for its disk back, so it keeps none unless watcher's own settings say.
+	// A rollback then pulls the previous digest again.
+	if src, ok := w.l.src["update.cleanup"]; ok && isWatchtowerOrigin(src.env) && w.l.s.Update.Cleanup {
+		if _, set := w.l.src["update.keep_images"]; !set {
+			w.set("update.keep_images", 0, wtDefaultOrigin)
+			used = append(used, "an old image is removed right after its update (update.keep_images: 0; `watcher rollback` pulls it again)")
+		}
+	}
 	if len(used) > 0 {
 		w.notice("Watchtower configuration in use, so Watchtower's defaults apply where nothing else is set: " + strings.Join(used, "; "))
 	}

@@ -66,6 +66,15 @@ func TestWatchtowerMapping(t *testing.T) {
 		{"label enable, cleanup, monitor only, stopped, hooks", []string{"WATCHTOWER_LABEL_ENABLE=true", "WATCHTOWER_CLEANUP=1", "WATCHTOWER_MONITOR_ONLY=TRUE", "WATCHTOWER_INCLUDE_STOPPED=t", "WATCHTOWER_LIFECYCLE_HOOKS=true"}, nil, func(c Config) string {
 			return want(fmt.Sprintf("%v %v %v %v %v", c.Watch.LabelEnable, c.Update.Cleanup, c.Update.Mode, c.Watch.IncludeStopped, c.Update.LifecycleHooks), "true true monitor true true")
 		}},
+		{"cleanup keeps no old image, as Watchtower's", nil, []string{"--cleanup=WATCHTOWER_CLEANUP=true"}, func(c Config) string {
+			return want(fmt.Sprint(c.Update.Cleanup, c.Update.KeepImages), "true 0")
+		}},
+		{"cleanup with watcher's keep_images", []string{"WATCHTOWER_CLEANUP=true", "WATCHER_UPDATE_KEEP_IMAGES=2"}, nil, func(c Config) string {
+			return want(fmt.Sprint(c.Update.Cleanup, c.Update.KeepImages), "true 2")
+		}},
+		{"watcher's cleanup keeps watcher's default", []string{"WATCHTOWER_POLL_INTERVAL=30", "WATCHER_UPDATE_CLEANUP=true"}, nil, func(c Config) string {
+			return want(fmt.Sprint(c.Update.Cleanup, c.Update.KeepImages), "true 1")
+		}},
 		{"flags too", nil, []string{"-e=WATCHTOWER_LABEL_ENABLE=true", "--enable-lifecycle-hooks=WATCHTOWER_LIFECYCLE_HOOKS=true", "--rolling-restart=WATCHTOWER_ROLLING_RESTART=true"}, func(c Config) string {
 			return want(fmt.Sprint(c.Watch.LabelEnable, c.Update.LifecycleHooks, c.Update.Parallel), "true true 1")
 		}},

@@ -65,6 +65,8 @@ const (
 	ServiceRolledBack    Reason = "ServiceRolledBack"    // Swarm rolled the service update back
 	ServicePaused        Reason = "ServicePaused"        // Swarm paused the service update
 	ServiceUpdateTimeout Reason = "ServiceUpdateTimeout" // the service did not converge in time
+	ServiceUpdateRefused Reason = "ServiceUpdateRefused" // the manager refused the ServiceUpdate: nothing changed
+	ServiceChanged       Reason = "ServiceChanged"       // the service's image was changed outside the watcher meanwhile
 	EngineUnreachable    Reason = "EngineUnreachable"    // the host's engine could not be reached
 )
 
@@ -75,7 +77,7 @@ var Reasons = []Reason{
 	ErrImagePull, KillContainerError, CreateContainerConfigError, CreateContainerError, RunContainerError,
 	ContainerExited, OOMKilled, Unhealthy, CrashLoop, RollbackFailed, Interrupted, StoreError,
 	DependentNotManaged, OutsideWindow, HookSkipped, HookFailed, Unsupported,
-	ServiceRolledBack, ServicePaused, ServiceUpdateTimeout, EngineUnreachable,
+	ServiceRolledBack, ServicePaused, ServiceUpdateTimeout, ServiceUpdateRefused, ServiceChanged, EngineUnreachable,
 }
 
 // Stages lists every stage.

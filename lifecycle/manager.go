@@ -3,10 +3,10 @@ package lifecycle
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/watcher-dev/watcher/internal/defaults"
+	"github.com/watcher-dev/watcher/internal/keylock"
 	"github.com/watcher-dev/watcher/store"
 )
 
@@ -75,8 +75,7 @@ type Manager struct {
 	// tests kill the process there.
 	afterJournal func(seq int, step string)
 
-	mu   sync.Mutex
-	busy map[string]chan struct{} // container ID -> closed when its transaction ends
+	busy keylock.Locks // by container ID: one transaction on a container at a time
 }
 
 // New returns a Manager on engine d with journal s.
@@ -93,32 +92,12 @@ func New(d Docker, s Journal, o Options) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Manager{d: d, s: s, o: o, log: o.Logger, settle: defaultSettle, stopMargin: defaultStopMargin, poll: verifyPoll, drain: defaultDrain, busy: map[string]chan struct{}{}}
+	return &Manager{d: d, s: s, o: o, log: o.Logger, settle: defaultSettle, stopMargin: defaultStopMargin, poll: verifyPoll, drain: defaultDrain}
 }
 
 // lock waits until no other transaction works on container id, then claims it.
 func (m *Manager) lock(ctx context.Context, id string) (unlock func(), err error) {
-	for {
-		m.mu.Lock()
-		ch, held := m.busy[id]
-		if !held {
-			ch = make(chan struct{})
-			m.busy[id] = ch
-			m.mu.Unlock()
-			return func() {
-				m.mu.Lock()
-				delete(m.busy, id)
-				m.mu.Unlock()
-				close(ch)
-			}, nil
-		}
-		m.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return m.busy.Lock(ctx, id)
 }
 
 // Spec says which container to replace and how.

@@ -22,12 +22,13 @@ run failed: {{trunc 300 .}}
 - host {{.Name}} unreachable: {{trunc 300 .Error}}
 {{- end}}{{end}}
 {{- range .Containers}}{{if notable .}}
-- {{with .Host}}{{.}}/{{end}}{{.Name}} ({{.Image}}): {{outcome .Outcome}}
+- {{if eq .Kind "service"}}service {{end}}{{with .Host}}{{.}}/{{end}}{{.Name}} ({{.Image}}): {{outcome .Outcome}}
   {{- if and .OldDigest .NewDigest}} {{short .OldDigest}} -> {{short .NewDigest}}{{end}}
   {{- with .NewImage}}, now {{.}}{{end}}
   {{- with .Failure}}: {{.Stage}} {{.Reason}}{{with .Message}}: {{trunc 300 .}}{{end}}{{end}}
   {{- with note .}} ({{trunc 300 .}}){{end}}
   {{- if .Downtime}}, {{seconds .Downtime}} down{{end}}
+  {{- with .Replicas}}, {{.Running}}/{{.Desired}} tasks{{end}}
 {{- end}}{{end}}
 run {{.ID}} ({{.Trigger}}{{if .DryRun}}, dry run{{end}}), {{seconds (runtime .)}}`
 
@@ -185,5 +186,8 @@ func sampleReport() *updater.Report {
 			Duration: time.Second, Downtime: time.Second,
 		})
 	}
+	r.Containers = append(r.Containers, updater.ContainerReport{Kind: updater.KindService, Host: "edge-1", Name: "s-updated", ID: "0123456789ab",
+		Image: "example/app:1", OldDigest: d, NewDigest: d, Outcome: updater.OutcomeUpdated,
+		Replicas: &updater.Replicas{Mode: "replicated", Desired: 3, Running: 3}})
 	return r
 }

@@ -180,7 +180,7 @@ func (ps *parser) prepare(q Query) (*parsedRef, prepared, *classified) {
 		return pr, p, &classified{reason: failure.InvalidReference, msg: fmt.Sprintf("pinned by digest %s: the reference cannot move, so there is no update to look for", d.DigestStr())}
 	}
 	p.local = ps.localDigests(q.RepoDigests, pr.repo)
-	if len(p.local) == 0 {
+	if len(p.local) == 0 && !q.Resolve {
 		if len(q.RepoDigests) == 0 {
 			return pr, p, &classified{reason: failure.InvalidReference, msg: "the local image has no RepoDigests (built or loaded locally): there is no registry digest to compare with"}
 		}
@@ -254,6 +254,10 @@ func (c *Checker) lookup(ctx context.Context, j *job, qs []Query, prep []prepare
 // index) whose digest moved is always an update: it has no other platforms to blame.
 func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Repository, tag *remoteTag, q Query, p prepared, r *Result) error {
 	r.Digest = tag.digest.String()
+	if len(p.local) == 0 { // Query.Resolve: nothing to compare with
+		r.UpdateAvailable = true
+		return nil
+	}
 	r.LocalDigest = p.local[0]
 	if slices.Contains(p.local, r.Digest) {
 		r.LocalDigest = r.Digest

@@ -246,3 +246,29 @@ func TestLocalhostRegistryIsPlainHTTP(t *testing.T) {
 		t.Fatalf("Check = %+v", rs[0])
 	}
 }
+
+// TestResolve: a query with nothing local to compare (Query.Resolve: a Swarm service whose spec
+// pins no digest) is an update to the tag's digest, with one HEAD shared with the queries that
+// name the same reference.
+func TestResolve(t *testing.T) {
+	reg := testenv.NewRegistry(t)
+	d := pushTags(t, reg, "app", testenv.ImageSpec{Version: "v1"}, "latest")
+	reg.ResetRequests()
+	rs := newChecker(Options{}).Check(context.Background(), []Query{
+		{Ref: reg.Host + "/app:latest", Resolve: true},
+		pulled(reg, "app", "latest", d),
+		{Ref: reg.Host + "/app:latest"},
+	})
+	if r := rs[0]; r.Reason != "" || !r.UpdateAvailable || r.Digest != d.String() || r.LocalDigest != "" {
+		t.Errorf("Resolve = %+v, want an update to %s", r, d)
+	}
+	if r := rs[1]; r.Reason != "" || r.UpdateAvailable {
+		t.Errorf("pulled = %+v, want up to date", r)
+	}
+	if r := rs[2]; r.Reason != failure.InvalidReference {
+		t.Errorf("no RepoDigests, no Resolve = %+v, want InvalidReference", r)
+	}
+	if got := manifestCalls(reg, "HEAD"); got != 1 {
+		t.Errorf("HEADs = %d, want 1", got)
+	}
+}

@@ -48,6 +48,9 @@ type Query struct {
 	// ManifestDigest is the local platform manifest's digest when the engine reports it
 	// (containerd image store, ContainerInspect.ImageManifestDescriptor, API >= 1.48). Optional.
 	ManifestDigest string
+	// Resolve asks only for the tag's current digest: nothing local pins one (a Swarm service
+	// whose spec names no digest), so the answer is always an update, to that digest.
+	Resolve bool
 }
 
 // Result answers one Query. Queries that share a reference share the lookup behind their results,

@@ -12,6 +12,8 @@ import (
 var (
 	bucketNotices = []byte("notices") // report line key -> what was last notified about it
 	bucketUpdates = []byte("updates") // container -> its last committed update (for rollback)
+	// bucketServices journals Swarm service updates: host/service ID -> the update in flight.
+	bucketServices = []byte("service_journal")
 	// bucketApprovals: container -> the update it waits for a person's decision on
 	bucketApprovals = []byte("approvals")
 )
@@ -34,6 +36,15 @@ func (s *Store) Update(key string) ([]byte, error) { return s.get(bucketUpdates,
 
 // Updates returns every update record, by key.
 func (s *Store) Updates() (map[string][]byte, error) { return s.all(bucketUpdates) }
+
+// PutServiceJournal records the Swarm service update in flight under key (host/service ID), durably
+// before PutServiceJournal returns; nil data forgets it (the update ended).
+func (s *Store) PutServiceJournal(key string, data []byte) error {
+	return s.putOrDelete(bucketServices, key, data)
+}
+
+// ServiceJournals returns every service update in flight, by key.
+func (s *Store) ServiceJournals() (map[string][]byte, error) { return s.all(bucketServices) }
 
 // PutApproval records the update a container waits for approval of (key: the container); nil
 // forgets it.

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestNoticesAndUpdates: both kinds of record survive a reopen, nil forgets one, and an empty
+// TestNoticesAndUpdates: notices, update records and service journal records survive a reopen, nil forgets one, and an empty
 // key is refused.
 func TestNoticesAndUpdates(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "watcher.db")
@@ -14,7 +14,7 @@ func TestNoticesAndUpdates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, put := range []func(string, []byte) error{s.PutNotice, s.PutUpdate} {
+	for _, put := range []func(string, []byte) error{s.PutNotice, s.PutUpdate, s.PutServiceJournal} {
 		if err := put("web", []byte("a")); err != nil {
 			t.Fatal(err)
 		}
@@ -28,6 +28,9 @@ func TestNoticesAndUpdates(t *testing.T) {
 	if err := s.PutNotice("db", nil); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.PutServiceJournal("web", nil); err != nil {
+		t.Fatal(err)
+	}
 	_ = s.Close()
 	if s, err = Open(p); err != nil {
 		t.Fatal(err)
@@ -38,6 +41,9 @@ func TestNoticesAndUpdates(t *testing.T) {
 	}
 	if u, err := s.Updates(); err != nil || len(u) != 2 {
 		t.Errorf("Updates after reopen = %q, %v; want web and db", u, err)
+	}
+	if j, err := s.ServiceJournals(); err != nil || len(j) != 1 || string(j["db"]) != "b" {
+		t.Errorf("ServiceJournals after reopen = %q, %v; want only db", j, err)
 	}
 	if b, err := s.Update("db"); err != nil || string(b) != "b" {
 		t.Errorf("Update(db) = %q, %v", b, err)

@@ -59,7 +59,7 @@ func Open(path string) (*Store, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRuns, bucketKnown, bucketJournal, bucketJournalBy, bucketNotices, bucketUpdates, bucketApprovals} {
+		for _, b := range [][]byte{bucketRuns, bucketKnown, bucketJournal, bucketJournalBy, bucketNotices, bucketUpdates, bucketApprovals, bucketServices} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

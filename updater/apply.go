@@ -11,6 +11,7 @@ import (
 
 	"github.com/watcher-dev/watcher/failure"
 	"github.com/watcher-dev/watcher/lifecycle"
+	"github.com/watcher-dev/watcher/swarm"
 )
 
 // Applying a plan: groups concurrently, each group's steps in order, through lifecycle. Nothing
@@ -60,10 +61,12 @@ type applier struct {
 	committed []committed                 // the updates that committed
 }
 
-// committed is an update step that committed, with its transaction's result.
+// committed is an update step that committed, with its transaction's result (or, for a Swarm
+// service, the service update's).
 type committed struct {
 	step *Step
 	res  lifecycle.Result
+	svc  *swarm.Result
 	line *ContainerReport
 }
 
@@ -91,7 +94,11 @@ func (u *Updater) apply(ctx context.Context, plan *Plan, lines map[string]*Conta
 // step executes one step and records its outcome on its target's line.
 func (a *applier) step(ctx context.Context, s *Step) {
 	line := a.line(s)
-	release, ok := acquire(ctx, a.u.hostOf(s.c).slots)
+	slots := a.u.hostOf(s.c).slots
+	if s.c.isService() {
+		slots = a.u.hostOf(s.c).svcSlots
+	}
+	release, ok := acquire(ctx, slots)
 	if !ok {
 		a.skip(line, "the watcher is stopping; not started")
 		return
@@ -103,10 +110,12 @@ func (a *applier) step(ctx context.Context, s *Step) {
 	}
 	start := time.Now()
 	a.u.setStatus(s.c, s.c.status(StateUpdating))
-	switch s.Op {
-	case OpUpdate, OpRecreate:
+	switch {
+	case s.c.isService():
+		a.updateService(ctx, s, line, release)
+	case s.Op == OpUpdate, s.Op == OpRecreate:
 		a.replace(ctx, s, line, release)
-	case OpRestart:
+	case s.Op == OpRestart:
 		a.restart(ctx, s, line, release)
 	}
 	a.mu.Lock()
@@ -122,7 +131,8 @@ func (a *applier) line(s *Step) *ContainerReport {
 	defer a.mu.Unlock()
 	key := s.Target.String()
 	if a.lines[key] == nil {
-		a.lines[key] = &ContainerReport{Host: s.c.Host, Name: s.c.Name, ID: s.c.ID, Image: s.c.Image, Outcome: OutcomeFailed}
+		a.lines[key] = newLine(s.c)
+		a.lines[key].Policy, a.lines[key].Mode = "", ""
 	}
 	return a.lines[key]
 }

@@ -39,7 +39,13 @@ func (u *Updater) check(ctx context.Context, targets []*Container) (map[string]*
 
 // newLine is a target's report line before anything is known: failed until shown otherwise.
 func newLine(t *Container) *ContainerReport {
-	return &ContainerReport{Host: t.Host, Name: t.Name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode, Outcome: OutcomeFailed}
+	line := &ContainerReport{Host: t.Host, Name: t.Name, ID: t.ID, Image: t.Image, Policy: t.Settings.Policy, Mode: t.Settings.Mode, Outcome: OutcomeFailed}
+	if t.isService() {
+		line.Kind = KindService
+		r := t.service.Replicas
+		line.Replicas = &r
+	}
+	return line
 }
 
 // checkDigests checks the targets under the digest policy, one Check for all of them, and fills
@@ -75,8 +81,10 @@ func (u *Updater) checkDigests(ctx context.Context, ts []*Container, lines map[s
 
 // query is the registry question for c running ref (its own reference, or another tag of its
 // repository under a tag policy): the local facts that prove an image unchanged.
+// A service's spec pins a digest (or none: then the tag is resolved, and the update pins it).
 func (c *Container) query(ref string) registry.Query {
-	return registry.Query{Ref: ref, Platform: c.image.platform(), RepoDigests: c.image.RepoDigests, ImageID: c.ImageID, ManifestDigest: c.ManifestDigest}
+	return registry.Query{Ref: ref, Platform: c.image.platform(), RepoDigests: c.image.RepoDigests, ImageID: c.ImageID,
+		ManifestDigest: c.ManifestDigest, Resolve: c.isService() && c.service.Pinned == ""}
 }
 
 // checkFailed records a check-stage failure; an InvalidReference is a skip (nothing to look up).

@@ -33,12 +33,13 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 		u.log.Error("run could not observe any engine", "run", rep.ID, "err", rep.Error)
 		return nil
 	}
-	watched := len(all)
-	rep.Watched = &watched
+	watched, services := countKinds(all)
+	rep.Watched, rep.WatchedServices = &watched, services
 	targets := selectTargets(all, req, u.opts.Schedule)
 	var lines map[string]*ContainerReport
 	var cands []Candidate
 	if req.rollback != "" {
+		targets = slices.DeleteFunc(targets, func(t *Container) bool { return t.kind() != req.rollbackKind })
 		lines, cands = u.checkRollback(targets)
 	} else {
 		preChecks := u.checkHooks(ctx, targets, HookPreCheck, rep.DryRun, runningID)
@@ -146,9 +147,21 @@ func hostReport(v hostView) HostReport {
 	if v.err != nil {
 		hr.Error = v.err.Error()
 	} else {
-		hr.Watched = len(v.obs.Watched)
+		hr.Watched, hr.WatchedServices = countKinds(v.obs.Watched)
 	}
 	return hr
+}
+
+// countKinds counts the containers and the services among ts.
+func countKinds(ts []*Container) (containers, services int) {
+	for _, t := range ts {
+		if t.isService() {
+			services++
+		} else {
+			containers++
+		}
+	}
+	return containers, services
 }
 
 // engineError is a run's error when no engine could be observed.
@@ -179,6 +192,7 @@ func (u *Updater) planHosts(ctx context.Context, views []hostView, cands []Candi
 		}
 		o := base
 		o.CanHandOver, o.Podman = u.canHandOver(v.h), v.h.podman()
+		o.CanHandOverService = u.selfID != "" && u.opts.Release != nil && v.h.Services != nil
 		p := u.plan(ctx, v.h, v.obs, mine, o, lines)
 		plan.Groups = append(plan.Groups, p.Groups...)
 		plan.Last = append(plan.Last, p.Last...)
@@ -205,7 +219,7 @@ func (u *Updater) plan(ctx context.Context, h *host, obs *Observed, cands []Cand
 	defer cancel()
 	if err := h.inspectTargets(hctx, running); err != nil {
 		cands = slices.DeleteFunc(slices.Clone(cands), func(c Candidate) bool {
-			if h, op := holdOf(c, o); h != nil || op != OpUpdate {
+			if h, op := holdOf(c, o); h != nil || op != OpUpdate || c.Container.isService() {
 				return false
 			}
 			lines[c.Container.key()].Failure = &Failure{Stage: failure.StageCheck, Reason: failure.ImageInspectError, Message: err.Error()}

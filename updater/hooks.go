@@ -138,7 +138,7 @@ func (u *Updater) checkHooks(ctx context.Context, targets []*Container, name str
 	}
 	var todo []*Container
 	for _, t := range targets {
-		if _, ok := t.Settings.Hooks[name]; ok && !t.Self && idOf(t) != "" && u.hostOf(t).Life != nil {
+		if _, ok := t.Settings.Hooks[name]; ok && !t.Self && !t.isService() && idOf(t) != "" && u.hostOf(t).Life != nil {
 			todo = append(todo, t)
 		}
 	}
@@ -173,10 +173,11 @@ func runningID(t *Container) string {
 
 // attachHooks gives each update step of a running, selected container its pre-update and
 // post-update hooks. Restarts and recreations of dependents get none: they are not selected.
+// Nor do Swarm services: a hook runs in a container, and a service's tasks are Swarm's.
 func attachHooks(plan *Plan) {
 	for _, g := range plan.Groups {
 		for _, s := range g {
-			if s.Op != OpUpdate || s.c.Self || s.c.State != "running" {
+			if s.Op != OpUpdate || s.c.Self || s.c.isService() || s.c.State != "running" {
 				continue
 			}
 			if h, ok := s.c.Settings.Hooks[HookPreUpdate]; ok {

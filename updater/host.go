@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/watcher-dev/watcher/lifecycle"
+	"github.com/watcher-dev/watcher/swarm"
 )
 
 // Host is one engine an Updater watches, as NewHosts is given it. Several hosts share one
@@ -24,6 +25,9 @@ type Host struct {
 	Name   string   // unique; "" = the only engine (no hosts configured), named nowhere
 	Engine Engine   // its client (internal/engine negotiates the API version per engine)
 	Life   Replacer // its transactions; nil = only checked (watcher check)
+	// Services updates the Swarm services of a manager (swarm.Manager); nil = they are only
+	// checked.
+	Services ServiceUpdater
 	// Selection, when set, replaces Options.Selection on this host (a hosts entry's scope).
 	Selection *Selection
 }
@@ -48,13 +52,19 @@ type host struct {
 	Host
 	sel   Selection
 	slots chan struct{} // update.parallel for this engine
-	log   *slog.Logger
+	// svcSlots bound the services updated at once through this manager (update.parallel too):
+	// an update's wait takes minutes, and must not hold the containers' slots.
+	svcSlots chan struct{}
+	log      *slog.Logger
 
 	mu     sync.Mutex
 	status HostStatus
 	// lost: the engine stopped answering (or did not answer at start) and it has transactions,
 	// possibly unfinished, to recover when it is back. The start's own recovery is Recover's.
 	lost bool
+
+	swarm swarmRole       // what the engine is in a swarm, as last asked (role)
+	said  map[string]bool // what sayOnce said
 
 	recovering sync.Mutex // one Recover of this host at a time
 
@@ -70,7 +80,7 @@ func newHost(h Host, o Options) *host {
 	if h.Name != "" {
 		log = log.With("host", h.Name)
 	}
-	out := &host{Host: h, sel: sel, slots: make(chan struct{}, o.Parallel), log: log,
+	out := &host{Host: h, sel: sel, slots: make(chan struct{}, o.Parallel), svcSlots: make(chan struct{}, o.Parallel), log: log,
 		status: HostStatus{Name: h.Name, Reachable: true}}
 	out.inv = newInventory(out, o)
 	return out
@@ -133,21 +143,31 @@ func (h *host) needsRecovery() bool {
 	return h.lost
 }
 
-// recover finishes the host's unfinished transactions: at start (always), and once per time
-// the engine came back after it was lost (the others).
-func (h *host) recover(ctx context.Context, atStart bool) []lifecycle.Result {
+// recover finishes the host's unfinished transactions and service updates: at start (always),
+// and once per time the engine came back after it was lost (the others). The containers'
+// transactions come first: a service update's wait may take minutes.
+func (h *host) recover(ctx context.Context, atStart bool) recovered {
 	h.recovering.Lock()
 	defer h.recovering.Unlock()
 	if h.Life == nil || (!atStart && !h.needsRecovery()) {
-		return nil
+		return recovered{}
 	}
-	res := h.Life.Recover(ctx)
+	out := recovered{containers: h.Life.Recover(ctx)}
+	if h.Services != nil {
+		out.services = h.Services.Recover(ctx)
+	}
 	if ctx.Err() == nil {
 		h.mu.Lock()
 		h.lost = false
 		h.mu.Unlock()
 	}
-	return res
+	return out
+}
+
+// recovered is what one host's recovery finished.
+type recovered struct {
+	containers []lifecycle.Result
+	services   []swarm.Result
 }
 
 // UnknownHostError is returned for a request that names hosts the updater does not have.

@@ -52,6 +52,7 @@ func (u *Updater) listHosts(ctx context.Context, hs []*host, observe bool) []hos
 		})
 	}
 	wg.Wait()
+	u.oneManagerPerSwarm(out)
 	return out
 }
 
@@ -74,7 +75,7 @@ func (u *Updater) checkWatched(ctx context.Context, req Request) (Request, error
 	for _, v := range views {
 		if v.err != nil {
 			for _, st := range u.knownOn(v.h) {
-				watched = append(watched, &Container{Host: st.Host, Name: st.Name, Image: st.Image, Settings: Settings{Policy: st.Policy}})
+				watched = append(watched, &Container{Kind: st.Kind, Host: st.Host, Name: st.Name, Image: st.Image, Settings: Settings{Policy: st.Policy}})
 			}
 			continue
 		}
@@ -158,7 +159,26 @@ func (u *Updater) statusesOf(obs *Observed) []ContainerStatus {
 		st.LastError = known.LastError
 		out = append(out, st)
 	}
+	for _, name := range sortedKeys(obs.svcByName) {
+		if t := obs.svcByName[name]; t.Watched {
+			out = append(out, u.serviceStatus(t))
+		}
+	}
 	return out
+}
+
+// serviceStatus is what is known of watched service t: what the last run found, with the tasks
+// as the service list shows them now. u.mu is held.
+func (u *Updater) serviceStatus(t *Container) ContainerStatus {
+	known, ok := u.status[t.key()]
+	if !ok || known.ID != t.ID {
+		lastErr := known.LastError
+		known = t.status(StateUnknown)
+		known.LastError = lastErr
+	}
+	r := t.service.Replicas
+	known.Replicas = &r
+	return known
 }
 
 // knownOn returns the last known states of the watched containers on h, by name.
@@ -195,10 +215,10 @@ func (u *Updater) unreachableLines(v hostView, req Request) []ContainerReport {
 		if (len(req.Containers) > 0 || len(req.Images) > 0) && !slices.Contains(req.Containers, st.Name) && !matchesImage(st.Image, req.Images) {
 			continue
 		}
-		out = append(out, ContainerReport{Host: st.Host, Name: st.Name, ID: st.ID, Image: st.Image, Policy: st.Policy, Mode: st.Mode,
-			OldDigest: st.LocalDigest, Outcome: OutcomeFailed, Failure: unreachableFailure(v.err)})
+		out = append(out, ContainerReport{Kind: st.Kind, Host: st.Host, Name: st.Name, ID: st.ID, Image: st.Image, Policy: st.Policy, Mode: st.Mode,
+			OldDigest: st.LocalDigest, Outcome: OutcomeFailed, Failure: unreachableFailure(v.err), Replicas: st.Replicas})
 		u.mu.Lock()
-		u.status[Target{Host: st.Host, Name: st.Name}.String()] = unreachableStatus(st, v.err)
+		u.status[st.key()] = unreachableStatus(st, v.err)
 		u.mu.Unlock()
 	}
 	return out

@@ -12,10 +12,14 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// Container is one container as this cycle observed it. Observation makes few engine calls: one
-// list, one inspect per distinct image, and container inspects only where the list does not say
-// enough (an image reference shown as an ID) or when a plan needs the dependency graph.
+// Container is one container — or one Swarm service (Kind service, swarm.go) — as this cycle
+// observed it. Observation makes few engine calls: one list, one inspect per distinct image, and
+// container inspects only where the list does not say enough (an image reference shown as an ID)
+// or when a plan needs the dependency graph; on a Swarm manager, one service list.
 type Container struct {
+	// Kind is KindService for a Swarm service (then Name, ID, Image and Labels are the service's,
+	// Image without the digest its spec pins); a container's is KindContainer or "".
+	Kind    Kind
 	Host    string // the engine's name ("" = the only one)
 	Name    string
 	ID      string
@@ -31,16 +35,27 @@ type Container struct {
 	Settings       Settings
 	SettingsErr    error // malformed labels: the container is reported failed, the rest go on
 	Watched        bool  // selected by labels and scope, in a state the selection covers, not set aside
-	Self           bool  // the watcher's own container
+	Self           bool  // the watcher's own container (or the service whose task it is)
+	// Task: a container of a Swarm service's task (label com.docker.swarm.task.id). Swarm owns it:
+	// it is never watched, restarted or recreated; its service is the target.
+	Task bool
 
 	host    *host // the engine it lives on
 	image   *imageInfo
 	inspect *container.InspectResponse // filled by inspectTargets when a plan needs it
+	service *serviceInfo               // KindService
 }
 
-// Target is the container as plan entries name it.
+// Target is the container (or service) as plan entries name it.
 func (c *Container) Target() Target {
-	return Target{Kind: KindContainer, Host: c.Host, Name: c.Name, ID: c.ID}
+	return Target{Kind: c.kind(), Host: c.Host, Name: c.Name, ID: c.ID}
+}
+
+func (c *Container) kind() Kind {
+	if c.Kind == "" {
+		return KindContainer
+	}
+	return c.Kind
 }
 
 // key is how a run's report lines and the known states name c: "web", or "edge-1/web".
@@ -49,7 +64,7 @@ func (c *Container) key() string { return c.Target().String() }
 // managed reports whether a plan may stop c to follow what it depends on: it is watched, or it
 // is opted out but carries watcher.follow=true. Opt-out is otherwise absolute, and the watcher's
 // own container is never stopped as a dependent (it would stop the run).
-func (c *Container) managed() bool { return !c.Self && (c.Watched || c.Settings.Follow) }
+func (c *Container) managed() bool { return !c.Self && !c.Task && (c.Watched || c.Settings.Follow) }
 
 type imageInfo struct {
 	RepoDigests []string
@@ -60,12 +75,15 @@ type imageInfo struct {
 }
 
 // Observed is the state a cycle works from: every container on the engine (dependents of an
-// updated container need restarting whether or not they are watched) and the watched subset.
+// updated container need restarting whether or not they are watched), on a Swarm manager every
+// service, and the watched subset of both.
 type Observed struct {
-	All     []*Container
-	byName  map[string]*Container
-	byID    map[string]*Container
-	Watched []*Container
+	All       []*Container
+	byName    map[string]*Container
+	byID      map[string]*Container
+	Services  []*Container
+	svcByName map[string]*Container
+	Watched   []*Container
 }
 
 // nameOf returns the name of the container ref names: an ID, a short ID (12 or more hex digits)
@@ -107,13 +125,20 @@ func (h *host) list(ctx context.Context, o Options) (*Observed, error) {
 			return nil, err
 		}
 	}
-	obs := &Observed{All: cs, byName: make(map[string]*Container, len(cs)), byID: make(map[string]*Container, len(cs))}
+	obs := &Observed{All: cs, byName: make(map[string]*Container, len(cs)), byID: make(map[string]*Container, len(cs)), svcByName: map[string]*Container{}}
+	selfService := ""
 	for _, t := range cs {
 		obs.byName[t.Name] = t
 		obs.byID[t.ID] = t
 		if t.Watched {
 			obs.Watched = append(obs.Watched, t)
 		}
+		if t.Self && t.Task {
+			selfService = t.Labels[labelServiceID]
+		}
+	}
+	if o.Services {
+		h.listServices(ctx, o, obs, selfService)
 	}
 	return obs, nil
 }
@@ -174,12 +199,13 @@ func (h *host) settle(t *Container, o Options, known *Container) {
 		t.Settings, t.SettingsErr = ParseSettings(t.Labels, o.Defaults)
 	}
 	t.Self = o.SelfID != "" && t.ID == o.SelfID
+	t.Task = t.Labels[labelTaskID] != ""
 	// Our own set-aside containers (<name>-watcher-<txid>) are never watched: they belong to a
-	// transaction in flight or in recovery.
+	// transaction in flight or in recovery. Nor are Swarm's task containers: their service is.
 	aside := t.Labels["watcher.txid"] != "" && strings.Contains(t.Name, "-watcher-")
 	stateOK := t.State == "running" || (o.IncludeStopped && (t.State == "exited" || t.State == "created")) ||
 		(o.IncludeRestarting && t.State == "restarting")
-	t.Watched = stateOK && !aside && h.sel.Watched(t.Settings) && h.sel.Named(t.Name)
+	t.Watched = stateOK && !aside && !t.Task && h.sel.Watched(t.Settings) && h.sel.Named(t.Name)
 }
 
 // observe lists the host's containers and reads their settings and images.
@@ -194,7 +220,7 @@ func (h *host) observe(ctx context.Context, o Options) (*Observed, error) {
 	// image; the reference the container was created with is in its config.
 	var needInspect []*Container
 	for _, t := range obs.Watched {
-		if imageIsID(t.Image, t.ImageID) {
+		if !t.isService() && imageIsID(t.Image, t.ImageID) {
 			needInspect = append(needInspect, t)
 		}
 	}
@@ -214,6 +240,9 @@ func (h *host) observe(ctx context.Context, o Options) (*Observed, error) {
 	var ids []string
 	gen := h.inv.imageGen()
 	for _, t := range obs.Watched {
+		if t.isService() {
+			continue // what its spec pins is what a check compares (serviceTarget)
+		}
 		if _, ok := images[t.ImageID]; ok {
 			continue
 		}
@@ -237,7 +266,9 @@ func (h *host) observe(ctx context.Context, o Options) (*Observed, error) {
 		h.inv.putImage(ids[i], info, gen)
 	})
 	for _, t := range obs.Watched {
-		t.image = images[t.ImageID]
+		if !t.isService() {
+			t.image = images[t.ImageID]
+		}
 	}
 	return obs, ctx.Err()
 }

@@ -69,6 +69,9 @@ type Step struct {
 	ImageID string `json:"image_id,omitempty"`
 	// Order is OrderStartFirst for an OpUpdate of a container labelled so, else "" (stop-first).
 	Order string `json:"order,omitempty"`
+	// Rollback: a manual rollback of a Swarm service, which asks Swarm for its previous spec
+	// (rollback=previous); NewImage is that spec's image.
+	Rollback bool `json:"rollback,omitempty"`
 	// PreUpdate and PostUpdate are the container's lifecycle hooks (OpUpdate; hooks.go): the update
 	// happens only if PreUpdate succeeds, and PostUpdate runs in the new container after it.
 	PreUpdate  *Hook `json:"pre_update,omitempty"`

@@ -365,3 +365,36 @@ func TestMatchesImage(t *testing.T) {
 		}
 	}
 }
+
+// svc is a watched Swarm service named name (which may be a container's name too).
+func svc(name string, mods ...func(*Container)) *Container {
+	c := tgt(name, mods...)
+	c.Kind, c.ID, c.service = KindService, name+"-svc", &serviceInfo{Spec: "reg/" + name + ":1"}
+	return c
+}
+
+// TestPlanServices: a service is a group of its own, after the containers' groups, whatever a
+// container of the same name depends on; holds apply to it as to a container; the watcher's own
+// service goes last in the daemon and is held elsewhere.
+func TestPlanServices(t *testing.T) {
+	obs := observed(tgt("db"), tgt("app", dependsOn("db")))
+	web, mon, own := svc("web"), svc("cache", monitor), svc("watcher", self)
+	all := append(cands(obs, "db"), Candidate{Container: svc("app"), Cause: "new digest"}, Candidate{Container: web, Cause: "new digest"},
+		Candidate{Container: mon, Cause: "new digest"}, Candidate{Container: own, Cause: "new digest"})
+	want := "group 1:\n  update db (new digest)\n  restart app (depends on db) after db\ngroup 2:\n  update service app (new digest)\n" +
+		"group 3:\n  update service web (new digest)\nlast:\n  handover service watcher (new digest)\nhold service cache: monitor mode: new digest\n"
+	if got := buildPlan(obs, all, planOptions{CanHandOverService: true}).String(); got != want {
+		t.Errorf("daemon's plan =\n%s\nwant\n%s", got, want)
+	}
+	got := buildPlan(obs, all, planOptions{}).String()
+	if !strings.Contains(got, "hold service watcher: this is the watcher's own service; only the daemon (watcher run) updates it\n") {
+		t.Errorf("once's plan =\n%s\nwant the watcher's own service held", got)
+	}
+	if needsOrder([]Candidate{{Container: web}}, planOptions{}) {
+		t.Error("a service's update asks for the containers' dependency graph")
+	}
+	back := buildPlan(obs, []Candidate{{Container: web, Cause: "rollback"}}, planOptions{Rollback: true})
+	if len(back.Groups) != 1 || !back.Groups[0][0].Rollback {
+		t.Errorf("a service's manual rollback: %+v, want one step with Rollback set", back.Groups)
+	}
+}

@@ -42,7 +42,10 @@ type Candidate struct {
 type planOptions struct {
 	DryRun      bool // nothing is applied; the plan says what would be
 	CanHandOver bool // the watcher's own container can be updated by a handover (the daemon)
-	Podman      bool // the host is Podman's Docker-compatible API (see holdUnsupported)
+	// CanHandOverService: the watcher's own Swarm service can be updated last (the daemon, with a
+	// service updater on the manager): Swarm replaces the task it runs in.
+	CanHandOverService bool
+	Podman             bool // the host is Podman's Docker-compatible API (see holdUnsupported)
 	// Now is when the plan is applied: maintenance windows are read at it.
 	Now time.Time
 	// Forced lists the containers whose windows and rollback pins the request lifts (?force=true),
@@ -60,10 +63,12 @@ type planOptions struct {
 	Hooks     bool // lifecycle hooks run (update.lifecycle_hooks): updates carry theirs
 }
 
-// buildPlan turns the available updates into the plan a run applies.
+// buildPlan turns the available updates into the plan a run applies. A Swarm service is a group
+// of its own: it has no dependencies, and Swarm orders its tasks.
 func buildPlan(obs *Observed, cands []Candidate, o planOptions) *Plan {
 	plan := &Plan{DryRun: o.DryRun}
 	updates := map[string]Candidate{}
+	var services []*Step
 	for _, c := range cands {
 		switch h, op := holdOf(c, o); {
 		case h != nil:
@@ -71,10 +76,19 @@ func buildPlan(obs *Observed, cands []Candidate, o planOptions) *Plan {
 		case op == OpHandOver:
 			plan.Last = append(plan.Last, &Step{Op: OpHandOver, Target: c.Container.Target(), Cause: c.Cause,
 				NewDigest: c.NewDigest, NewImage: c.NewImage, c: c.Container})
+		case c.Container.isService():
+			services = append(services, &Step{Op: OpUpdate, Target: c.Container.Target(), Cause: c.Cause, NewDigest: c.NewDigest,
+				NewImage: c.NewImage, Rollback: o.Rollback, c: c.Container})
 		default:
 			updates[c.Container.Name] = c
 		}
 	}
+	defer func() {
+		slices.SortFunc(services, func(a, b *Step) int { return strings.Compare(a.Target.Name, b.Target.Name) })
+		for _, s := range services {
+			plan.Groups = append(plan.Groups, []*Step{s})
+		}
+	}()
 	if len(updates) == 0 {
 		return plan
 	}
@@ -135,7 +149,7 @@ func (p *planner) holdUnsupported(updates map[string]Candidate) {
 func needsOrder(cands []Candidate, o planOptions) bool {
 	return slices.ContainsFunc(cands, func(c Candidate) bool {
 		h, op := holdOf(c, o)
-		return h == nil && op == OpUpdate
+		return h == nil && op == OpUpdate && !c.Container.isService()
 	})
 }
 
@@ -156,11 +170,13 @@ func holdOf(c Candidate, o planOptions) (*Hold, Op) {
 	switch {
 	case t.Self && o.Rollback:
 		return &Hold{Target: t.Target(), Outcome: OutcomeSkipped, Reason: failure.Unsupported,
-			Why: "the watcher cannot roll its own container back; run the previous image with docker instead"}, ""
+			Why: "the watcher cannot roll its own " + string(t.kind()) + " back; run the previous image with docker instead"}, ""
 	case t.Settings.Mode == ModeMonitor && !o.Rollback:
 		return hold(OutcomeUpdateAvailable, "monitor mode: "+c.Cause)
-	case t.Self && !o.CanHandOver:
+	case t.Self && !t.isService() && !o.CanHandOver:
 		return hold(OutcomeUpdateAvailable, "this is the watcher's own container; only the daemon (watcher run) updates itself")
+	case t.Self && t.isService() && !o.CanHandOverService:
+		return hold(OutcomeUpdateAvailable, "this is the watcher's own service; only the daemon (watcher run) updates it")
 	case !t.Self && (t.Labels[WatcherImageLabel] == WatcherImageTitle || isWatchtower(t.Labels)):
 		return hold(OutcomeSkipped, "another watcher instance ("+c.Cause+"); it updates itself")
 	case !lifted && o.Pinned[t.key()] != "" && o.Pinned[t.key()] == c.NewDigest:

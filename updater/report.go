@@ -28,7 +28,9 @@ const (
 
 // Key is how the line's container is known across runs: its name, or host/name when hosts are
 // configured (the target as plans print it).
-func (c ContainerReport) Key() string { return Target{Host: c.Host, Name: c.Name}.String() }
+func (c ContainerReport) Key() string {
+	return Target{Kind: c.Kind, Host: c.Host, Name: c.Name}.String()
+}
 
 // Waiting reports whether the line tells of an update that is not applied and that the next
 // runs will tell of again while nothing changes: update_available (monitor mode, the watcher's
@@ -66,8 +68,9 @@ type Failure struct {
 	Message string         `json:"message"`
 }
 
-// ContainerReport is one container's line in a run report.
+// ContainerReport is one container's (or Swarm service's) line in a run report.
 type ContainerReport struct {
+	Kind      Kind          `json:"kind,omitempty"` // "service" for a Swarm service; absent for a container
 	Host      string        `json:"host,omitempty"` // the engine's name when hosts are configured
 	Name      string        `json:"name"`
 	ID        string        `json:"id"`               // the container ID at the start of the run
@@ -83,7 +86,9 @@ type ContainerReport struct {
 	Failure   *Failure      `json:"failure,omitempty"`
 	Duration  time.Duration `json:"duration_ns"`
 	Downtime  time.Duration `json:"downtime_ns,omitempty"` // old stopped -> new started
-	Hooks     []HookRun     `json:"hooks,omitempty"`       // lifecycle hooks run, in order
+	// Replicas are a service's tasks: after an update, how many run its image.
+	Replicas *Replicas `json:"replicas,omitempty"`
+	Hooks    []HookRun `json:"hooks,omitempty"` // lifecycle hooks run, in order
 }
 
 // Trigger says what started a run.
@@ -112,6 +117,9 @@ type Report struct {
 	// them (whatever the request's filter); nil when the run did not observe the engine (a
 	// recovery run, or the engine was unreachable).
 	Watched *int `json:"watched,omitempty"`
+	// WatchedServices is how many Swarm services it watches, counted as Watched counts containers
+	// (which do not include them).
+	WatchedServices int `json:"watched_services,omitempty"`
 	// Plan is what the run decided to do, hold and leave (nil when there was nothing to decide).
 	Plan  *Plan  `json:"plan,omitempty"`
 	Error string `json:"error,omitempty"` // the run as a whole failed (no engine reachable)
@@ -123,8 +131,10 @@ type Report struct {
 type HostReport struct {
 	Name      string `json:"name"`
 	Reachable bool   `json:"reachable"`
-	Watched   int    `json:"watched"`         // containers watched there, as the run saw them
-	Error     string `json:"error,omitempty"` // why it could not be observed
+	Watched   int    `json:"watched"` // containers watched there, as the run saw them
+	// WatchedServices are the Swarm services watched there (a manager).
+	WatchedServices int    `json:"watched_services,omitempty"`
+	Error           string `json:"error,omitempty"` // why it could not be observed
 }
 
 // Unreachable returns the names of the hosts the run could not reach.
@@ -182,8 +192,10 @@ type Request struct {
 	Force bool
 
 	forced []Request // after a merge: the filters of the merged requests that were forced
-	// rollback names the container a rollback run puts back on its previous image (Rollback).
-	rollback string
+	// rollback names the container a rollback run puts back on its previous image (Rollback), and
+	// rollbackKind says whether it is a container or a service of that name.
+	rollback     string
+	rollbackKind Kind
 }
 
 // State is a watched container's state as GET /v1/containers shows it.
@@ -197,8 +209,9 @@ const (
 	StateUnknown         State = "unknown"
 )
 
-// ContainerStatus is the latest known state of one watched container.
+// ContainerStatus is the latest known state of one watched container or Swarm service.
 type ContainerStatus struct {
+	Kind         Kind      `json:"kind,omitempty"` // "service" for a Swarm service; absent for a container
 	Host         string    `json:"host,omitempty"` // the engine's name when hosts are configured
 	Name         string    `json:"name"`
 	ID           string    `json:"id"`
@@ -210,6 +223,8 @@ type ContainerStatus struct {
 	State        State     `json:"state"`
 	LastError    *Failure  `json:"last_error,omitempty"`
 	CheckedAt    time.Time `json:"checked_at,omitzero"`
+	// Replicas are a service's tasks, as the manager's service list shows them.
+	Replicas *Replicas `json:"replicas,omitempty"`
 	// NewImage is the reference an available update moves to under a tag policy ("" = the same).
 	NewImage string `json:"new_image,omitempty"`
 	// Message is what the last run said of it besides a failure: why an update is held, ...

@@ -32,10 +32,13 @@ var _ UpdateRecords = (*store.Store)(nil)
 // updateRecord is one container's last committed update, by Container.key (its name, or
 // host/name when hosts are configured).
 type updateRecord struct {
-	ContainerID string    // the container the update (or rollback) made
-	ImageID     string    // the image it runs since
-	Digest      string    `json:",omitempty"` // the digest it was updated to
-	At          time.Time // when it committed
+	ContainerID string // the container the update (or rollback) made
+	ImageID     string // the image it runs since
+	// Image is a Swarm service's spec image since the update (repo:tag@sha256:…): a rollback asks
+	// Swarm for the previous spec only while the service still has it.
+	Image  string    `json:",omitempty"`
+	Digest string    `json:",omitempty"` // the digest it was updated to
+	At     time.Time // when it committed
 	// Previous is what it ran before; nil once a rollback consumed it.
 	Previous *previousImage `json:",omitempty"`
 	// Kept are superseded image IDs kept for a rollback (update.keep_images), newest first.
@@ -141,6 +144,10 @@ func (u *Updater) afterUpdates(ctx context.Context, done []committed, rollback b
 	superseded := map[*host][]string{}
 	for _, d := range done {
 		name, h := d.step.c.key(), u.hostOf(d.step.c)
+		if d.svc != nil {
+			records[name] = u.recordService(name, d, rollback)
+			continue
+		}
 		rec := &updateRecord{ContainerID: d.res.NewID, ImageID: d.res.NewImageID, Digest: d.step.NewDigest, At: time.Now().UTC()}
 		var kept []string
 		if old := records[name]; old != nil {
@@ -181,6 +188,19 @@ func (u *Updater) afterUpdates(ctx context.Context, done []committed, rollback b
 	}
 }
 
+// recordService records a service's committed update: the spec image before it (Swarm keeps
+// that spec as its previous one, which a rollback asks for), or for a rollback the digest it undid.
+func (u *Updater) recordService(key string, d committed, rollback bool) *updateRecord {
+	rec := &updateRecord{ContainerID: d.svc.ServiceID, Image: d.svc.Image, Digest: pinnedDigest(d.svc.Image), At: time.Now().UTC()}
+	if rollback {
+		rec.RolledBack = d.line.OldDigest
+	} else {
+		rec.Previous = &previousImage{Image: d.svc.Previous, Digest: pinnedDigest(d.svc.Previous)}
+	}
+	u.putRecord(key, rec)
+	return rec
+}
+
 // recordOn reports whether the update record under key is of a container on h: its key is
 // "h/name", or any key when no hosts are configured (h is the only one, named "").
 func recordOn(key string, h *host) bool {
@@ -214,7 +234,7 @@ func (u *Updater) Rollback(ctx context.Context, host, name string) (string, <-ch
 	if u.handedOver {
 		return "", nil, ErrHandedOver
 	}
-	r := u.newRun(Request{Trigger: TriggerRollback, Hosts: hosts, Containers: []string{name}, rollback: name})
+	r := u.newRun(Request{Trigger: TriggerRollback, Hosts: hosts, Containers: []string{name}, rollback: name, rollbackKind: c.kind()})
 	if u.running == nil {
 		u.running = r
 		go u.loop(r)
@@ -243,7 +263,10 @@ func (u *Updater) findContainer(ctx context.Context, host, name string) (*Contai
 			}
 			continue
 		}
+		// A container's name comes first; a service of that name is found on a host without one.
 		if c := v.obs.byName[name]; c != nil {
+			found = append(found, c)
+		} else if c := v.obs.svcByName[name]; c != nil {
 			found = append(found, c)
 		}
 	}
@@ -278,7 +301,10 @@ func (u *Updater) rollbackTo(c *Container, name string) (*updateRecord, error) {
 			shortDigest(rec.RolledBack), rec.At.Format(time.RFC3339))}
 	case rec.Previous == nil:
 		return nil, &NoRollbackError{Name: name, Why: "the watcher has recorded no committed update of it"}
-	case rec.ImageID != c.ImageID:
+	case c.isService() && rec.Image != c.service.Spec:
+		return nil, &NoRollbackError{Name: name, Why: fmt.Sprintf("its spec has image %s, not %s that its last update (%s) set: "+
+			"it was changed outside the watcher since, so Swarm's previous spec is not the watcher's", c.service.Spec, rec.Image, rec.At.Format(time.RFC3339))}
+	case !c.isService() && rec.ImageID != c.ImageID:
 		return nil, &NoRollbackError{Name: name, Why: fmt.Sprintf("it runs image %s, not %s that its last update (%s) put there: "+
 			"it was changed outside the watcher since, so the image before that update is not its previous one", short(trimAlgo(c.ImageID)), short(trimAlgo(rec.ImageID)), rec.At.Format(time.RFC3339))}
 	}

@@ -77,6 +77,25 @@ func (u *Updater) canHandOver(h *host) bool {
 	return ok && u.selfID != "" && u.opts.Release != nil
 }
 
+// release stores rep as this process's last word and gives the store and listener to the
+// successor (Options.Release); until it fails, no run starts.
+func (u *Updater) release(ctx context.Context, rep *Report, successor string) error {
+	rep.FinishedAt = time.Now().UTC()
+	u.setHandedOver(true)
+	u.store(rep)
+	err := u.opts.Release(ctx, successor)
+	if err != nil {
+		u.setHandedOver(false)
+	}
+	return err
+}
+
+func (u *Updater) setHandedOver(v bool) {
+	u.mu.Lock()
+	u.handedOver = v
+	u.mu.Unlock()
+}
+
 // handOver runs the watcher's own update (the plan's last step). On success the run's report is
 // stored with the watcher's line handed_over before the store is released, observers are told
 // once the release succeeded, and handOver returns true: nothing else may use the store.
@@ -93,6 +112,9 @@ func (u *Updater) handOver(ctx context.Context, rep *Report, s *Step) bool {
 		line.Outcome, line.Message = OutcomeSkipped, "the watcher is stopping; its own update waits for the next run"
 		return false
 	}
+	if t.isService() {
+		return u.handOverService(ctx, rep, s, line)
+	}
 	u.setStatus(t, t.status(StateUpdating))
 	u.log.Info("updating the watcher itself: handing over to a successor", "container", t.Name, "id", short(t.ID), "cause", s.Cause)
 	start := time.Now()
@@ -105,15 +127,7 @@ func (u *Updater) handOver(ctx context.Context, rep *Report, s *Step) bool {
 			line.NewImage = s.NewImage
 		}
 		line.Duration = time.Since(start)
-		rep.FinishedAt = time.Now().UTC()
-		u.mu.Lock()
-		u.handedOver = true
-		u.mu.Unlock()
-		u.store(rep)
-		if err := u.opts.Release(ctx, successor); err != nil {
-			u.mu.Lock()
-			u.handedOver = false
-			u.mu.Unlock()
+		if err := u.release(ctx, rep, successor); err != nil {
 			*line = before // lifecycle rolls back; record says how that ended
 			return err
 		}

@@ -22,7 +22,18 @@ type LastKnown interface {
 
 // status is c's state as /v1/containers shows it, with what the observation alone says.
 func (c *Container) status(state State) ContainerStatus {
-	return ContainerStatus{Host: c.Host, Name: c.Name, ID: c.ID, Image: c.Image, Policy: c.Settings.Policy, Mode: c.Settings.Mode, State: state}
+	st := ContainerStatus{Host: c.Host, Name: c.Name, ID: c.ID, Image: c.Image, Policy: c.Settings.Policy, Mode: c.Settings.Mode, State: state}
+	if c.isService() {
+		st.Kind = KindService
+		r := c.service.Replicas
+		st.Replicas = &r
+	}
+	return st
+}
+
+// key is how the known states name st: as Container.key names its container or service.
+func (st ContainerStatus) key() string {
+	return Target{Kind: st.Kind, Host: st.Host, Name: st.Name}.String()
 }
 
 // statusOf is the state c is in after what its report line says. Only an update moves the
@@ -31,10 +42,11 @@ func statusOf(c *Container, line *ContainerReport) ContainerStatus {
 	st := c.status(stateOf(line))
 	st.ID = firstNonEmpty(line.NewID, c.ID)
 	st.LocalDigest, st.RemoteDigest = line.OldDigest, line.NewDigest
-	if line.Outcome == OutcomeUpdated {
-		st.Image, st.LocalDigest = firstNonEmpty(line.NewImage, c.Image), line.NewDigest
+	if line.Replicas != nil {
+		st.Replicas = line.Replicas
 	}
 	if line.Outcome == OutcomeUpdated {
+		st.Image, st.LocalDigest = firstNonEmpty(line.NewImage, c.Image), line.NewDigest
 		st.UpdatedAt = time.Now().UTC()
 	} else if line.NewImage != "" && line.NewDigest != line.OldDigest {
 		st.NewImage = line.NewImage
@@ -98,7 +110,7 @@ func (u *Updater) setStatusWith(c *Container, st ContainerStatus, sf *stateFile)
 // decided by) a person, and when the watcher last updated it.
 func (u *Updater) decorate(st *ContainerStatus, approvals map[string]*Approval, records map[string]*updateRecord) {
 	st.Approval = nil
-	key := Target{Kind: KindContainer, Host: st.Host, Name: st.Name}.String()
+	key := st.key()
 	a := approvals[key]
 	if a != nil && st.State != StateUpToDate && (st.RemoteDigest == "" || st.RemoteDigest == a.Digest) {
 		st.Approval = a
@@ -172,7 +184,7 @@ func (u *Updater) saveStatus(targets []*Container, all bool, down []hostView) {
 	sts := map[string]ContainerStatus{}
 	for _, v := range down {
 		for _, st := range u.knownOn(v.h) {
-			sts[Target{Host: st.Host, Name: st.Name}.String()] = st
+			sts[st.key()] = st
 		}
 	}
 	u.mu.Lock()

@@ -98,6 +98,9 @@ type Options struct {
 	KeepImages int
 	// Now is the clock maintenance windows are read on; default time.Now (tests inject one).
 	Now func() time.Time
+	// Services watches the Swarm services of the hosts that are managers (swarm.services); a
+	// service is watched only when labelled watcher.enable=true. Default false.
+	Services bool
 }
 
 // DefaultHostTimeout is Options.HostTimeout's default.
@@ -216,8 +219,8 @@ func (u *Updater) recoverHosts(ctx context.Context, hs []*host, atStart bool) []
 	start := time.Now().UTC()
 	rep := &Report{ID: newRunID(start), Trigger: TriggerRecovery, StartedAt: start}
 	var out []lifecycle.Result
-	add := func(h *host, res []lifecycle.Result) {
-		for _, r := range res {
+	add := func(h *host, res recovered) {
+		for _, r := range res.containers {
 			l := h.log.With("container", r.Name, "id", short(r.OldID), "txid", r.TxID, "outcome", r.Outcome)
 			if r.Err != nil {
 				l.Error("recovered an unfinished update", "stage", r.Err.Stage, "reason", r.Err.Reason, "err", r.Err.Message)
@@ -228,7 +231,10 @@ func (u *Updater) recoverHosts(ctx context.Context, hs []*host, atStart bool) []
 			line.Host = h.Name
 			rep.Containers = append(rep.Containers, line)
 		}
-		out = append(out, res...)
+		for _, r := range res.services {
+			rep.Containers = append(rep.Containers, recoveredServiceLine(h, r))
+		}
+		out = append(out, res.containers...)
 	}
 	rest := slices.Clone(hs)
 	if i := slices.IndexFunc(rest, func(h *host) bool { return u.selfID != "" && h.Name == u.opts.SelfHost }); i >= 0 {
@@ -236,12 +242,12 @@ func (u *Updater) recoverHosts(ctx context.Context, hs []*host, atStart bool) []
 		rest = slices.Delete(rest, i, i+1)
 		res := self.recover(ctx, atStart)
 		add(self, res)
-		if slices.ContainsFunc(res, func(r lifecycle.Result) bool { return r.Outcome == lifecycle.OutcomeHandedOver && r.OldID == u.selfID }) {
+		if slices.ContainsFunc(res.containers, func(r lifecycle.Result) bool { return r.Outcome == lifecycle.OutcomeHandedOver && r.OldID == u.selfID }) {
 			u.finishRecovery(rep)
 			return out // this process steps back for its successor (see lifecycle.Manager.Recover)
 		}
 	}
-	results := make([][]lifecycle.Result, len(rest))
+	results := make([]recovered, len(rest))
 	var wg sync.WaitGroup
 	for i, h := range rest {
 		wg.Go(func() { results[i] = h.recover(ctx, atStart) })

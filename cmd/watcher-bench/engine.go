@@ -43,7 +43,7 @@ func (a *apiCounter) hook(req *http.Request) error {
 	switch {
 	case len(seg) >= 3:
 		seg = []string{seg[0], "{id}", seg[len(seg)-1]}
-	case len(seg) == 2 && req.Method == http.MethodDelete:
+	case len(seg) == 2 && (req.Method == http.MethodDelete || seg[0] == "services" || seg[0] == "nodes" || seg[0] == "tasks"):
 		seg[1] = "{id}"
 	}
 	key := req.Method + " /" + strings.Join(seg, "/")

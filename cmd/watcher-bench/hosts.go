@@ -68,24 +68,34 @@ func (b *bench) hostsScenario(ctx context.Context, c config, t *table) error {
 		return err
 	}
 	r.cold, r.coldReg = d, b.reg.Counts()
-	var walls []time.Duration
-	for i := range c.cycles {
-		b.reg.Reset()
-		b.api.Reset()
-		d, err := cycle(ctx, u, c.small)
-		if err != nil {
-			return err
-		}
-		walls = append(walls, d)
-		if i == 0 {
-			r.warmReg, r.warmAPI = b.reg.Counts(), b.api.String()
-		}
+	walls, err := b.warmCycles(ctx, u, c.small, c.cycles, &r.warmReg, &r.warmAPI)
+	if err != nil {
+		return err
 	}
 	r.warm = median(walls)
 	logf("check %d/%d over %d hosts: cold %s (%s), warm median %s of %v (%s; engines %s)", c.small, len(refs), c.hosts,
 		r.cold.Round(time.Millisecond), r.coldReg, r.warm.Round(time.Millisecond), roundAll(walls), r.warmReg, r.warmAPI)
 	t.hosts = r
 	return nil
+}
+
+// warmCycles runs n check cycles of u (want lines, all up to date) and returns their walls; the
+// first one's registry requests and engine calls go to reg and api.
+func (b *bench) warmCycles(ctx context.Context, u *updater.Updater, want, n int, reg *regCounts, api *string) ([]time.Duration, error) {
+	var walls []time.Duration
+	for i := range n {
+		b.reg.Reset()
+		b.api.Reset()
+		d, err := cycle(ctx, u, want)
+		if err != nil {
+			return nil, err
+		}
+		walls = append(walls, d)
+		if i == 0 {
+			*reg, *api = b.reg.Counts(), b.api.String()
+		}
+	}
+	return walls, nil
 }
 
 // rows are the scenario's rows of the summary table.

@@ -2,7 +2,7 @@
 // engine and an in-process registry, and prints the table docs/benchmarks.md keeps (issue 7):
 // the check cycle (200 containers over 40 images, and 1000 over 200), an update batch with its
 // per-container downtime, the bare docker and go-containerregistry floor for both, the daemon's
-// memory, and the check spread over several engines (hosts). Everything it creates carries
+// memory, the check spread over several engines (hosts), and the check and update of Swarm services. Everything it creates carries
 // testenv's owner label and is removed at the end (the extra engines with all they hold).
 //
 //	DOCKER_HOST=unix:///tmp/watcher-test-engine/docker.sock go run ./cmd/watcher-bench
@@ -31,6 +31,8 @@ import (
 type config struct {
 	small, smallImages int
 	hosts              int
+	services           int
+	serviceImages      int
 	big, bigImages     int
 	batch, batchImages int
 	verify             time.Duration
@@ -57,6 +59,8 @@ func main() {
 	flag.IntVar(&c.small, "containers", 200, "watched containers in the check scenario")
 	flag.IntVar(&c.smallImages, "images", 40, "distinct images they use")
 	flag.IntVar(&c.hosts, "hosts", 3, "private engines the check scenario is also spread over (0 = skip)")
+	flag.IntVar(&c.services, "services", 20, "Swarm services on a single-node swarm of a fresh engine, checked and updated (0 = skip)")
+	flag.IntVar(&c.serviceImages, "service-images", 5, "distinct images the services use")
 	flag.IntVar(&c.big, "big", 1000, "containers in the large check scenario (0 = skip)")
 	flag.IntVar(&c.bigImages, "big-images", 200, "distinct images in the large check scenario")
 	flag.IntVar(&c.batch, "batch", 50, "containers in the update batch (0 = skip)")
@@ -129,6 +133,11 @@ func run(c config) error {
 	}
 	if c.hosts > 0 && c.check { // both build on the check scenario's containers
 		if err := b.hostsScenario(ctx, c, t); err != nil {
+			return err
+		}
+	}
+	if c.services > 0 {
+		if err := b.servicesScenario(ctx, c, t); err != nil {
 			return err
 		}
 	}

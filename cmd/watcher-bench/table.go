@@ -15,13 +15,14 @@ import (
 
 // table collects every scenario's numbers and prints them as the Markdown docs/benchmarks.md keeps.
 type table struct {
-	machine string
-	checks  []*checkResult
-	hosts   *hostsResult
-	daemons []*daemonResult
-	batches []*batchResult
-	floors  []*floorResult
-	probes  []*probeResult
+	machine  string
+	checks   []*checkResult
+	hosts    *hostsResult
+	services *servicesResult
+	daemons  []*daemonResult
+	batches  []*batchResult
+	floors   []*floorResult
+	probes   []*probeResult
 }
 
 func machineInfo(b *bench) string {
@@ -114,6 +115,11 @@ func (t *table) print(w io.Writer) {
 	}
 	if t.hosts != nil {
 		for _, row := range t.hosts.rows() {
+			fmt.Fprintln(w, row)
+		}
+	}
+	if t.services != nil {
+		for _, row := range t.services.rows() {
 			fmt.Fprintln(w, row)
 		}
 	}

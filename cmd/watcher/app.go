@@ -217,6 +217,7 @@ func (a *app) updaterOptions() updater.Options {
 		Release:           release,
 		Schedule:          cfg.Schedule,
 		KeepImages:        cfg.Update.KeepImages,
+		Services:          cfg.Swarm.Services,
 	}
 }
 
@@ -492,7 +493,14 @@ func printReport(out io.Writer, rep *updater.Report, asJSON, hostColumn bool) er
 		if hostColumn {
 			fmt.Fprintf(tw, "%s\t", c.Host)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, image, c.Outcome, digest, oneLine(detail))
+		name := c.Name
+		if c.Kind == updater.KindService {
+			name = "service " + name
+			if r := c.Replicas; r != nil {
+				detail = strings.TrimSpace(fmt.Sprintf("%d/%d tasks %s", r.Running, r.Desired, detail))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, image, c.Outcome, digest, oneLine(detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -501,10 +509,25 @@ func printReport(out io.Writer, rep *updater.Report, asJSON, hostColumn bool) er
 	if n := len(rep.Unreachable()); n > 0 {
 		unreachable = fmt.Sprintf(", %d of %d hosts unreachable", n, len(rep.Hosts))
 	}
-	fmt.Fprintf(out, "run %s: %d containers, %d updated, %d up to date, %d failed, %d rolled back%s, %s\n", rep.ID, len(rep.Containers),
+	targets := fmt.Sprintf("%d containers", len(rep.Containers))
+	if n := countServices(rep); n > 0 {
+		targets = fmt.Sprintf("%d containers, %d services", len(rep.Containers)-n, n)
+	}
+	fmt.Fprintf(out, "run %s: %s, %d updated, %d up to date, %d failed, %d rolled back%s, %s\n", rep.ID, targets,
 		rep.Count(updater.OutcomeUpdated), rep.Count(updater.OutcomeUpToDate), rep.Count(updater.OutcomeFailed), rep.Count(updater.OutcomeRolledBack),
 		unreachable, rep.FinishedAt.Sub(rep.StartedAt).Round(time.Millisecond))
 	return nil
+}
+
+// countServices counts the report's lines of Swarm services.
+func countServices(rep *updater.Report) int {
+	n := 0
+	for _, c := range rep.Containers {
+		if c.Kind == updater.KindService {
+			n++
+		}
+	}
+	return n
 }
 
 // printPlan prints the plan a run would apply, as the plan tests print it.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/watcher-dev/watcher/lifecycle"
 	"github.com/watcher-dev/watcher/store"
+	"github.com/watcher-dev/watcher/updater"
 )
 
 // storeWait is how long `watcher run` waits for the state file's lock: a predecessor handing
@@ -105,7 +106,29 @@ func (a *app) handedOver(ctx context.Context, successor string) error {
 		a.upd.Wait()
 		return fail(exitFailed, "self-update aborted after the API was shut down; exiting so that the restart policy brings the watcher back")
 	}
+	if updater.IsServiceSuccessor(successor) {
+		return a.awaitSwarm(ctx)
+	}
 	return a.awaitSuccessor(ctx, successor)
+}
+
+// awaitSwarm is the wait of a watcher that updated its own Swarm service: Swarm replaces this
+// task with one of the new version (whose Recover waits for the update and reports it), and stops
+// this one — the daemon's context ends. Should Swarm not stop it within update.service_timeout
+// (and a grace), the update went elsewhere or stalled: the process re-executes itself, and the
+// fresh process's Recover finds out how the update ended.
+func (a *app) awaitSwarm(ctx context.Context) error {
+	a.upd.Wait()
+	wait := a.cfg.Update.ServiceTimeout + successorGrace
+	a.log.Info("self-update: Swarm rolls the watcher's service out; waiting to be replaced", "up_to", wait)
+	select {
+	case <-ctx.Done():
+		a.log.Info("self-update: stopped by Swarm; exiting")
+		return nil
+	case <-time.After(wait):
+		a.log.Error("self-update: Swarm did not replace this task in time; restarting this watcher to find out how the update ended")
+		return errReexec
+	}
 }
 
 // errReexec asks run to replace this process with a fresh copy of itself.

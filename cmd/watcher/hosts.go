@@ -15,6 +15,7 @@ import (
 	"github.com/watcher-dev/watcher/config"
 	"github.com/watcher-dev/watcher/internal/engine"
 	"github.com/watcher-dev/watcher/lifecycle"
+	"github.com/watcher-dev/watcher/swarm"
 	"github.com/watcher-dev/watcher/updater"
 )
 
@@ -116,12 +117,16 @@ func (a *app) detectSelf(ctx context.Context) {
 	}
 }
 
-// newUpdater wires the updater: one host per engine, each with its own transaction manager over
-// its part of the journal (none for check), sharing the registry checker and the history.
+// newUpdater wires the updater: one host per engine, each with its own transaction manager and
+// Swarm service updater over its part of the journal (none for check), sharing the registry
+// checker and the history.
 func (a *app) newUpdater() *updater.Updater {
 	hosts := make([]updater.Host, len(a.engines))
 	for i, e := range a.engines {
 		hosts[i] = updater.Host{Name: e.name, Engine: e.cli, Life: a.newLifecycle(e)}
+		if a.store != nil {
+			hosts[i].Services = swarm.New(e.cli, a.store, swarm.Options{Host: e.name, Timeout: a.cfg.Update.ServiceTimeout, Logger: a.log})
+		}
 		if e.name != "" {
 			hosts[i].Selection = &updater.Selection{LabelEnable: a.cfg.Watch.LabelEnable, Scope: e.cfg.Scope}
 		}

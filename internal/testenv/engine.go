@@ -181,6 +181,7 @@ func (e *Env) Owned() []container.Summary {
 func (e *Env) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	e.removeServices(ctx)
 	owner := make(client.Filters).Add("label", OwnerLabel+"="+e.Owner)
 	if res, err := e.Docker.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: owner}); err == nil {
 		for _, c := range res.Items {

@@ -29,6 +29,8 @@ type EngineOptions struct {
 	// Insecure are the registries (host:port on 127.0.0.1) Podman pulls from over plain HTTP;
 	// dockerd allows 127.0.0.0/8 by itself.
 	Insecure []string
+	// Swarm makes the dockerd the one manager of a swarm of its own (see initSwarm).
+	Swarm bool
 }
 
 // ExtraEngine is a private engine besides the one of DOCKER_HOST, for tests of several hosts: a
@@ -41,6 +43,8 @@ type ExtraEngine struct {
 	TLS    *testcerts.Files // TCP: the CA, the engine's and the client's certificates
 	Docker *client.Client   // a client of the test's own
 	Podman bool
+	// SwarmAddr is the swarm's listen and advertise address (EngineOptions.Swarm).
+	SwarmAddr string
 
 	opts EngineOptions
 	cmd  *exec.Cmd
@@ -84,6 +88,12 @@ func StartEngine(o EngineOptions) (*ExtraEngine, error) {
 	if err := x.Start(); err != nil {
 		x.Close()
 		return nil, err
+	}
+	if o.Swarm {
+		if err := x.initSwarm(); err != nil {
+			x.Close()
+			return nil, err
+		}
 	}
 	return x, nil
 }

@@ -225,23 +225,30 @@ func newCrashRunOrder(t *testing.T, v2 testenv.ImageSpec, hc *container.HostConf
 }
 
 // crashScenarios are the updates the crash tests kill at every step: one that succeeds and one
-// that is rolled back, of a plain and of an AutoRemove container.
-var crashScenarios = []struct {
+// that is rolled back, of a plain and of an AutoRemove container. Made afresh for each test: the
+// host configs are filled in (network mode) when the containers are created.
+func crashScenarios() []struct {
 	name string
 	v2   testenv.ImageSpec
 	hc   *container.HostConfig
-}{
-	{"update", testenv.ImageSpec{}, nil},
-	{"rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, nil},
-	{"autoremove update", testenv.ImageSpec{}, &container.HostConfig{AutoRemove: true}},
-	{"autoremove rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, &container.HostConfig{AutoRemove: true}},
+} {
+	return []struct {
+		name string
+		v2   testenv.ImageSpec
+		hc   *container.HostConfig
+	}{
+		{"update", testenv.ImageSpec{}, nil},
+		{"rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, nil},
+		{"autoremove update", testenv.ImageSpec{}, &container.HostConfig{AutoRemove: true}},
+		{"autoremove rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, &container.HostConfig{AutoRemove: true}},
+	}
 }
 
 // TestCrashAtEveryJournalStep kills the watcher after each journal write of an update that
 // succeeds and of one that is rolled back, for plain and AutoRemove containers.
 func TestCrashAtEveryJournalStep(t *testing.T) {
 	t.Parallel()
-	for _, sc := range crashScenarios {
+	for _, sc := range crashScenarios() {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			c, id := newCrashRun(t, sc.v2, sc.hc)

@@ -26,10 +26,12 @@ func (f *fixture) runOnNetwork(base, ref string, hc *container.HostConfig) (id, 
 	net = f.Network("sf", "")
 	f.Pull(ref)
 	name = f.Name(base)
-	if hc == nil {
-		hc = &container.HostConfig{}
+	own := container.HostConfig{}
+	if hc != nil {
+		own = *hc // the caller's stays as it was
 	}
-	hc.NetworkMode = container.NetworkMode(net)
+	own.NetworkMode = container.NetworkMode(net)
+	hc = &own
 	id = f.Run(name, &container.Config{Image: ref}, hc, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 		net: {Aliases: []string{startFirstAlias}},
 	}})
@@ -192,7 +194,7 @@ func TestStartFirstRefusals(t *testing.T) {
 // container serves under the name, on the network with its alias.
 func TestStartFirstCrashAtEveryJournalStep(t *testing.T) {
 	t.Parallel()
-	for _, sc := range crashScenarios[:3] { // update, rollback, autoremove update
+	for _, sc := range crashScenarios()[:3] { // update, rollback, autoremove update
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			c, id := newCrashRunOrder(t, sc.v2, sc.hc, true)

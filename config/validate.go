@@ -13,6 +13,7 @@ import (
 )
 
 // validate checks the merged configuration; errors are located where the bad value was set.
+// The checks go by section; the first error found is returned.
 func (l *loader) validate(c Config) error {
 	if err := l.checkValues(&settings{Config: c, tokenFile: l.s.tokenFile, webhookSecretFile: l.s.webhookSecretFile, urlsFile: l.s.urlsFile}); err != nil {
 		return err
@@ -28,15 +29,33 @@ func (l *loader) validate(c Config) error {
 			return l.errAt("schedule", "%v", err)
 		}
 	}
-	if err := l.checkOperations(c); err != nil {
-		return err
+	if c.StateDir == "" {
+		return l.errAt("state_dir", "must not be empty")
 	}
+	for _, check := range []func(Config) error{l.checkOperations, l.checkUpdate, l.checkRegistry, l.checkHTTP, l.checkNotify, l.checkLog} {
+		if err := check(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkUpdate checks update.mode, update.parallel and update.service_timeout.
+func (l *loader) checkUpdate(c Config) error {
 	if c.Update.Mode != "update" && c.Update.Mode != "monitor" {
 		return l.errAt("update.mode", "want update or monitor, got %q", c.Update.Mode)
 	}
 	if c.Update.Parallel < 1 {
 		return l.errAt("update.parallel", "must be at least 1, got %d", c.Update.Parallel)
 	}
+	if c.Update.ServiceTimeout <= 0 {
+		return l.errAt("update.service_timeout", "must be more than 0 (the longest wait for a Swarm service's rolling update)")
+	}
+	return nil
+}
+
+// checkRegistry checks the registry limits and each registry.auth entry.
+func (l *loader) checkRegistry(c Config) error {
 	if c.Registry.Concurrency < 1 {
 		return l.errAt("registry.concurrency", "must be at least 1, got %d", c.Registry.Concurrency)
 	}
@@ -45,9 +64,6 @@ func (l *loader) validate(c Config) error {
 	}
 	if c.Registry.Timeout <= 0 {
 		return l.errAt("registry.timeout", "must be more than 0")
-	}
-	if c.Update.ServiceTimeout <= 0 {
-		return l.errAt("update.service_timeout", "must be more than 0 (the longest wait for a Swarm service's rolling update)")
 	}
 	for _, host := range sortedKeys(c.Registry.Auth) {
 		key := "registry.auth." + host
@@ -62,9 +78,11 @@ func (l *loader) validate(c Config) error {
 			return l.errAt(key, "password is missing (set password or password_file)")
 		}
 	}
-	if c.StateDir == "" {
-		return l.errAt("state_dir", "must not be empty")
-	}
+	return nil
+}
+
+// checkHTTP checks the listen address, the rate limit and the TLS files.
+func (l *loader) checkHTTP(c Config) error {
 	if c.HTTP.Listen == "" {
 		return l.errAt("http.listen", "must not be empty")
 	}
@@ -80,11 +98,8 @@ func (l *loader) validate(c Config) error {
 	case c.HTTP.TLSKey != "" && c.HTTP.TLSCert == "":
 		return l.errAt("http.tls_key", "set without http.tls_cert")
 	}
-	for _, key := range []string{"http.tls_cert", "http.tls_key"} {
-		path := c.HTTP.TLSCert
-		if key == "http.tls_key" {
-			path = c.HTTP.TLSKey
-		}
+	for _, f := range [][2]string{{"http.tls_cert", c.HTTP.TLSCert}, {"http.tls_key", c.HTTP.TLSKey}} {
+		key, path := f[0], f[1]
 		if path == "" {
 			continue
 		}
@@ -92,6 +107,11 @@ func (l *loader) validate(c Config) error {
 			return l.errAt(key, "cannot read: %v", err)
 		}
 	}
+	return nil
+}
+
+// checkNotify checks that each notification URL looks like one, and the template parses.
+func (l *loader) checkNotify(c Config) error {
 	for i, u := range c.Notify.URLs {
 		key := "notify.urls"
 		if l.s.urlsFile != "" {
@@ -109,6 +129,11 @@ func (l *loader) validate(c Config) error {
 			return l.errAt("notify.template", "bad template: %v", err)
 		}
 	}
+	return nil
+}
+
+// checkLog checks log.level and log.format.
+func (l *loader) checkLog(c Config) error {
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

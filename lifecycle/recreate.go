@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
@@ -52,7 +53,6 @@ type createInput struct {
 //   - anonymous volumes are mounted again by name, so their data stays with the service;
 //   - LabelTxID is set to in.Label.
 func buildCreate(old container.InspectResponse, in createInput) (*createPlan, error) {
-	oldImg, image, replaced := in.OldImage, in.Image, in.Replaced
 	cfg := new(container.Config)
 	hc := new(container.HostConfig)
 	if err := deepCopy(old.Config, cfg); err != nil {
@@ -63,62 +63,10 @@ func buildCreate(old container.InspectResponse, in createInput) (*createPlan, er
 	}
 	plan := &createPlan{Config: cfg, Host: hc}
 	oldShort := shortID(old.ID)
-	cfg.Image = image
+	cfg.Image = in.Image
 
-	if oldImg != nil && oldImg.Config != nil {
-		ic := oldImg.Config
-		cfg.Env = subtractEnv(cfg.Env, ic.Env)
-		for k, v := range ic.Labels {
-			if lv, ok := cfg.Labels[k]; ok && lv == v {
-				delete(cfg.Labels, k)
-			}
-		}
-		if equalArgs(cfg.Entrypoint, ic.Entrypoint) {
-			cfg.Entrypoint = nil
-			if equalArgs(cfg.Cmd, ic.Cmd) {
-				cfg.Cmd = nil
-			}
-		}
-		if cfg.User == ic.User {
-			cfg.User = ""
-		}
-		if cfg.WorkingDir == ic.WorkingDir {
-			cfg.WorkingDir = ""
-		}
-		if cfg.StopSignal == ic.StopSignal {
-			cfg.StopSignal = ""
-		}
-		if h, ih := cfg.Healthcheck, ic.Healthcheck; h != nil && ih != nil {
-			if equalArgs(h.Test, ih.Test) {
-				h.Test = nil
-			}
-			if h.Interval == ih.Interval {
-				h.Interval = 0
-			}
-			if h.Timeout == ih.Timeout {
-				h.Timeout = 0
-			}
-			if h.StartPeriod == ih.StartPeriod {
-				h.StartPeriod = 0
-			}
-			if h.StartInterval == ih.StartInterval {
-				h.StartInterval = 0
-			}
-			if h.Retries == ih.Retries {
-				h.Retries = 0
-			}
-			if len(h.Test) == 0 && h.Interval == 0 && h.Timeout == 0 && h.StartPeriod == 0 && h.StartInterval == 0 && h.Retries == 0 {
-				cfg.Healthcheck = nil
-			}
-		}
-		for v := range ic.Volumes {
-			delete(cfg.Volumes, v)
-		}
-		for p := range ic.ExposedPorts {
-			if port, err := network.ParsePort(p); err == nil {
-				delete(cfg.ExposedPorts, port)
-			}
-		}
+	if in.OldImage != nil && in.OldImage.Config != nil {
+		subtractImageDefaults(cfg, in.OldImage.Config)
 	}
 	if cfg.Labels == nil {
 		cfg.Labels = map[string]string{}
@@ -134,7 +82,83 @@ func buildCreate(old container.InspectResponse, in createInput) (*createPlan, er
 		cfg.ExposedPorts = nil
 	}
 
-	// Namespaces shared with other containers follow them to their replacements.
+	followReplaced(hc, in.Replaced)
+	clearHostname(cfg, hc, oldShort)
+
+	remountAnonymousVolumes(old, cfg, hc, in.FromOthers)
+	if len(cfg.Volumes) == 0 {
+		cfg.Volumes = nil
+	}
+
+	buildNetworks(plan, old, in.MAC, oldShort, in.API)
+	return plan, nil
+}
+
+// subtractImageDefaults removes from cfg what it has only because the old image (ic) set it at
+// create: env, labels, entrypoint/cmd, user, workdir, stop signal, healthcheck fields, volumes and
+// exposed ports equal to the image's, so the new image's defaults apply instead.
+func subtractImageDefaults(cfg *container.Config, ic *dockerspec.DockerOCIImageConfig) {
+	cfg.Env = subtractEnv(cfg.Env, ic.Env)
+	for k, v := range ic.Labels {
+		if lv, ok := cfg.Labels[k]; ok && lv == v {
+			delete(cfg.Labels, k)
+		}
+	}
+	if equalArgs(cfg.Entrypoint, ic.Entrypoint) {
+		cfg.Entrypoint = nil
+		if equalArgs(cfg.Cmd, ic.Cmd) {
+			cfg.Cmd = nil
+		}
+	}
+	if cfg.User == ic.User {
+		cfg.User = ""
+	}
+	if cfg.WorkingDir == ic.WorkingDir {
+		cfg.WorkingDir = ""
+	}
+	if cfg.StopSignal == ic.StopSignal {
+		cfg.StopSignal = ""
+	}
+	if cfg.Healthcheck != nil && ic.Healthcheck != nil && subtractHealthcheck(cfg.Healthcheck, ic.Healthcheck) {
+		cfg.Healthcheck = nil
+	}
+	for v := range ic.Volumes {
+		delete(cfg.Volumes, v)
+	}
+	for p := range ic.ExposedPorts {
+		if port, err := network.ParsePort(p); err == nil {
+			delete(cfg.ExposedPorts, port)
+		}
+	}
+}
+
+// subtractHealthcheck zeroes the fields of h that equal the image's (ih), and reports whether
+// nothing of the container's own is left.
+func subtractHealthcheck(h, ih *container.HealthConfig) (empty bool) {
+	if equalArgs(h.Test, ih.Test) {
+		h.Test = nil
+	}
+	if h.Interval == ih.Interval {
+		h.Interval = 0
+	}
+	if h.Timeout == ih.Timeout {
+		h.Timeout = 0
+	}
+	if h.StartPeriod == ih.StartPeriod {
+		h.StartPeriod = 0
+	}
+	if h.StartInterval == ih.StartInterval {
+		h.StartInterval = 0
+	}
+	if h.Retries == ih.Retries {
+		h.Retries = 0
+	}
+	return len(h.Test) == 0 && h.Interval == 0 && h.Timeout == 0 && h.StartPeriod == 0 && h.StartInterval == 0 && h.Retries == 0
+}
+
+// followReplaced points namespaces and volumes_from shared with other containers at their
+// replacements from earlier in the run, and rewrites links to name:alias.
+func followReplaced(hc *container.HostConfig, replaced map[string]string) {
 	hc.NetworkMode = container.NetworkMode(rewriteContainerRef(string(hc.NetworkMode), replaced))
 	hc.IpcMode = container.IpcMode(rewriteContainerRef(string(hc.IpcMode), replaced))
 	hc.PidMode = container.PidMode(rewriteContainerRef(string(hc.PidMode), replaced))
@@ -145,7 +169,11 @@ func buildCreate(old container.InspectResponse, in createInput) (*createPlan, er
 		}
 	}
 	hc.Links = rewriteLinks(hc.Links)
+}
 
+// clearHostname drops a hostname that was the old container's ID prefix (the engine's default,
+// which would otherwise freeze the old ID), and any where the engine rejects or ignores one.
+func clearHostname(cfg *container.Config, hc *container.HostConfig, oldShort string) {
 	if cfg.Hostname == oldShort {
 		cfg.Hostname = ""
 	}
@@ -158,14 +186,6 @@ func buildCreate(old container.InspectResponse, in createInput) (*createPlan, er
 	if hc.UTSMode.IsHost() {
 		cfg.Hostname = ""
 	}
-
-	remountAnonymousVolumes(old, cfg, hc, in.FromOthers)
-	if len(cfg.Volumes) == 0 {
-		cfg.Volumes = nil
-	}
-
-	buildNetworks(plan, old, in.MAC, oldShort, in.API)
-	return plan, nil
 }
 
 // remountAnonymousVolumes mounts each anonymous volume of old (an image VOLUME or `-v /path`,

@@ -110,6 +110,10 @@ func TestSwarmLab(t *testing.T) {
 func twoManagers(t *testing.T, env, nodes []string, name string) {
 	t.Helper()
 	testenv.DockerCLI(t, nodes[0], "node", "promote", "lab2")
+	// A promotion ends when the node has joined the managers' raft: until then its engine still
+	// says worker, and a demotion is refused.
+	waitRole(t, nodes[1], true)
+	defer waitRole(t, nodes[1], false)
 	defer testenv.DockerCLI(t, nodes[0], "node", "demote", "lab2")
 	cfg := writeFile(t, "hosts:\n  - name: m1\n    host: "+nodes[0]+"\n  - name: m2\n    host: "+nodes[1]+"\n")
 	code, out, stderr := runCmd(t, env, "check", "--config", cfg)
@@ -121,6 +125,27 @@ func twoManagers(t *testing.T, env, nodes []string, name string) {
 	}
 	if code != 0 || lines != 1 || !strings.Contains(stderr, "this host manages the same swarm as host m1") {
 		t.Errorf("watcher check with two managers as hosts = exit %d, %d lines of the service\n%s%s\nwant exit 0, one line, and m2 said to be the same swarm", code, lines, out, stderr)
+	}
+}
+
+// waitRole waits until the engine at host says it is a manager (or, manager false, that it is not).
+func waitRole(t *testing.T, host string, manager bool) {
+	t.Helper()
+	cli, err := client.New(client.WithHost(host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		info, err := cli.Info(context.Background(), client.InfoOptions{})
+		if err == nil && info.Info.Swarm.ControlAvailable == manager {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: manager=%v not reached in a minute (last: %v, %v)", host, manager, info.Info.Swarm.ControlAvailable, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

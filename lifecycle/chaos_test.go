@@ -53,6 +53,7 @@ const (
 	chaosVerify   = 700 * time.Millisecond // the bad version exits at once: well within it
 	chaosMargin   = 4 * time.Second        // Manager.stopMargin: the engine is local and its stops quick
 	chaosSettle   = time.Second            // Manager.settle: the proxy is drained before the last recovery
+	chaosDrain    = 200 * time.Millisecond // Manager.drain of start-first updates
 	childDeadline = 3 * time.Minute
 )
 
@@ -67,6 +68,7 @@ type chaosJob struct {
 	KillAt        int
 	Delay         time.Duration
 	StopTimeoutMS int
+	StartFirst    bool // svc is updated start-first
 }
 
 // TestChaosChild is the watcher of a chaos schedule, in a child process.
@@ -85,7 +87,7 @@ func TestChaosChild(t *testing.T) {
 	}
 	m := New(cli, s, Options{StopTimeout: time.Duration(job.StopTimeoutMS) * time.Millisecond, Verify: chaosVerify,
 		HealthTimeout: 10 * time.Second, Logger: testLogger(t)})
-	m.stopMargin, m.settle = chaosMargin, chaosSettle
+	m.stopMargin, m.settle, m.drain = chaosMargin, chaosSettle, chaosDrain
 	var once sync.Once
 	m.afterJournal = func(seq int, step string) {
 		n := journalWrites.Add(1)
@@ -114,7 +116,7 @@ func TestChaosChild(t *testing.T) {
 	if job.Mode != "update" {
 		return
 	}
-	res := m.Replace(ctx, Spec{ContainerID: job.Svc, Image: job.Image, PullRef: job.Pull, Rollback: true})
+	res := m.Replace(ctx, Spec{ContainerID: job.Svc, Image: job.Image, PullRef: job.Pull, Rollback: true, StartFirst: job.StartFirst})
 	report("svc", res)
 	if job.Dep != "" && res.Outcome == OutcomeUpdated && ctx.Err() == nil {
 		report("dep", m.Replace(ctx, Spec{ContainerID: job.Dep, Recreate: true, Replaced: map[string]string{job.Svc: res.NewID}, Rollback: true}))
@@ -133,6 +135,7 @@ type schedule struct {
 	Restart     bool
 	Bad         bool // the new version exits: the update is rolled back
 	Dependent   bool
+	StartFirst  bool `json:",omitempty"` // svc is updated start-first (a schedule without a dependent)
 	Faults      []faultSpec
 	Kill        killSpec
 	Action      string // user action: "", rm, rename, stop, takeover, compose, clone, commit
@@ -260,6 +263,10 @@ func newSchedule(seed uint64) schedule {
 	if rng.IntN(10) < 3 {
 		s.Recovery = &recoverySpec{Faults: drawFaults(rng, 2), Kill: drawKill(rng, 0.5, 8)}
 	}
+	// Drawn apart, so that every other draw (and so every schedule of the fixed set) stays as it
+	// was before start-first existed; a quarter of the schedules without a dependent (which start-
+	// first refuses) update start-first.
+	s.StartFirst = !s.Dependent && rand.New(rand.NewPCG(seed, 0x5f1257)).IntN(4) == 0
 	return s
 }
 
@@ -501,7 +508,7 @@ func (c *chaosRun) runChild(mode string, faults []faultSpec, kill killSpec, with
 		pull = c.imgs.bad
 	}
 	job := chaosJob{DB: c.db, Mode: mode, Svc: c.original["svc"], Dep: c.original["dep"], Image: c.ref, Pull: pull,
-		Signal: kill.Signal, KillAt: kill.At, Delay: kill.Delay, StopTimeoutMS: c.s.StopTimeout * 1000}
+		Signal: kill.Signal, KillAt: kill.At, Delay: kill.Delay, StopTimeoutMS: c.s.StopTimeout * 1000, StartFirst: c.s.StartFirst}
 	raw, _ := json.Marshal(job)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestChaosChild$", "-test.v")
 	cmd.Env = append(os.Environ(), chaosChildEnv+"="+string(raw), "DOCKER_HOST="+p.Host)
@@ -560,7 +567,7 @@ func (c *chaosRun) recoverClean() {
 	defer s.Close()
 	m := New(c.env.Docker, s, Options{StopTimeout: time.Duration(c.s.StopTimeout) * time.Second, Verify: chaosVerify,
 		HealthTimeout: 10 * time.Second, Logger: testLogger(c.t)})
-	m.stopMargin, m.settle = chaosMargin, chaosSettle
+	m.stopMargin, m.settle, m.drain = chaosMargin, chaosSettle, chaosDrain
 	for _, r := range m.Recover(context.Background()) {
 		b, _ := json.Marshal(r)
 		fmt.Fprintf(&c.out, "--- final recovery: %s\n", b)
@@ -590,6 +597,7 @@ func (c *chaosRun) cleanup() {
 type chaosTally struct {
 	mu         sync.Mutex
 	schedules  int
+	startFirst int
 	violations int
 	failed     []uint64
 	injected   map[testenv.FaultKind]int
@@ -605,6 +613,9 @@ func (ta *chaosTally) add(c *chaosRun, violations []string) {
 		ta.injected, ta.kills, ta.actions, ta.modes = map[testenv.FaultKind]int{}, map[string]int{}, map[string]int{}, map[string]int{}
 	}
 	ta.schedules++
+	if c.s.StartFirst {
+		ta.startFirst++
+	}
 	ta.violations += len(violations)
 	if len(violations) > 0 {
 		ta.failed = append(ta.failed, c.s.Seed)
@@ -625,7 +636,7 @@ func (ta *chaosTally) report(t *testing.T, planned int) {
 	ta.mu.Lock()
 	defer ta.mu.Unlock()
 	sort.Slice(ta.failed, func(i, j int) bool { return ta.failed[i] < ta.failed[j] })
-	out := map[string]any{"schedules_planned": planned, "schedules_run": ta.schedules, "violations": ta.violations,
+	out := map[string]any{"schedules_planned": planned, "schedules_run": ta.schedules, "start_first_schedules": ta.startFirst, "violations": ta.violations,
 		"failed_seeds": ta.failed, "faults_injected": ta.injected, "watcher_killed_by": ta.kills, "user_actions": ta.actions,
 		"user_action_effects": ta.modes}
 	b, _ := json.MarshalIndent(out, "", "  ")

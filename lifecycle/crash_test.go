@@ -44,6 +44,8 @@ type crashJob struct {
 	// Recreate and Replaced are Spec's: a dependent following a parent replaced before.
 	Recreate bool
 	Replaced map[string]string
+	// StartFirst is Spec's (start-first crash tests).
+	StartFirst bool
 }
 
 // childJob reads a child process's job from the environment variable name into job (the test
@@ -95,7 +97,7 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := Spec{ContainerID: job.ContainerID, Image: job.Image, PullRef: job.PullRef, Verify: job.Verify, Rollback: true,
-		Recreate: job.Recreate, Replaced: job.Replaced}
+		Recreate: job.Recreate, Replaced: job.Replaced, StartFirst: job.StartFirst}
 	var res Result
 	if job.Handover {
 		m := New(cli, s, Options{StopTimeout: 5 * time.Second, SelfID: job.ContainerID, Logger: testLogger(t)})
@@ -117,6 +119,9 @@ type crashRun struct {
 	ref     string
 	digests [2]string // by-digest references of the two versions
 	images  [2]string // their image IDs
+	// startFirst: updates are start-first, and the service is on network net with an alias.
+	startFirst bool
+	net        string
 }
 
 // child runs Replace in a child process and returns whether it was killed (by itself after
@@ -129,7 +134,8 @@ func (c *crashRun) child(id string, crashAt int, killAfter time.Duration) (kille
 	if cur == c.images[0] {
 		pull = c.digests[1]
 	}
-	return crashChild(t, crashJob{DB: c.f.db, ContainerID: id, Image: c.ref, PullRef: pull, Verify: 500 * time.Millisecond, CrashAt: crashAt}, killAfter)
+	return crashChild(t, crashJob{DB: c.f.db, ContainerID: id, Image: c.ref, PullRef: pull, Verify: 500 * time.Millisecond, CrashAt: crashAt,
+		StartFirst: c.startFirst}, killAfter)
 }
 
 // crashChild runs job in a child process (TestCrashChild) and returns whether it was killed (by
@@ -186,30 +192,47 @@ func (c *crashRun) recoverAndCheck(label string, settle time.Duration) string {
 	if n := len(c.f.Owned()); n != 1 {
 		t.Fatalf("%s: %d containers, want 1", label, n)
 	}
+	if c.net != "" {
+		c.f.checkAlias(ins.ID, c.net, label)
+	}
 	return ins.ID
 }
 
 func newCrashRun(t *testing.T, v2 testenv.ImageSpec, hc *container.HostConfig) (*crashRun, string) {
+	return newCrashRunOrder(t, v2, hc, false)
+}
+
+// newCrashRunOrder is newCrashRun with start-first updates of a service on a network of its own
+// (runOnNetwork) when startFirst.
+func newCrashRunOrder(t *testing.T, v2 testenv.ImageSpec, hc *container.HostConfig, startFirst bool) (*crashRun, string) {
 	f := newFixture(t)
 	_ = f.store.Close() // the child and Recover open it in turn
-	c := &crashRun{f: f}
+	c := &crashRun{f: f, startFirst: startFirst}
 	var d0, d1 string
 	c.ref, d0 = f.push("app", "latest", testenv.ImageSpec{Version: "v1"})
 	v2.Version = "v2"
 	_, d1 = f.push("app", "v2", v2)
 	f.Pull(d1)
 	c.digests = [2]string{d0, d1}
-	id, name := f.run("svc", c.ref, nil, hc)
-	c.name = name
+	var id string
+	if startFirst {
+		id, c.name, c.net = f.runOnNetwork("svc", c.ref, hc)
+	} else {
+		id, c.name = f.run("svc", c.ref, nil, hc)
+	}
 	c.images = [2]string{f.imageID(d0), f.imageID(d1)}
 	return c, id
 }
 
-// TestCrashAtEveryJournalStep kills the watcher after each journal write of an update that
-// succeeds and of one that is rolled back, for plain and AutoRemove containers.
-func TestCrashAtEveryJournalStep(t *testing.T) {
-	t.Parallel()
-	for _, sc := range []struct {
+// crashScenarios are the updates the crash tests kill at every step: one that succeeds and one
+// that is rolled back, of a plain and of an AutoRemove container. Made afresh for each test: the
+// host configs are filled in (network mode) when the containers are created.
+func crashScenarios() []struct {
+	name string
+	v2   testenv.ImageSpec
+	hc   *container.HostConfig
+} {
+	return []struct {
 		name string
 		v2   testenv.ImageSpec
 		hc   *container.HostConfig
@@ -218,29 +241,43 @@ func TestCrashAtEveryJournalStep(t *testing.T) {
 		{"rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, nil},
 		{"autoremove update", testenv.ImageSpec{}, &container.HostConfig{AutoRemove: true}},
 		{"autoremove rollback", testenv.ImageSpec{Env: []string{"APP_EXIT_CODE=1", "APP_EXIT_AFTER=100ms"}}, &container.HostConfig{AutoRemove: true}},
-	} {
+	}
+}
+
+// TestCrashAtEveryJournalStep kills the watcher after each journal write of an update that
+// succeeds and of one that is rolled back, for plain and AutoRemove containers.
+func TestCrashAtEveryJournalStep(t *testing.T) {
+	t.Parallel()
+	for _, sc := range crashScenarios() {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			c, id := newCrashRun(t, sc.v2, sc.hc)
-			for n := 1; ; n++ {
-				killed, out := c.child(id, n, 0)
-				if !killed {
-					t.Logf("no journal write %d: the update ended without a crash", n)
-					if testing.Verbose() {
-						t.Log(out)
-					}
-					c.recoverAndCheck("after a complete run", 0)
-					break
-				}
-				// The child dies right after a journal write, before the step's request: no
-				// request is in flight, so Recover need not let one settle.
-				id = c.recoverAndCheck("crash after journal write "+strconv.Itoa(n), 0)
-				if t.Failed() {
-					t.Log(out)
-					return
-				}
-			}
+			c.crashAtEveryStep(id)
 		})
+	}
+}
+
+// crashAtEveryStep runs the update from id in a child killed after journal write 1, 2, ...,
+// recovering and checking after each, until an update ends without a crash.
+func (c *crashRun) crashAtEveryStep(id string) {
+	t := c.f.t
+	for n := 1; ; n++ {
+		killed, out := c.child(id, n, 0)
+		if !killed {
+			t.Logf("no journal write %d: the update ended without a crash", n)
+			if testing.Verbose() {
+				t.Log(out)
+			}
+			c.recoverAndCheck("after a complete run", 0)
+			return
+		}
+		// The child dies right after a journal write, before the step's request: no request is
+		// in flight, so Recover need not let one settle.
+		id = c.recoverAndCheck("crash after journal write "+strconv.Itoa(n), 0)
+		if t.Failed() {
+			t.Log(out)
+			return
+		}
 	}
 }
 

@@ -21,6 +21,8 @@ type Docker interface {
 	// Events streams engine events until ctx ends (verify waits on it instead of polling).
 	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
 	NetworkConnect(ctx context.Context, networkID string, options client.NetworkConnectOptions) (client.NetworkConnectResult, error)
+	// NetworkDisconnect takes a start-first update's old container off its networks (startfirst.go).
+	NetworkDisconnect(ctx context.Context, networkID string, options client.NetworkDisconnectOptions) (client.NetworkDisconnectResult, error)
 	ImagePull(ctx context.Context, ref string, options client.ImagePullOptions) (client.ImagePullResponse, error)
 	ImageInspect(ctx context.Context, imageID string, options ...client.ImageInspectOption) (client.ImageInspectResult, error)
 	ImageTag(ctx context.Context, options client.ImageTagOptions) (client.ImageTagResult, error)

@@ -245,17 +245,23 @@ func (h *heldName) Error() string {
 // yet set aside (renamed aside), or a container of this transaction (removed). A foreign holder is
 // an *Error wrapping a *heldName (CreateContainerError, or RollbackFailed in a rollback): it is
 // never touched.
+//
+// The rename is asked first and the engine read only when it fails (one request where all is
+// well): the container may have the name already (an interrupted run renamed it), or be gone.
 func (t *txn) claimName(ctx context.Context, id, name string, stage failure.Stage) error {
 	for attempt := 0; ; attempt++ {
-		ins, err := t.inspect(ctx, id)
-		if err != nil {
-			return err
+		_, err := t.m.d.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: name})
+		if err == nil {
+			return nil
+		}
+		ins, ierr := t.inspect(ctx, id)
+		if ierr != nil {
+			return ierr
 		}
 		if strings.TrimPrefix(ins.Name, "/") == name {
 			return nil
 		}
-		_, err = t.m.d.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: name})
-		if err == nil || !isNameInUse(err) || attempt >= 5 {
+		if !isNameInUse(err) || attempt >= 5 {
 			return err
 		}
 		holder, herr := t.inspect(ctx, name)

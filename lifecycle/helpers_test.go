@@ -2,10 +2,12 @@ package lifecycle
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -207,4 +209,30 @@ func (f *fixture) watchOOM() func() bool {
 		defer mu.Unlock()
 		return seen
 	}
+}
+
+// runWithMAC runs ref as a container on network net with a user-set MAC address sent as
+// Config.MacAddress, as Docker's CLI and compose send it to an engine below API 1.44 (with curl:
+// the installed CLI is newer than the engine, and the typed client cannot send it).
+func (f *fixture) runWithMAC(ref, net, mac string) (id, name string) {
+	t := f.t
+	t.Helper()
+	name = f.Name("svc")
+	body, _ := json.Marshal(map[string]any{"Image": ref, "MacAddress": mac, "Labels": map[string]string{testenv.OwnerLabel: f.Owner},
+		"HostConfig": map[string]any{"NetworkMode": net}})
+	sock := strings.TrimPrefix(os.Getenv("DOCKER_HOST"), "unix://")
+	out, err := exec.Command("curl", "-sS", "--fail-with-body", "--unix-socket", sock, "-H", "Content-Type: application/json",
+		"-d", string(body), "http://engine/v"+f.Docker.ClientVersion()+"/containers/create?name="+name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("creating the container with curl: %v\n%s", err, out)
+	}
+	var created struct{ ID string }
+	if err := json.Unmarshal(out, &created); err != nil || created.ID == "" {
+		t.Fatalf("create answered %s", out)
+	}
+	id = created.ID
+	if _, err := f.Docker.ContainerStart(context.Background(), id, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return id, name
 }

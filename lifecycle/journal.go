@@ -20,14 +20,19 @@ import (
 // Journal steps, in the order a transaction takes them. Each is written to the journal before
 // it is taken; a record's Step is the last one started.
 const (
-	stepSnapshot        = "snapshot"
-	stepPull            = "pull"
-	stepCreate          = "create"    // the new container, under a temporary name
-	stepStop            = "stop"      // the old container
-	stepSetAside        = "set_aside" // rename old -> <name>-watcher-<txid>
-	stepRename          = "rename"    // rename new -> <name>
-	stepStart           = "start"
-	stepHandover        = "handover" // self-update: the store and listener are released, the successor started
+	stepSnapshot = "snapshot"
+	stepPull     = "pull"
+	stepCreate   = "create"    // the new container, under a temporary name
+	stepStop     = "stop"      // the old container
+	stepSetAside = "set_aside" // rename old -> <name>-watcher-<txid>
+	stepRename   = "rename"    // rename new -> <name>
+	stepStart    = "start"
+	// Start-first (startfirst.go): the new container is started and verified under its temporary
+	// name while the old one serves; then set_aside, rename, disconnect and stop follow.
+	stepStartNew        = "start_new"
+	stepVerifyNew       = "verify_new"
+	stepDisconnect      = "disconnect" // the old container off its networks, then a drain before its stop
+	stepHandover        = "handover"   // self-update: the store and listener are released, the successor started
 	stepVerify          = "verify"
 	stepCommit          = "commit"
 	stepRollback        = "rollback"         // decided: undo (Cause says why)
@@ -58,6 +63,9 @@ type record struct {
 	AutoRemove bool            `json:",omitempty"`
 	WasRunning bool            `json:",omitempty"`
 	Stopped    bool            `json:",omitempty"` // the old container's stop was asked for
+	// Disconnected: a start-first update took the old container off its networks (a rollback
+	// connects it again, from the snapshot).
+	Disconnected bool `json:",omitempty"`
 	// Handover marks a self-update: ContainerID is the watcher that started it (the
 	// predecessor), NewID its successor, and the successor finishes it (see handover.go).
 	Handover bool `json:",omitempty"`
@@ -82,6 +90,7 @@ type specRecord struct {
 	Verify        time.Duration     `json:",omitempty"`
 	HealthTimeout time.Duration     `json:",omitempty"`
 	Rollback      bool              `json:",omitempty"`
+	StartFirst    bool              `json:",omitempty"`
 }
 
 type errRecord struct {
@@ -112,7 +121,7 @@ type imageInfo struct {
 func toSpecRecord(s Spec) specRecord {
 	return specRecord{Image: s.Image, PullRef: s.PullRef, ImageID: s.ImageID, Recreate: s.Recreate, Replaced: s.Replaced,
 		StopSignal: s.StopSignal, StopTimeout: s.StopTimeout, Verify: s.Verify, HealthTimeout: s.HealthTimeout,
-		Rollback: s.Rollback}
+		Rollback: s.Rollback, StartFirst: s.StartFirst}
 }
 
 func (r *record) snapshot() (container.InspectResponse, error) {

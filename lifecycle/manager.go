@@ -70,6 +70,7 @@ type Manager struct {
 	settle     time.Duration // see defaultSettle
 	stopMargin time.Duration // see defaultStopMargin
 	poll       time.Duration // verify's fallback poll, see verifyPoll
+	drain      time.Duration // see defaultDrain
 	// afterJournal, when set (by tests), runs after every successful journal write: the crash
 	// tests kill the process there.
 	afterJournal func(seq int, step string)
@@ -91,7 +92,7 @@ func New(d Docker, s Journal, o Options) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Manager{d: d, s: s, o: o, log: o.Logger, settle: defaultSettle, stopMargin: defaultStopMargin, poll: verifyPoll}
+	return &Manager{d: d, s: s, o: o, log: o.Logger, settle: defaultSettle, stopMargin: defaultStopMargin, poll: verifyPoll, drain: defaultDrain}
 }
 
 // lock waits until no other transaction works on container id, then claims it.
@@ -125,6 +126,13 @@ type Spec struct {
 	// a new container that exited, never ran or crash-loops is rolled back all the same, because a
 	// failure must not leave the service down when the old container can run.
 	Rollback bool
+	// StartFirst (watcher.update-order=start-first) starts and verifies the new container under its
+	// temporary name, on the old one's networks with its aliases, while the old one still serves;
+	// only then is the old one set aside, taken off its networks and stopped (startfirst.go). A
+	// container that publishes host ports, has a static IP or MAC address, shares another's
+	// network namespace or lends its own is refused before anything is touched (Unsupported).
+	// A container that is not running is replaced as usual.
+	StartFirst bool
 
 	// Started, if not nil, is called exactly once per Replace call: right after the new
 	// container has been started, before it is verified — the end of the disruptive part (pull,

@@ -119,6 +119,11 @@ func (m *Manager) resume(ctx context.Context, r *record, started func()) Result 
 	if r.Handover && (r.Step == stepHandover || r.Step == stepVerify || r.Step == stepCommit) {
 		return t.resumeHandover(ctx)
 	}
+	if r.Spec.StartFirst && r.WasRunning && !r.Handover {
+		if res, ok := t.resumeStartFirst(ctx, interrupted); ok {
+			return res
+		}
+	}
 	switch r.Step {
 	case stepSnapshot, stepPull:
 		// Nothing was created or stopped yet.

@@ -32,6 +32,9 @@ type txn struct {
 	// forwarded: this transaction was rolled forward once (rollForward); a failure after that is
 	// rolled back, never forward again.
 	forwarded bool
+	// fresh: begun by this process and its create not yet tried, so no container of it can exist
+	// and create need not look for one (one engine request less per update).
+	fresh bool
 }
 
 // log is the transaction's logger: every line carries the transaction and the container it
@@ -134,7 +137,7 @@ func (m *Manager) transact(ctx context.Context, s Spec, started func(), body fun
 			}
 		}
 	}
-	t := &txn{m: m, auth: s.RegistryAuth, started: started, r: &record{TxID: newTxID(), Host: m.o.Host, ContainerID: s.ContainerID,
+	t := &txn{m: m, auth: s.RegistryAuth, started: started, fresh: true, r: &record{TxID: newTxID(), Host: m.o.Host, ContainerID: s.ContainerID,
 		Spec: toSpecRecord(s), Started: time.Now()}}
 	return body(t, ctx)
 }
@@ -153,6 +156,9 @@ func (t *txn) run(ctx context.Context) Result {
 // with it too.
 func (t *txn) advance(ctx context.Context, old container.InspectResponse) Result {
 	r := t.r
+	if r.Spec.StartFirst && r.WasRunning && !r.Handover {
+		return t.advanceStartFirst(ctx, old)
+	}
 	// 3. create the new container under a temporary name while the old one still runs
 	if e := t.createNew(ctx, old); e != nil {
 		return t.fail(ctx, e)
@@ -231,7 +237,7 @@ func (t *txn) prepare(ctx context.Context) (container.InspectResponse, *Result) 
 	r.OldImageID = old.Image
 	r.AutoRemove = old.HostConfig != nil && old.HostConfig.AutoRemove
 	r.WasRunning = old.State != nil && (old.State.Running || old.State.Restarting)
-	if e := t.refuse(); e != nil {
+	if e := t.refuse(ctx); e != nil {
 		// Nothing was touched: not journaled, so that a refusal repeated every run leaves no trace.
 		t.log().Warn("update refused", "err", e)
 		return end(Result{TxID: r.TxID, Name: r.Name, OldID: r.ContainerID, OldImageID: r.OldImageID, Outcome: OutcomeFailed, Err: e})
@@ -269,8 +275,9 @@ func (t *txn) createNew(ctx context.Context, old container.InspectResponse) *Err
 	return t.create(ctx, old)
 }
 
-// refuse says why the container in the snapshot must not be updated at all, or nil.
-func (t *txn) refuse() *Error {
+// refuse says why the container in the snapshot must not be updated at all (or not in the order
+// asked for), or nil.
+func (t *txn) refuse(ctx context.Context) *Error {
 	r := t.r
 	if IsTemporaryName(r.Name) {
 		return newError(r.ContainerID, failure.StageCheck, failure.ContainerNotFound,
@@ -280,6 +287,9 @@ func (t *txn) refuse() *Error {
 		return newError(r.ContainerID, failure.StagePlan, failure.Unsupported, fmt.Sprintf(
 			"the container has a user-set MAC address %s, which this connection to the engine (API %s, below 1.44) cannot set on a new container; nothing was changed",
 			mac, t.m.d.ClientVersion()), nil)
+	}
+	if r.Spec.StartFirst {
+		return t.refuseStartFirst(ctx)
 	}
 	return nil
 }
@@ -292,10 +302,8 @@ func (t *txn) setAside(ctx context.Context) *Error {
 	if err := t.journal(stepSetAside); err != nil {
 		return newError(r.ContainerID, failure.StageStop, failure.StoreError, "writing the journal", err)
 	}
-	if _, err := t.inspect(ctx, r.ContainerID); cerrdefs.IsNotFound(err) {
-		return nil
-	}
-	if err := t.claimName(ctx, r.ContainerID, asideName(r.Name, r.TxID), failure.StageStop); err != nil {
+	err := t.claimName(ctx, r.ContainerID, asideName(r.Name, r.TxID), failure.StageStop)
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return asError(err, r.ContainerID, failure.StageStop, failure.KillContainerError, "renaming the old container aside")
 	}
 	return nil
@@ -398,10 +406,13 @@ func (t *txn) create(ctx context.Context, old container.InspectResponse) *Error 
 		}
 		r.NewID = "" // removed meanwhile (by hand): made again below
 	}
-	if mine, err := t.mine(ctx, r.TxID); err == nil && len(mine) > 0 {
-		r.NewID = mine[0].ID
-		return nil
+	if !t.fresh {
+		if mine, err := t.mine(ctx, r.TxID); err == nil && len(mine) > 0 {
+			r.NewID = mine[0].ID
+			return nil
+		}
 	}
+	t.fresh = false // a create tried may have made one, answer lost
 	plan, err := t.plan(ctx, old, r.NewImage, r.Spec.Replaced, r.TxID)
 	if err != nil {
 		return newError(r.ContainerID, failure.StageCreate, failure.CreateContainerConfigError, "building the create request", err)
@@ -512,7 +523,7 @@ func (t *txn) stopOld(ctx context.Context, old container.InspectResponse) *Error
 		waitGone = t.waitRemoved(ctx, r.ContainerID, time.Until(deadline)+removeWait)
 	}
 	opts := client.ContainerStopOptions{Signal: r.Spec.StopSignal, Timeout: t.stopTimeout(old.Config)}
-	err := t.requestStop(ctx, opts, deadline)
+	stopped, err := t.requestStop(ctx, opts, deadline)
 	if err != nil {
 		t.log().Warn("the stop request failed; asking again, and judging by the container's state", "err", err)
 		// Journaled again, so that Recover's wait for a stop in flight counts from this request.
@@ -520,9 +531,12 @@ func (t *txn) stopOld(ctx context.Context, old container.InspectResponse) *Error
 			return newError(r.ContainerID, failure.StageStop, failure.StoreError, "writing the journal", jerr)
 		}
 		deadline = t.stopDeadline(time.Now())
-		err = t.requestStop(ctx, opts, deadline)
+		stopped, err = t.requestStop(ctx, opts, deadline)
 	}
-	running, ierr := t.untilStopped(ctx, r.ContainerID, deadline)
+	running, ierr := false, error(nil)
+	if !stopped {
+		running, ierr = t.untilStopped(ctx, r.ContainerID, deadline)
+	}
 	if running || ierr != nil {
 		switch {
 		case ierr != nil:
@@ -550,14 +564,20 @@ func (t *txn) stopOld(ctx context.Context, old container.InspectResponse) *Error
 }
 
 // requestStop sends one stop request, bounded by deadline; gone and going away are success.
-func (t *txn) requestStop(ctx context.Context, opts client.ContainerStopOptions, deadline time.Time) error {
+// stopped is the engine's own success answer (204: it answers only once the container no longer
+// runs; a proxy's error never looks like one), which needs no inspect to confirm; every other
+// answer, even a 404, is checked against the container's state.
+func (t *txn) requestStop(ctx context.Context, opts client.ContainerStopOptions, deadline time.Time) (stopped bool, err error) {
 	rctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	_, err := t.m.d.ContainerStop(rctx, t.r.ContainerID, opts)
-	if err == nil || cerrdefs.IsNotFound(err) || isRemovalInProgress(err) {
-		return nil
+	_, err = t.m.d.ContainerStop(rctx, t.r.ContainerID, opts)
+	if err == nil {
+		return true, nil
 	}
-	return err
+	if cerrdefs.IsNotFound(err) || isRemovalInProgress(err) {
+		return false, nil
+	}
+	return false, err
 }
 
 // startNew starts the new container. For AutoRemove containers a wait is registered first, so
@@ -631,7 +651,7 @@ func (t *txn) commit(ctx context.Context, kept *Error) Result {
 	if err := t.journal(stepCommit); err != nil {
 		t.log().Error("journal write failed at commit; continuing", "err", err)
 	}
-	if err := t.goAway(ctx, r.ContainerID, "", t.stopTimeoutSeconds()); err != nil {
+	if err := t.removeOld(ctx); err != nil {
 		// The update stands; the old container is left set aside and Recover retries.
 		t.log().Error("removing the old container failed", "err", err)
 		res := r.result()
@@ -643,6 +663,16 @@ func (t *txn) commit(ctx context.Context, kept *Error) Result {
 		outcome = OutcomeFailed
 	}
 	return t.finish(kept, outcome)
+}
+
+// removeOld removes the replaced container at commit. One without AutoRemove (the snapshot says,
+// and it cannot change) is removed with force at once; goAway's inspect would only tell what the
+// snapshot does. An AutoRemove one is left to the engine's removal and waited for (goAway).
+func (t *txn) removeOld(ctx context.Context) error {
+	if !t.r.AutoRemove {
+		return t.forceRemove(ctx, t.r.ContainerID)
+	}
+	return t.goAway(ctx, t.r.ContainerID, "", t.stopTimeoutSeconds())
 }
 
 // finish journals the end of the transaction and returns its Result.

@@ -160,9 +160,11 @@ func (t *txn) undo(ctx context.Context) error {
 	}
 	if oldGone {
 		// Nothing to put back but the snapshot: if a container the watcher did not create took
-		// the name, ours (the new one, which holds the volumes) is kept where it is, not started.
+		// the name, ours (the new one, which holds the volumes) is kept where it is, not started
+		// — and stopped, if a start-first update had started it: never two writers.
 		if held, err := t.nameHeld(ctx); err != nil || held != nil {
 			if held != nil {
+				t.stopOurs(ctx, r.NewID)
 				held.kept = t.describeKept(ctx, r.NewID, "the new container")
 				return newError(r.ContainerID, failure.StageRollback, failure.RollbackFailed, "", held)
 			}
@@ -170,8 +172,14 @@ func (t *txn) undo(ctx context.Context) error {
 		}
 	}
 
-	// 1. remove what this transaction created (the new container)
+	// 1. remove what this transaction created (the new container) — a start-first update's old
+	// container, still running, first back on its networks, so its aliases never go unanswered
 	t.journalOnRollback(stepRollbackRemove)
+	if r.Disconnected && !oldGone {
+		if err := t.reconnectOld(ctx); err != nil {
+			return err
+		}
+	}
 	mine, err := t.mine(ctx, r.TxID)
 	if err != nil {
 		return err
@@ -193,6 +201,10 @@ func (t *txn) undo(ctx context.Context) error {
 		if err := t.claimName(ctx, r.ContainerID, r.Name, failure.StageRollback); err != nil {
 			var held *heldName
 			if errors.As(err, &held) {
+				if r.Spec.StartFirst {
+					// A start-first update never stopped it, or not yet: two writers otherwise.
+					t.stopOurs(ctx, r.ContainerID)
+				}
 				held.kept = t.describeKept(ctx, r.ContainerID, "the old container")
 			}
 			return err
@@ -266,6 +278,18 @@ func (t *txn) nameHeld(ctx context.Context) (*heldName, error) {
 		return nil, nil
 	}
 	return &heldName{name: r.Name, holder: holder.ID}, nil
+}
+
+// stopOurs stops container id, this transaction's new one or the one it replaces, if it runs
+// (a failure is logged: describeKept then says it runs).
+func (t *txn) stopOurs(ctx context.Context, id string) {
+	if id == "" || !t.running(ctx, id) {
+		return
+	}
+	timeout := t.stopTimeoutSeconds()
+	if _, err := t.m.d.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &timeout}); err != nil && t.running(ctx, id) {
+		t.log().Error("stopping our container beside a container that took the name failed", "stopped", shortID(id), "err", err)
+	}
 }
 
 // describeKept says where container id (what) is and whether it runs, for keptAside.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -356,24 +354,8 @@ func TestUserMACBelowAPI144(t *testing.T) {
 	ref, _ := f.push("app", "latest", testenv.ImageSpec{Version: "v1"})
 	f.Pull(ref)
 	net, _ := f.network()
-	name := f.Name("svc")
 	const mac = "02:42:ac:11:00:99"
-	body, _ := json.Marshal(map[string]any{"Image": ref, "MacAddress": mac, "Labels": map[string]string{testenv.OwnerLabel: f.Owner},
-		"HostConfig": map[string]any{"NetworkMode": net}})
-	sock := strings.TrimPrefix(os.Getenv("DOCKER_HOST"), "unix://")
-	out, err := exec.Command("curl", "-sS", "--fail-with-body", "--unix-socket", sock, "-H", "Content-Type: application/json",
-		"-d", string(body), "http://engine/v"+f.Docker.ClientVersion()+"/containers/create?name="+name).CombinedOutput()
-	if err != nil {
-		t.Fatalf("creating the container with curl: %v\n%s", err, out)
-	}
-	var created struct{ ID string }
-	if err := json.Unmarshal(out, &created); err != nil || created.ID == "" {
-		t.Fatalf("create answered %s", out)
-	}
-	id := created.ID
-	if _, err := f.Docker.ContainerStart(context.Background(), id, client.ContainerStartOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	id, name := f.runWithMAC(ref, net, mac)
 	if ep := f.Inspect(id).NetworkSettings.Networks[net]; ep == nil || ep.MacAddress.String() != mac {
 		t.Fatalf("the engine did not take the MAC at create: %+v", ep)
 	}

@@ -21,10 +21,14 @@ import (
 // is handled first, State.OOMKilled stays false for good and only the oom event tells.
 const oomGrace = 1500 * time.Millisecond
 
-// verifyPoll is verify's fallback: how often it inspects the container when no event woke it.
-// Verify waits on the engine's event stream (see watch); the poll only bounds how late a
-// verdict can come when the stream dropped or an event was lost, so it can be slow.
-const verifyPoll = time.Second
+// verifyPoll is verify's fallback: how often it inspects the container when no event woke it
+// and the event stream is gone (see watch). While the stream is up it inspects only every
+// verifyStreamPoll: an event lost on a live stream only delays a verdict, never changes it,
+// since the window ends with an inspect.
+const (
+	verifyPoll       = time.Second
+	verifyStreamPoll = 5 * time.Second
+)
 
 // verifyEvents are the container events that can change verify's verdict. An event only wakes
 // verify: the verdict always comes from an inspect, so a stray or replayed event costs one
@@ -40,16 +44,22 @@ func (t *txn) verify(ctx context.Context, id string, exited <-chan int) *Error {
 	return verifyRunning(ctx, t, t.r.ContainerID, id, t.verifyWindow(), t.healthTimeout(), exited)
 }
 
-// verifyRunning inspects container id when it starts, whenever the engine reports an event that
-// can change the verdict (die, oom, health_status, restart), every verifyPoll as a fallback, and
-// at the end of the window (or at the health timeout), and decides on each inspect. A container
-// that dies is thus judged as soon as its die event arrives, not at the end of the window.
+// verifyRunning inspects container id whenever the engine reports an event that can change the
+// verdict (die, oom, health_status, restart), on a fallback poll, and at the end of the window
+// (or at the health timeout), and decides on each inspect. A container that dies is thus judged
+// as soon as its die event arrives, not at the end of the window. The first inspect, too, waits
+// for one of these: the subscription replays events from start on, so a container that died at
+// once wakes it at once.
 func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, healthTimeout time.Duration, exited <-chan int) *Error {
 	start := time.Now()
 	wctx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
-	wake, oom := t.watch(wctx, id, start)
+	wake, oom, down := t.watch(wctx, id, start)
+	hasHealth := false
 	for {
+		if e := t.verifySleep(ctx, oldID, wake, down, time.Since(start), window, healthTimeout, hasHealth); e != nil {
+			return e
+		}
 		ins, err := t.inspect(ctx, id)
 		switch {
 		case cerrdefs.IsNotFound(err):
@@ -66,7 +76,7 @@ func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, health
 			return oomVerdict(oldID, ins, e, oom)
 		}
 		h := ins.State.Health
-		hasHealth := h != nil && h.Status != container.NoHealthcheck && h.Status != ""
+		hasHealth = h != nil && h.Status != container.NoHealthcheck && h.Status != ""
 		if hasHealth && h.Status == container.Unhealthy {
 			return newError(oldID, failure.StageVerify, failure.Unhealthy, "healthcheck failed"+lastProbe(h), nil)
 		}
@@ -78,24 +88,39 @@ func verifyRunning(ctx context.Context, t *txn, oldID, id string, window, health
 			return newError(oldID, failure.StageVerify, failure.Unhealthy,
 				fmt.Sprintf("not healthy after %s (health %s)%s", healthTimeout, h.Status, lastProbe(h)), nil)
 		}
-		// Sleep until an event, the end of the window, the health timeout or the fallback poll.
-		wait := t.m.poll
-		if rest := window - elapsed; rest > 0 && rest < wait {
-			wait = rest
-		}
-		if rest := healthTimeout - elapsed; hasHealth && rest > 0 && rest < wait {
-			wait = rest
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return newError(oldID, failure.StageVerify, failure.Interrupted, "verify interrupted", ctx.Err())
-		case <-wake:
-			timer.Stop()
-		case <-timer.C:
-		}
 	}
+}
+
+// verifySleep waits until an event, the end of the window, the health timeout (when the
+// container has a healthcheck) or the fallback poll — every verifyStreamPoll while the event
+// stream is up, every Manager.poll once it is down. It returns at once when the window is over.
+func (t *txn) verifySleep(ctx context.Context, oldID string, wake, down <-chan struct{}, elapsed, window, healthTimeout time.Duration, hasHealth bool) *Error {
+	wait := t.m.poll
+	select {
+	case <-down:
+		down = nil // gone for good: poll, and do not wake on it again
+	default:
+		wait = max(wait, verifyStreamPoll)
+	}
+	if rest := window - elapsed; rest >= 0 && rest < wait {
+		wait = rest
+	}
+	if rest := healthTimeout - elapsed; hasHealth && rest >= 0 && rest < wait {
+		wait = rest
+	}
+	if wait <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return newError(oldID, failure.StageVerify, failure.Interrupted, "verify interrupted", ctx.Err())
+	case <-wake:
+	case <-down:
+	case <-timer.C:
+	}
+	return nil
 }
 
 // oomVerdict turns a ContainerExited verdict for exit code 137 into OOMKilled when the engine
@@ -114,13 +139,14 @@ func oomVerdict(oldID string, ins container.InspectResponse, e *Error, oom <-cha
 
 // watch subscribes to the engine's events of container id that verify cares about, from since
 // on, and returns a channel that receives a value after each (coalesced: one value stands for any
-// number of events not yet taken), and one that is closed once an oom event was seen. The subscription runs in the background until ctx ends; if it
+// number of events not yet taken), one that is closed once an oom event was seen, and one that
+// is closed when the stream ended (verify then polls). The subscription runs in the background until ctx ends; if it
 // cannot be opened or drops, the channel simply stays quiet and verify's fallback poll decides.
 //
 // The engine answers a subscription before it registers it, so an event in between would be
 // missed: since makes the engine replay what it logged from that instant on.
-func (t *txn) watch(ctx context.Context, id string, since time.Time) (wake, oom <-chan struct{}) {
-	wakeC, oomC := make(chan struct{}, 1), make(chan struct{})
+func (t *txn) watch(ctx context.Context, id string, since time.Time) (wake, oom, down <-chan struct{}) {
+	wakeC, oomC, downC := make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	sawOOM := false
 	txid, name := t.r.TxID, t.r.Name
 	go func() {
@@ -144,6 +170,7 @@ func (t *txn) watch(ctx context.Context, id string, since time.Time) (wake, oom 
 				default:
 				}
 			case err := <-res.Err:
+				close(downC)
 				if ctx.Err() == nil && t.m.log.Enabled(ctx, slog.LevelDebug) {
 					if name == "" { // Restart knows only the ID
 						name = t.m.nameOf(ctx, id)
@@ -157,7 +184,7 @@ func (t *txn) watch(ctx context.Context, id string, since time.Time) (wake, oom 
 			}
 		}
 	}()
-	return wakeC, oomC
+	return wakeC, oomC, downC
 }
 
 // classifyState says what is wrong with a container that should be running, or nil.

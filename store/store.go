@@ -156,10 +156,21 @@ func (s *Store) Runs(limit int) ([][]byte, error) {
 	return out, err
 }
 
-// PruneRuns deletes all but the newest keep reports.
+// PruneRuns deletes all but the newest keep reports. With nothing to delete it writes nothing
+// (a write transaction costs a sync of the file).
 func (s *Store) PruneRuns(keep int) error {
 	if keep < 0 {
 		keep = 0
+	}
+	n := 0
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRuns).Cursor()
+		for k, _ := c.First(); k != nil && n <= keep; k, _ = c.Next() {
+			n++
+		}
+		return nil
+	}); err != nil || n <= keep {
+		return err
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns)

@@ -190,6 +190,24 @@ func TestLockedByAnotherProcess(t *testing.T) {
 	}
 }
 
+// PruneRuns with no more than keep reports deletes nothing.
+func TestPruneRunsKeepsFewerThanKeep(t *testing.T) {
+	s := open(t)
+	for i := range 3 {
+		if err := s.PutRun(fmt.Sprintf("run-%03d", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, keep := range []int{5, 3} {
+		if err := s.PruneRuns(keep); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Runs(0); fmt.Sprintf("%s", got) != "[2 1 0]" {
+			t.Fatalf("Runs after PruneRuns(%d) = %s, want [2 1 0]", keep, got)
+		}
+	}
+}
+
 // TestOpenDamaged: a file that is not a state file, or one whose pages were overwritten, is an
 // error wrapping ErrDamaged that names the file, never a panic; the file is left as it was.
 func TestOpenDamaged(t *testing.T) {

@@ -175,6 +175,7 @@ func (a *applier) replace(ctx context.Context, s *Step, line *ContainerReport, r
 	sp.Started = release
 	res := a.u.hostOf(s.c).Life.Replace(ctx, sp)
 	release() // lifecycle calls Started exactly once; this covers a Replacer that does not
+	a.u.hostOf(s.c).inv.touch(s.c.ID, res.NewID)
 	a.mu.Lock()
 	record(line, s, res)
 	if res.NewID != "" && res.NewID != s.c.ID {
@@ -197,6 +198,7 @@ func (a *applier) replace(ctx context.Context, s *Step, line *ContainerReport, r
 func (a *applier) restart(ctx context.Context, s *Step, line *ContainerReport, release func()) {
 	err := a.u.hostOf(s.c).Life.Restart(ctx, s.c.ID, s.c.Settings.StopSignal, s.c.Settings.StopTimeout)
 	release()
+	a.u.hostOf(s.c).inv.touch(s.c.ID)
 	a.mu.Lock()
 	if err != nil {
 		line.Outcome = OutcomeFailed
@@ -242,6 +244,7 @@ func (u *Updater) spec(s *Step, replaced map[string]string) lifecycle.Spec {
 		sp.Recreate = true
 		return sp
 	}
+	sp.StartFirst = s.Op == OpUpdate && s.Order == OrderStartFirst
 	if ref, err := name.ParseReference(sp.Image); err == nil && s.NewDigest != "" {
 		sp.PullRef = ref.Context().Name() + "@" + s.NewDigest
 	}

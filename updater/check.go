@@ -30,7 +30,6 @@ func (u *Updater) check(ctx context.Context, targets []*Container) (map[string]*
 		case t.Settings.Policy != PolicyDigest:
 			tagged = append(tagged, t)
 		default:
-			line.OldDigest = localDigest(t)
 			queried = append(queried, t)
 		}
 	}
@@ -60,8 +59,9 @@ func (u *Updater) checkDigests(ctx context.Context, ts []*Container, lines map[s
 	for i, res := range u.checker.Check(ctx, queries) {
 		t := ts[i]
 		line := lines[t.key()]
-		if res.LocalDigest != "" {
-			line.OldDigest = res.LocalDigest
+		line.OldDigest = res.LocalDigest
+		if line.OldDigest == "" {
+			line.OldDigest = localDigest(t)
 		}
 		line.NewDigest = res.Digest
 		switch {

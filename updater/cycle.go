@@ -78,12 +78,15 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 			return runningID(t)
 		}))
 	}
+	rep.Containers = slices.Grow(rep.Containers, len(lines))
+	isTarget := make(map[string]bool, len(targets))
 	for _, t := range targets {
 		rep.Containers = append(rep.Containers, *lines[t.key()])
+		isTarget[t.key()] = true
 	}
 	// Dependents restarted or recreated that are not themselves watched get a line too.
 	for _, key := range sortedKeys(lines) {
-		if !slices.ContainsFunc(targets, func(t *Container) bool { return t.key() == key }) {
+		if !isTarget[key] {
 			rep.Containers = append(rep.Containers, *lines[key])
 		}
 	}
@@ -100,15 +103,16 @@ func (u *Updater) cycle(ctx context.Context, req Request, rep *Report) (last []*
 // says; after it, a target whose step did not run (the watcher stopping, nothing to follow) gets
 // its line's state too (apply recorded the others as it went).
 func (u *Updater) showStatus(targets []*Container, lines map[string]*ContainerReport, stepped map[string]bool, applied bool) {
+	sf := u.readStateFile()
 	for _, t := range targets {
 		key := t.key()
 		switch {
 		case !stepped[key] && !applied:
-			u.setStatus(t, statusOf(t, lines[key]))
+			u.setStatusWith(t, statusOf(t, lines[key]), sf)
 		case stepped[key] && !applied:
-			u.setStatus(t, t.status(StateUpdating))
+			u.setStatusWith(t, t.status(StateUpdating), sf)
 		case stepped[key] && u.knownState(t) == StateUpdating:
-			u.setStatus(t, statusOf(t, lines[key]))
+			u.setStatusWith(t, statusOf(t, lines[key]), sf)
 		}
 	}
 }

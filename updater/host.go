@@ -67,6 +67,8 @@ type host struct {
 	said  map[string]bool // what sayOnce said
 
 	recovering sync.Mutex // one Recover of this host at a time
+
+	inv *inventory // its containers from the engine's events, once FollowEvents runs (follow.go)
 }
 
 func newHost(h Host, o Options) *host {
@@ -78,8 +80,10 @@ func newHost(h Host, o Options) *host {
 	if h.Name != "" {
 		log = log.With("host", h.Name)
 	}
-	return &host{Host: h, sel: sel, slots: make(chan struct{}, o.Parallel), svcSlots: make(chan struct{}, o.Parallel), log: log,
+	out := &host{Host: h, sel: sel, slots: make(chan struct{}, o.Parallel), svcSlots: make(chan struct{}, o.Parallel), log: log,
 		status: HostStatus{Name: h.Name, Reachable: true}}
+	out.inv = newInventory(out, o)
+	return out
 }
 
 // podman reports whether the engine is Podman's Docker-compatible API.

@@ -112,15 +112,46 @@ func imageIsID(image, imageID string) bool {
 	return hexID.MatchString(image) && strings.HasPrefix(strings.TrimPrefix(imageID, "sha256:"), image)
 }
 
-// list reads every container from one engine list call: names, labels, settings, and whether
-// each one is watched. It makes no other engine call.
+// list reads every container of the host: from its inventory when the daemon keeps one current
+// from the engine's events (inventory.go), else from one engine list call. It makes no other
+// engine call, apart from the inventory catching up with what changed.
 func (h *host) list(ctx context.Context, o Options) (*Observed, error) {
+	cs, ok, err := h.inv.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if cs, err = h.listAll(ctx, o, nil); err != nil {
+			return nil, err
+		}
+	}
+	obs := &Observed{All: cs, byName: make(map[string]*Container, len(cs)), byID: make(map[string]*Container, len(cs)), svcByName: map[string]*Container{}}
+	selfService := ""
+	for _, t := range cs {
+		obs.byName[t.Name] = t
+		obs.byID[t.ID] = t
+		if t.Watched {
+			obs.Watched = append(obs.Watched, t)
+		}
+		if t.Self && t.Task {
+			selfService = t.Labels[labelServiceID]
+		}
+	}
+	if o.Services {
+		h.listServices(ctx, o, obs, selfService)
+	}
+	return obs, nil
+}
+
+// listAll lists every container of the host with one engine call. known, when not nil, holds
+// containers seen before by ID: their settings are taken over (a container's labels never
+// change), and so is the reference they were created with.
+func (h *host) listAll(ctx context.Context, o Options, known map[string]*Container) ([]*Container, error) {
 	list, err := h.Engine.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
 		return nil, fmt.Errorf("listing containers: %w", err)
 	}
-	obs := &Observed{byName: map[string]*Container{}, byID: map[string]*Container{}, svcByName: map[string]*Container{}}
-	selfService := ""
+	out := make([]*Container, 0, len(list.Items))
 	for _, c := range list.Items {
 		t := &Container{Host: h.Name, ID: c.ID, Image: c.Image, ImageID: c.ImageID, State: string(c.State), NetworkMode: c.HostConfig.NetworkMode, Labels: c.Labels, host: h}
 		if d := c.ImageManifestDescriptor; d != nil {
@@ -129,29 +160,52 @@ func (h *host) list(ctx context.Context, o Options) (*Observed, error) {
 		if len(c.Names) > 0 {
 			t.Name = strings.TrimPrefix(c.Names[0], "/")
 		}
-		t.Settings, t.SettingsErr = ParseSettings(c.Labels, o.Defaults)
-		t.Self = o.SelfID != "" && c.ID == o.SelfID
-		t.Task = c.Labels[labelTaskID] != ""
-		if t.Self && t.Task {
-			selfService = c.Labels[labelServiceID]
-		}
-		// Our own set-aside containers (<name>-watcher-<txid>) are never watched: they belong to a
-		// transaction in flight or in recovery. Nor are Swarm's task containers: their service is.
-		aside := c.Labels["watcher.txid"] != "" && strings.Contains(t.Name, "-watcher-")
-		stateOK := t.State == "running" || (o.IncludeStopped && (t.State == "exited" || t.State == "created")) ||
-			(o.IncludeRestarting && t.State == "restarting")
-		t.Watched = stateOK && !aside && !t.Task && h.sel.Watched(t.Settings) && h.sel.Named(t.Name)
-		obs.All = append(obs.All, t)
-		obs.byName[t.Name] = t
-		obs.byID[t.ID] = t
-		if t.Watched {
-			obs.Watched = append(obs.Watched, t)
-		}
+		h.settle(t, o, known[c.ID])
+		out = append(out, t)
 	}
-	if o.Services {
-		h.listServices(ctx, o, obs, selfService)
+	return out, nil
+}
+
+// fromInspect is the container an inspect describes, as listAll would have made it (with the
+// reference it was created with, which a list may show as an image ID).
+func (h *host) fromInspect(ins container.InspectResponse, o Options, known *Container) *Container {
+	t := &Container{Host: h.Name, ID: ins.ID, ImageID: ins.Image, Name: strings.TrimPrefix(ins.Name, "/"), host: h}
+	if ins.Config != nil {
+		t.Image, t.Labels = ins.Config.Image, ins.Config.Labels
 	}
-	return obs, nil
+	if ins.State != nil {
+		t.State = string(ins.State.Status)
+	}
+	if ins.HostConfig != nil {
+		t.NetworkMode = string(ins.HostConfig.NetworkMode)
+	}
+	if d := ins.ImageManifestDescriptor; d != nil {
+		t.ManifestDigest = d.Digest.String()
+	}
+	h.settle(t, o, known)
+	return t
+}
+
+// settle fills what follows from a container's labels and state: its settings (taken from known,
+// the same container seen before, when there is one), whether it is the watcher's own, and
+// whether it is watched.
+func (h *host) settle(t *Container, o Options, known *Container) {
+	if known != nil && known.ID == t.ID {
+		t.Settings, t.SettingsErr = known.Settings, known.SettingsErr
+		if imageIsID(t.Image, t.ImageID) && !imageIsID(known.Image, known.ImageID) {
+			t.Image = known.Image // Config.Image never changes; a list shows the ID once the tag moved
+		}
+	} else {
+		t.Settings, t.SettingsErr = ParseSettings(t.Labels, o.Defaults)
+	}
+	t.Self = o.SelfID != "" && t.ID == o.SelfID
+	t.Task = t.Labels[labelTaskID] != ""
+	// Our own set-aside containers (<name>-watcher-<txid>) are never watched: they belong to a
+	// transaction in flight or in recovery. Nor are Swarm's task containers: their service is.
+	aside := t.Labels["watcher.txid"] != "" && strings.Contains(t.Name, "-watcher-")
+	stateOK := t.State == "running" || (o.IncludeStopped && (t.State == "exited" || t.State == "created")) ||
+		(o.IncludeRestarting && t.State == "restarting")
+	t.Watched = stateOK && !aside && !t.Task && h.sel.Watched(t.Settings) && h.sel.Named(t.Name)
 }
 
 // observe lists the host's containers and reads their settings and images.
@@ -179,19 +233,25 @@ func (h *host) observe(ctx context.Context, o Options) (*Observed, error) {
 		}
 	}
 
-	// One image inspect per distinct image.
+	// One image inspect per distinct image, unless the inventory has it: an image ID names
+	// immutable content, and what can change of its inspect (the repository digests, when the
+	// image is pulled or tagged) the inventory learns from the engine's image events.
 	images := map[string]*imageInfo{}
+	var ids []string
+	gen := h.inv.imageGen()
 	for _, t := range obs.Watched {
 		if t.isService() {
 			continue // what its spec pins is what a check compares (serviceTarget)
 		}
-		if _, ok := images[t.ImageID]; !ok {
-			images[t.ImageID] = &imageInfo{}
+		if _, ok := images[t.ImageID]; ok {
+			continue
 		}
-	}
-	ids := make([]string, 0, len(images))
-	for id := range images {
-		ids = append(ids, id)
+		if info := h.inv.image(t.ImageID); info != nil {
+			images[t.ImageID] = info
+			continue
+		}
+		images[t.ImageID] = &imageInfo{}
+		ids = append(ids, t.ImageID)
 	}
 	forEach(ctx, len(ids), func(i int) {
 		info := images[ids[i]]
@@ -203,6 +263,7 @@ func (h *host) observe(ctx context.Context, o Options) (*Observed, error) {
 		info.RepoDigests = res.RepoDigests
 		info.OS, info.Arch, info.Variant = res.Os, res.Architecture, res.Variant
 		info.Created = res.Created
+		h.inv.putImage(ids[i], info, gen)
 	})
 	for _, t := range obs.Watched {
 		if !t.isService() {

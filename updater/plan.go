@@ -67,6 +67,8 @@ type Step struct {
 	// ImageID is a rollback's previous image: run as it is while the engine still has it (kept by
 	// update.keep_images), else pulled by NewDigest.
 	ImageID string `json:"image_id,omitempty"`
+	// Order is OrderStartFirst for an OpUpdate of a container labelled so, else "" (stop-first).
+	Order string `json:"order,omitempty"`
 	// Rollback: a manual rollback of a Swarm service, which asks Swarm for its previous spec
 	// (rollback=previous); NewImage is that spec's image.
 	Rollback bool `json:"rollback,omitempty"`
@@ -167,6 +169,9 @@ func writeSteps(b *strings.Builder, steps []*Step) {
 		}
 		if len(s.DependsOn) > 0 {
 			fmt.Fprintf(b, " after %s", strings.Join(s.DependsOn, ","))
+		}
+		if s.Order != "" {
+			fmt.Fprintf(b, " %s", s.Order)
 		}
 		if s.PreUpdate != nil {
 			b.WriteString(" if its pre-update hook succeeds")

@@ -103,6 +103,14 @@ func TestBuildPlan(t *testing.T) {
 			want:    "group 1:\n  update a (new digest)\ngroup 2:\n  update b (new digest)\n",
 		},
 		{
+			name: "start-first is the update's order; its dependents are restarted as ever",
+			obs: func() *Observed {
+				return observed(tgt("db", func(c *Container) { c.Settings.UpdateOrder = OrderStartFirst }), tgt("app", dependsOn("db")))
+			},
+			updates: []string{"db"},
+			want:    "group 1:\n  update db (new digest) start-first\n  restart app (depends on db) after db\n",
+		},
+		{
 			name: "depends-on label orders and restarts dependents",
 			obs: func() *Observed {
 				return observed(tgt("app", dependsOn("db")), tgt("db"), tgt("other"))

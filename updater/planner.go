@@ -366,6 +366,9 @@ func (p *planner) steps(order []string, updates map[string]Candidate, affected m
 		s := &Step{Target: c.Target(), DependsOn: after, c: c}
 		if u, ok := updates[n]; ok {
 			s.Op, s.Cause, s.NewDigest, s.NewImage, s.ImageID = OpUpdate, u.Cause, u.NewDigest, u.NewImage, u.ImageID
+			if c.Settings.UpdateOrder == OrderStartFirst {
+				s.Order = OrderStartFirst
+			}
 			replaced[n] = true
 		} else if parent := sharesNamespaceWith(c, p.obs, replaced); parent != "" {
 			s.Op, s.Cause, s.Follows = OpRecreate, "joins the namespaces of "+parent+", which is replaced", after

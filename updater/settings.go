@@ -37,6 +37,9 @@ const (
 	// LabelApprove replaces update.approve for the container: the kinds of update (digest,
 	// patch, minor, major) that wait for a person's approval; "" = none.
 	LabelApprove = "watcher.approve"
+	// LabelUpdateOrder is stop-first (the default) or start-first: the new container started
+	// and verified beside the old one, which stops only then (lifecycle.Spec.StartFirst).
+	LabelUpdateOrder = "watcher.update-order"
 
 	// Watchtower's labels, honoured when the watcher.* label is absent so existing deployments
 	// work unchanged.
@@ -57,6 +60,9 @@ const (
 const (
 	ModeUpdate  = "update"
 	ModeMonitor = "monitor"
+
+	OrderStopFirst  = "stop-first"
+	OrderStartFirst = "start-first"
 
 	PolicyDigest = "digest"
 	PolicyPatch  = "patch"
@@ -99,6 +105,8 @@ type Settings struct {
 	// Approve: the kinds of update that wait for approval (watcher.approve, else update.approve).
 	Approve []string
 	Hooks   map[string]Hook // Watchtower's lifecycle hook labels, by hook name (hooks.go)
+	// UpdateOrder is OrderStopFirst or OrderStartFirst (watcher.update-order).
+	UpdateOrder string
 }
 
 // label returns the watcher label, else the Watchtower one, and whether either was set.
@@ -167,6 +175,7 @@ func ParseSettings(labels map[string]string, d Defaults) (Settings, error) {
 			s.Approve = kinds
 		}
 	}
+	s.UpdateOrder = r.oneOf(LabelUpdateOrder, OrderStopFirst, "want stop-first or start-first", OrderStopFirst, OrderStartFirst)
 	s.Hooks = r.hooks()
 	return s, r.err()
 }

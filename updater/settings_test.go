@@ -36,6 +36,9 @@ func TestParseSettings(t *testing.T) {
 		{"bad enable", map[string]string{LabelEnable: "maybe"}, nil, "watcher.enable"},
 		{"follow", map[string]string{LabelEnable: "false", LabelFollow: "true"}, func(s Settings) bool { return !*s.Enabled && s.Follow }, ""},
 		{"bad follow", map[string]string{LabelFollow: "sure"}, nil, `label watcher.follow="sure": want true or false`},
+		{"stop-first by default", nil, func(s Settings) bool { return s.UpdateOrder == OrderStopFirst }, ""},
+		{"start-first", map[string]string{LabelUpdateOrder: "start-first"}, func(s Settings) bool { return s.UpdateOrder == OrderStartFirst }, ""},
+		{"bad update order", map[string]string{LabelUpdateOrder: "blue-green"}, nil, `label watcher.update-order="blue-green": want stop-first or start-first`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package updater
 
 import (
 	"encoding/json"
+	"maps"
 	"time"
 )
 
@@ -74,10 +75,28 @@ func stateOf(line *ContainerReport) State {
 // setStatus records st for c when c is watched (dependents the watcher restarts are not listed),
 // with what the state file adds (decorate), and tells the live observers when it changed.
 func (u *Updater) setStatus(c *Container, st ContainerStatus) {
+	u.setStatusWith(c, st, nil)
+}
+
+// stateFile is what decorate reads from the state file, read once for many containers.
+type stateFile struct {
+	approvals map[string]*Approval
+	records   map[string]*updateRecord
+}
+
+func (u *Updater) readStateFile() *stateFile {
+	return &stateFile{approvals: u.approvals(), records: u.allRecords()}
+}
+
+// setStatusWith is setStatus with the state file read already (nil: read it now).
+func (u *Updater) setStatusWith(c *Container, st ContainerStatus, sf *stateFile) {
 	if !c.Watched {
 		return
 	}
-	u.decorate(&st, u.approvals(), u.allRecords())
+	if sf == nil {
+		sf = u.readStateFile()
+	}
+	u.decorate(&st, sf.approvals, sf.records)
 	u.mu.Lock()
 	old, had := u.status[c.key()]
 	u.status[c.key()] = st
@@ -102,11 +121,30 @@ func (u *Updater) decorate(st *ContainerStatus, approvals map[string]*Approval, 
 }
 
 // sameStatus reports whether two states of a container differ in nothing but when it was checked.
+// It runs for every watched container every run, so it compares fields rather than encodings.
 func sameStatus(a, b ContainerStatus) bool {
-	a.CheckedAt, b.CheckedAt = time.Time{}, time.Time{}
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
+	if !a.UpdatedAt.Equal(b.UpdatedAt) || !sameFailure(a.LastError, b.LastError) || !sameApproval(a.Approval, b.Approval) {
+		return false
+	}
+	a.CheckedAt, b.CheckedAt, a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	a.LastError, b.LastError, a.Approval, b.Approval = nil, nil, nil, nil
+	return a == b
+}
+
+func sameFailure(a, b *Failure) bool {
+	return a == b || (a != nil && b != nil && *a == *b)
+}
+
+func sameApproval(a, b *Approval) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := *a, *b
+	if !x.Since.Equal(y.Since) || !x.DecidedAt.Equal(y.DecidedAt) {
+		return false
+	}
+	x.Since, y.Since, x.DecidedAt, y.DecidedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return x == y
 }
 
 // LiveObserver is an Observer that is also told as things happen (the dashboard's feed, GET
@@ -129,35 +167,77 @@ func (u *Updater) live(f func(LiveObserver)) {
 	}
 }
 
+// stateRewrite is how long saveStatus may skip writing states that changed in nothing but when
+// they were checked: a restarted daemon shows check times at most this old until its first run.
+const stateRewrite = 10 * time.Minute
+
 // saveStatus writes the states of this run's targets to the state file; a run over every watched
 // container (all) also forgets containers that are gone — except on the hosts it could not reach
-// (down), whose containers are kept as they were last seen.
+// (down), whose containers are kept as they were last seen. States that differ from the ones
+// written last in nothing but their check time are not written again (a run with nothing new
+// costs no write), unless that write is older than stateRewrite.
 func (u *Updater) saveStatus(targets []*Container, all bool, down []hostView) {
 	lk, ok := u.history.(LastKnown)
 	if !ok {
 		return
 	}
-	states := make(map[string][]byte, len(targets))
-	put := func(key string, st ContainerStatus) {
-		if b, err := json.Marshal(st); err == nil {
-			states[key] = b
-		}
-	}
+	sts := map[string]ContainerStatus{}
 	for _, v := range down {
 		for _, st := range u.knownOn(v.h) {
-			put(st.key(), st)
+			sts[st.key()] = st
 		}
 	}
 	u.mu.Lock()
 	for _, t := range targets {
 		if st, ok := u.status[t.key()]; ok {
-			put(t.key(), st)
+			sts[t.key()] = st
 		}
 	}
 	u.mu.Unlock()
+	u.savedMu.Lock()
+	defer u.savedMu.Unlock()
+	if u.saved.covers(sts, all) && time.Since(u.saved.at) < stateRewrite {
+		return
+	}
+	states := make(map[string][]byte, len(sts))
+	for key, st := range sts {
+		if b, err := json.Marshal(st); err == nil {
+			states[key] = b
+		}
+	}
 	if err := lk.PutLastKnown(states, all); err != nil {
 		u.log.Warn("could not store the containers' last known state", "err", err)
+		u.saved = savedStates{}
+		return
 	}
+	if all || u.saved.states == nil {
+		u.saved = savedStates{states: sts, at: time.Now(), complete: all}
+		return
+	}
+	maps.Copy(u.saved.states, sts)
+}
+
+// savedStates is what saveStatus wrote last, and whether that write covered every watched
+// container (so a run over all of them can tell whether the state file holds exactly the
+// containers it saw).
+type savedStates struct {
+	states   map[string]ContainerStatus
+	at       time.Time
+	complete bool
+}
+
+// covers reports whether the state file holds sts already, check times aside; with all, it must
+// hold nothing else.
+func (s savedStates) covers(sts map[string]ContainerStatus, all bool) bool {
+	if s.states == nil || (all && (!s.complete || len(s.states) != len(sts))) {
+		return false
+	}
+	for key, st := range sts {
+		if old, ok := s.states[key]; !ok || !sameStatus(old, st) {
+			return false
+		}
+	}
+	return true
 }
 
 // loadStatus reads the last known states once, before the first run or status query, so what

@@ -78,9 +78,12 @@ type Options struct {
 	// HostTimeout bounds how long a run waits for one host's engine to list and describe its
 	// containers (and a ping): a slow engine never holds up the others longer. Default 30s.
 	HostTimeout time.Duration
-	KeepRuns    int          // history rows kept; default 500
-	Logger      *slog.Logger // default slog.Default()
-	Observers   []Observer
+	// InventoryResync is how often the daemon's inventory (FollowEvents) lists every container
+	// of a host to correct what lost events made it miss. Default DefaultInventoryResync.
+	InventoryResync time.Duration
+	KeepRuns        int          // history rows kept; default 500
+	Logger          *slog.Logger // default slog.Default()
+	Observers       []Observer
 	// Release, when set, lets the watcher update its own container (self.go): it is called
 	// during the handover, after this run's report is stored, and must give up the HTTP
 	// listener and the store for the successor (see lifecycle.Handover). Without it (once,
@@ -116,6 +119,8 @@ type Updater struct {
 	idle      sync.Cond       // signalled when a triggered run sequence ends
 
 	loadOnce sync.Once // the last known states are read from History once (status.go)
+	savedMu  sync.Mutex
+	saved    savedStates // what saveStatus wrote last
 	book     approvalBook
 	sched    *Scheduler // the daemon's schedules, for Status; nil before NewScheduler
 

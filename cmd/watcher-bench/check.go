@@ -31,6 +31,7 @@ type checkResult struct {
 	floorReg           regCounts
 	floorList          time.Duration // one ContainerList(All) on the engine
 	imageList          time.Duration // one ImageList on the engine
+	follow             *followResult // the daemon's way, in this process
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -55,13 +56,12 @@ func (b *bench) checkScenarios(ctx context.Context, c config, t *table) error {
 	}
 	r.setup = setup
 	t.checks = append(t.checks, r)
+	if r.follow, err = b.measureFollow(ctx, c, scope, c.small, "follow200"); err != nil {
+		return err
+	}
 
 	if c.daemon {
-		d, err := b.daemonMemory(ctx, scope, c.small)
-		if err != nil {
-			return fmt.Errorf("daemon memory: %w", err)
-		}
-		t.daemon = d
+		return b.daemonRow(ctx, c, t, r, scope, c.small, c.smallImages)
 	}
 
 	return nil
@@ -113,6 +113,29 @@ func cycle(ctx context.Context, u *updater.Updater, want int) (time.Duration, er
 	return d, nil
 }
 
+// daemonRow measures the daemon on the check scenario r's containers and adds it to the table.
+func (b *bench) daemonRow(ctx context.Context, c config, t *table, r *checkResult, scope string, n, images int) error {
+	d, err := b.daemonScenario(ctx, c, scope, n, images)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	d.check = r
+	t.daemons = append(t.daemons, d)
+	return nil
+}
+
+// measuredCycle runs one cycle with the engine counter reset and returns its wall and what this
+// process allocated in it (count, bytes).
+func (b *bench) measuredCycle(ctx context.Context, u *updater.Updater, n int) (d time.Duration, allocs, bytes uint64, err error) {
+	b.api.Reset()
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	d, err = cycle(ctx, u, n)
+	runtime.ReadMemStats(&m1)
+	return d, m1.Mallocs - m0.Mallocs, m1.TotalAlloc - m0.TotalAlloc, err
+}
+
 func (b *bench) measureCheck(ctx context.Context, c config, scope string, refs []string, n int, prof string) (*checkResult, error) {
 	r := &checkResult{containers: n, images: len(refs)}
 	u := b.newUpdater(scope, nil)
@@ -130,18 +153,13 @@ func (b *bench) measureCheck(ctx context.Context, c config, scope string, refs [
 	err = profile(c.profileDir, prof, func() error {
 		for i := range c.cycles {
 			b.reg.Reset()
-			b.api.Reset()
-			runtime.GC()
-			var m0, m1 runtime.MemStats
-			runtime.ReadMemStats(&m0)
-			d, err := cycle(ctx, u, n)
-			runtime.ReadMemStats(&m1)
+			d, n0, n1, err := b.measuredCycle(ctx, u, n)
 			if err != nil {
 				return err
 			}
 			walls = append(walls, d)
-			allocs += m1.Mallocs - m0.Mallocs
-			bytes += m1.TotalAlloc - m0.TotalAlloc
+			allocs += n0
+			bytes += n1
 			if i == 0 {
 				r.warmReg, r.warmAPI = b.reg.Counts(), b.api.String()
 			}
@@ -275,5 +293,8 @@ func (b *bench) bigCheck(ctx context.Context, c config, t *table) error {
 	}
 	r.setup = setup
 	t.checks = append(t.checks, r)
+	if c.daemon {
+		return b.daemonRow(ctx, c, t, r, scope, c.big, c.bigImages)
+	}
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
+	nethttp "net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,27 +16,64 @@ import (
 	"time"
 )
 
-// daemonResult is a real `watcher run` process's memory with the check scenario's containers.
+// daemonResult is a real `watcher run` process with the check scenario's containers: its memory
+// and its check cycles, triggered over HTTP as a user would.
 type daemonResult struct {
-	idle      int64 // VmRSS, KiB, after start and a settle
-	peak      int64 // VmHWM, KiB, after a check cycle over HTTP
-	idleAfter int64 // VmRSS, KiB, after the cycle and a settle
-	cycle     time.Duration
 	watched   int
+	images    int
+	idle      int64 // VmRSS, KiB, after start and a settle (the inventory's first resync done)
+	peak      int64 // VmHWM, KiB, after the cycles
+	idleAfter int64 // VmRSS, KiB, after the cycles and a settle
+	cold      time.Duration
+	warm      time.Duration   // median of the warm cycles' own duration (the run report's)
+	warmHTTP  time.Duration   // median of the same cycles' POST /v1/update?wait=true round trips
+	walls     []time.Duration // each warm cycle's own duration
+	warmAPI   string          // the first warm cycle's Engine API requests
+	check     *checkResult    // the in-process check of the same containers: its floors
 }
 
-func (b *bench) daemonMemory(ctx context.Context, scope string, want int) (*daemonResult, error) {
-	dir, err := os.MkdirTemp("", "watcher-bench")
-	if err != nil {
-		return nil, err
+// daemonBinary builds ./cmd/watcher as `make build` does, once per bench run.
+func (b *bench) daemonBinary() (string, error) {
+	if b.binary != "" {
+		return b.binary, nil
 	}
-	defer os.RemoveAll(dir)
+	dir, err := os.MkdirTemp("", "watcher-bench-bin")
+	if err != nil {
+		return "", err
+	}
+	b.cleanups = append(b.cleanups, func() { os.RemoveAll(dir) })
 	bin := filepath.Join(dir, "watcher")
-	// As `make build` builds it.
 	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/watcher")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building ./cmd/watcher (run from the repository root): %v\n%s", err, out)
+		return "", fmt.Errorf("building ./cmd/watcher (run from the repository root): %v\n%s", err, out)
+	}
+	b.binary = bin
+	return bin, nil
+}
+
+// daemon is one `watcher run` process of the bench.
+type daemon struct {
+	api   *apiCounter // its Engine API requests (through a counting proxy)
+	cmd   *exec.Cmd
+	dir   string
+	base  string // http://127.0.0.1:port
+	log   *os.File
+	proxy *countingProxy
+}
+
+const daemonToken = "bench-token-0123456789"
+
+// startDaemon runs `watcher run` watching scope (the bench's containers only), schedule hourly,
+// and waits until /healthz answers.
+func (b *bench) startDaemon(scope string) (*daemon, error) {
+	bin, err := b.daemonBinary()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "watcher-bench")
+	if err != nil {
+		return nil, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,9 +83,13 @@ func (b *bench) daemonMemory(ctx context.Context, scope string, want int) (*daem
 	l.Close()
 	_ = os.MkdirAll(filepath.Join(dir, "state"), 0o755)
 	_ = os.MkdirAll(filepath.Join(dir, "docker"), 0o755)
-	cmd := exec.Command(bin, "run")
-	cmd.Env = []string{
-		"DOCKER_HOST=" + os.Getenv("DOCKER_HOST"),
+	proxy, err := startCountingProxy(os.Getenv("DOCKER_HOST"))
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{dir: dir, base: "http://" + addr, cmd: exec.Command(bin, "run"), api: proxy.api, proxy: proxy}
+	d.cmd.Env = []string{
+		"DOCKER_HOST=" + proxy.Host,
 		"DOCKER_CONFIG=" + filepath.Join(dir, "docker"), // no credentials from this machine
 		"HOME=" + dir,
 		"PATH=" + os.Getenv("PATH"),
@@ -56,74 +97,120 @@ func (b *bench) daemonMemory(ctx context.Context, scope string, want int) (*daem
 		"WATCHER_WATCH_SCOPE=" + scope,
 		"WATCHER_SCHEDULE=@every 1h",
 		"WATCHER_HTTP_LISTEN=" + addr,
-		"WATCHER_HTTP_TOKEN=bench-token-0123456789",
+		"WATCHER_HTTP_TOKEN=" + daemonToken,
 	}
-	logFile, _ := os.Create(filepath.Join(dir, "daemon.log"))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
+	d.log, _ = os.Create(filepath.Join(dir, "daemon.log"))
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		proxy.Close()
 		return nil, err
 	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logFile.Close()
-	}()
-	pid := cmd.Process.Pid
-	base := "http://" + addr
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(base + "/healthz")
+		resp, err := nethttp.Get(d.base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				break
+				return d, nil
 			}
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
+			d.stop()
 			return nil, fmt.Errorf("daemon not healthy after 30s: %v\n%s", err, log)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	r := &daemonResult{}
-	time.Sleep(5 * time.Second)
-	r.idle = procStatus(pid, "VmRSS")
+}
 
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/update?wait=true", nil)
-	req.Header.Set("Authorization", "Bearer bench-token-0123456789")
+// stop ends the daemon (SIGTERM, then SIGKILL after 15 s) and removes its directory.
+func (d *daemon) stop() {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-done
+	}
+	d.log.Close()
+	d.proxy.Close()
+	os.RemoveAll(d.dir)
+}
+
+// cycle triggers one run over HTTP and waits for its report: the run's own duration (its
+// report's start to finish), the round trip, and how many lines were up to date.
+func (d *daemon) cycle(ctx context.Context) (own, http time.Duration, upToDate int, err error) {
+	req, _ := nethttp.NewRequestWithContext(ctx, nethttp.MethodPost, d.base+"/v1/update?wait=true", nil)
+	req.Header.Set("Authorization", "Bearer "+daemonToken)
 	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := nethttp.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return 0, 0, 0, err
 	}
 	var rep struct {
+		StartedAt  time.Time                  `json:"started_at"`
+		FinishedAt time.Time                  `json:"finished_at"`
 		Containers []struct{ Outcome string } `json:"containers"`
 	}
 	err = json.NewDecoder(resp.Body).Decode(&rep)
 	resp.Body.Close()
-	r.cycle = time.Since(start)
+	http = time.Since(start)
 	if err != nil || resp.StatusCode != 200 {
-		return nil, fmt.Errorf("POST /v1/update?wait=true: %d %v", resp.StatusCode, err)
+		return 0, 0, 0, fmt.Errorf("POST /v1/update?wait=true: %d %v", resp.StatusCode, err)
 	}
 	for _, c := range rep.Containers {
 		if c.Outcome == "up_to_date" {
-			r.watched++
+			upToDate++
 		}
 	}
-	if r.watched != want {
-		return nil, fmt.Errorf("daemon cycle: %d of %d containers up to date (%d lines)", r.watched, want, len(rep.Containers))
+	return rep.FinishedAt.Sub(rep.StartedAt), http, upToDate, nil
+}
+
+// daemonScenario measures a real daemon watching the check scenario's want containers: its
+// memory idle after start, a first (cold) cycle and then c.cycles warm ones over HTTP, its peak
+// and its memory idle again.
+func (b *bench) daemonScenario(ctx context.Context, c config, scope string, want, images int) (*daemonResult, error) {
+	d, err := b.startDaemon(scope)
+	if err != nil {
+		return nil, err
 	}
+	defer d.stop()
+	pid := d.cmd.Process.Pid
+	r := &daemonResult{watched: want, images: images}
+	time.Sleep(5 * time.Second) // the inventory's first resync, and the runtime settling
+	r.idle = procStatus(pid, "VmRSS")
+	cold, _, n, err := d.cycle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if n != want {
+		return nil, fmt.Errorf("daemon cycle: %d of %d containers up to date", n, want)
+	}
+	r.cold = cold
+	var https []time.Duration
+	d.api.Reset()
+	for i := range c.cycles {
+		own, rt, n, err := d.cycle(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if n != want {
+			return nil, fmt.Errorf("daemon cycle: %d of %d containers up to date", n, want)
+		}
+		r.walls, https = append(r.walls, own), append(https, rt)
+		if i == 0 {
+			r.warmAPI = d.api.String()
+		}
+	}
+	r.warm, r.warmHTTP = median(r.walls), median(https)
 	r.peak = procStatus(pid, "VmHWM")
 	time.Sleep(5 * time.Second)
 	r.idleAfter = procStatus(pid, "VmRSS")
-	logf("daemon: idle %d KiB, peak %d KiB, after cycle %d KiB; cycle over HTTP %s", r.idle, r.peak, r.idleAfter, r.cycle.Round(time.Millisecond))
+	logf("daemon %d/%d: idle %d KiB, cold cycle %s, warm median %s of %v (HTTP round trip %s; engine %s), peak %d KiB, idle after %d KiB",
+		want, images, r.idle, cold.Round(time.Millisecond), r.warm.Round(100*time.Microsecond), roundAll(r.walls), r.warmHTTP.Round(100*time.Microsecond), r.warmAPI, r.peak, r.idleAfter)
 	return r, nil
 }
 

@@ -92,6 +92,17 @@ func (a *apiCounter) timeline(t0 time.Time, ids ...string) string {
 	return sb.String()
 }
 
+// total is the number of requests counted.
+func (a *apiCounter) total() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, v := range a.n {
+		n += v
+	}
+	return n
+}
+
 // String lists the counts, most frequent first: "1 GET /containers/json, 40 GET /images/{id}/json".
 func (a *apiCounter) String() string {
 	a.mu.Lock()
@@ -124,6 +135,8 @@ type bench struct {
 
 	checkRefs []string               // the check scenario's images, in container order
 	extra     []*testenv.ExtraEngine // the hosts scenario's engines
+	binary    string                 // ./cmd/watcher built for the daemon scenarios
+	cleanups  []func()
 }
 
 func newBench() (*bench, error) {
@@ -145,6 +158,9 @@ func newBench() (*bench, error) {
 }
 
 func (b *bench) Close() {
+	for _, f := range b.cleanups {
+		f()
+	}
 	for _, x := range b.extra {
 		x.Close() // with everything on it
 	}

@@ -41,6 +41,9 @@ type config struct {
 	cycles             int
 	daemon             bool
 	profileDir         string
+	check              bool          // the 200-container check scenario (and the daemon's)
+	probe              bool          // the probe scenario: failed requests across updates
+	probeVerify        time.Duration // update.verify in the probe scenario
 }
 
 func main() {
@@ -67,6 +70,9 @@ func main() {
 	flag.IntVar(&c.floorN, "floor", 12, "containers replaced by bare stop+rm+run for the floor")
 	flag.IntVar(&c.cycles, "cycles", 5, "warm check cycles measured (the median is shown)")
 	flag.BoolVar(&c.daemon, "daemon", true, "measure a real `watcher run` process's memory")
+	flag.BoolVar(&c.check, "check", true, "run the check scenario (200 containers, and the daemon with them)")
+	flag.BoolVar(&c.probe, "probe", true, "run the probe scenario: a client's failed requests across a stop-first and a start-first update")
+	flag.DurationVar(&c.probeVerify, "probe-verify", 2*time.Second, "update.verify in the probe scenario")
 	flag.StringVar(&c.profileDir, "profile", "", "write CPU and allocation profiles of the check and update paths here")
 	flag.StringVar(&cleanup, "cleanup", "", "only remove what an interrupted run left: OWNER or OWNER@REGISTRYHOST (from its container names and image references)")
 	flag.Parse()
@@ -115,10 +121,17 @@ func run(c config) error {
 	t.machine = machineInfo(b)
 	ctx := context.Background()
 
-	if err := b.checkScenarios(ctx, c, t); err != nil {
-		return err
+	if c.probe {
+		if err := b.probeScenario(ctx, c, t); err != nil {
+			return err
+		}
 	}
-	if c.hosts > 0 {
+	if c.check {
+		if err := b.checkScenarios(ctx, c, t); err != nil {
+			return err
+		}
+	}
+	if c.hosts > 0 && c.check { // both build on the check scenario's containers
 		if err := b.hostsScenario(ctx, c, t); err != nil {
 			return err
 		}
@@ -133,7 +146,7 @@ func run(c config) error {
 			return err
 		}
 	}
-	if c.big > c.small {
+	if c.big > c.small && c.check {
 		if err := b.bigCheck(ctx, c, t); err != nil {
 			return err
 		}

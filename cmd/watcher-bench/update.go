@@ -27,6 +27,7 @@ type batchResult struct {
 	down                         []time.Duration // die -> start from the engine's events
 	lifeDown                     []time.Duration // lifecycle's own Result.Downtime
 	api                          string
+	apiTotal                     int // engine API requests of the whole run
 	reg                          regCounts
 }
 
@@ -62,16 +63,11 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 	ev := b.watchEvents()
 	defer ev.Close()
 
-	dir, err := os.MkdirTemp("", "watcher-bench-state")
+	st, done, err := tempStore()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	st, err := store.Open(filepath.Join(dir, "watcher.db"))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer done()
 	life := lifecycle.New(b.cli, st, lifecycle.Options{StopTimeout: 10 * time.Second, Verify: c.verify, HealthTimeout: 2 * time.Minute, Logger: quiet()})
 
 	// The floor first, then the batches, then the floor again: the machine's load drifts.
@@ -102,6 +98,9 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 			Parallel:  p,
 			Logger:    quiet(),
 		})
+		// As the daemon runs it: the inventory follows the engine's events (its first resync is
+		// not counted), so the run's engine calls are the updates' own.
+		stopFollowing := follow(ctx, u)
 		r := &batchResult{containers: c.batch, images: c.batchImages, parallel: p, verify: c.verify}
 		b.api.Reset()
 		b.api.Trace(true)
@@ -112,12 +111,13 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 			rep = u.Execute(ctx, "", updater.Request{Trigger: "bench"})
 			return nil
 		})
+		r.wall = time.Since(since)
+		b.api.Trace(false)
+		r.api, r.apiTotal, r.reg = b.api.String(), b.api.total(), b.reg.Counts()
+		stopFollowing()
 		if err != nil {
 			return err
 		}
-		r.wall = time.Since(since)
-		b.api.Trace(false)
-		r.api, r.reg = b.api.String(), b.reg.Counts()
 		time.Sleep(500 * time.Millisecond) // the last start events arrive
 		for _, l := range rep.Containers {
 			if l.Outcome != updater.OutcomeUpdated {
@@ -128,6 +128,9 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 			if d, ok := ev.downtime(l.Name, since); ok {
 				r.down = append(r.down, d)
 			}
+		}
+		if f := os.Getenv("BENCH_TRACE"); f != "" {
+			_ = os.WriteFile(f, []byte(b.api.timeline(since, "/")), 0o644)
 		}
 		// One container's engine requests around its downtime: where the time between die and start goes.
 		if len(rep.Containers) > 0 {
@@ -149,6 +152,20 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 		t.floors = append(t.floors, f)
 	}
 	return nil
+}
+
+// tempStore opens a state file in a new temporary directory; done closes and removes it.
+func tempStore() (st *store.Store, done func(), err error) {
+	dir, err := os.MkdirTemp("", "watcher-bench-state")
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err = store.Open(filepath.Join(dir, "watcher.db"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return st, func() { st.Close(); os.RemoveAll(dir) }, nil
 }
 
 // floor replaces each named container the bare way, p at a time: stop, rm, create, start.

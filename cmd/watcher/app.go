@@ -317,6 +317,9 @@ func (a *app) daemon(ctx context.Context) error {
 		return err
 	}
 	go a.upd.WatchHosts(ctx, hostProbeInterval)
+	// The daemon's runs read each host's containers from an inventory its engine's events keep
+	// current, instead of listing them all every run (once and check list: they run once).
+	go a.upd.FollowEvents(ctx)
 	if a.notify != nil && a.cfg.Notify.Startup {
 		a.notify.Startup(version)
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,4 +148,45 @@ func TestSignalDeaths(t *testing.T) {
 		}
 		cancel()
 	}
+}
+
+// The test app serves its version (APP_SERVE) and probes a service by its network alias
+// (APP_PROBE), printing each answer; a stopped service makes the probe print failures.
+func TestServeAndProbe(t *testing.T) {
+	e := New(t)
+	ref, _ := e.Registry.PushImage(t, "app", "v1", ImageSpec{Version: "v1"})
+	e.Pull(ref)
+	net := e.Network("probe", "")
+	on := func(aliases ...string) (*container.HostConfig, *network.NetworkingConfig) {
+		return &container.HostConfig{NetworkMode: container.NetworkMode(net)},
+			&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{net: {Aliases: aliases}}}
+	}
+	hc, nc := on("svc")
+	svc := e.Run(e.Name("svc"), &container.Config{Image: ref, Env: []string{"APP_SERVE=:8080"}}, hc, nc)
+	hc, nc = on()
+	probe := e.Run(e.Name("probe"), &container.Config{Image: ref, Tty: true, Env: []string{"APP_PROBE=svc:8080", "APP_PROBE_EVERY=100ms"}}, hc, nc)
+	waitLog := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			rc, err := e.Docker.ContainerLogs(context.Background(), probe, client.ContainerLogsOptions{ShowStdout: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(rc)
+			rc.Close()
+			if strings.Contains(string(b), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the probe's log has no %q:\n%s", want, b)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitLog(" ok v1 ")
+	if _, err := e.Docker.ContainerStop(context.Background(), svc, client.ContainerStopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(" fail ")
 }

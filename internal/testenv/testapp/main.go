@@ -1,5 +1,6 @@
 // Command testapp is the program inside every test image: a tiny static binary that behaves like a
-// well- or badly-behaved service, as its environment tells it to. It never touches the network.
+// well- or badly-behaved service, as its environment tells it to. It touches the network only when
+// told to serve or probe (net.go), and then only the networks of the test's own containers.
 //
 //	APP_EXIT_CODE=N, APP_EXIT_AFTER=D  exit with N after D (default D=0 when only the code is set)
 //	APP_SELF_KILL_AFTER=D              SIGKILL itself after D (exit 137)
@@ -9,6 +10,8 @@
 //	APP_HEALTHY_AFTER=D                `testapp health` fails until D after start
 //	APP_WRITE=path=content[;...]       write these files at start if they do not exist yet
 //	APP_ALLOC_MB=N                     allocate and touch N MiB (to provoke the OOM killer)
+//	APP_SERVE=addr                     answer each TCP connection on addr with APP_VERSION
+//	APP_PROBE=host:port, APP_PROBE_EVERY=D  connect every D (default 50ms), print each outcome
 //
 // On SIGTERM (or the signal named by APP_STOP_SIGNAL) it exits 0, like a service shutting down cleanly.
 // `testapp health` is the healthcheck command; `testapp sleep` just runs (the default). Run as
@@ -69,6 +72,16 @@ func main() {
 		signal.Notify(sigs, stop)
 	}
 
+	if addr := os.Getenv("APP_SERVE"); addr != "" {
+		serve(addr)
+	}
+	if addr := os.Getenv("APP_PROBE"); addr != "" {
+		every, err := time.ParseDuration(os.Getenv("APP_PROBE_EVERY"))
+		if err != nil || every <= 0 {
+			every = 50 * time.Millisecond
+		}
+		probe(addr, every)
+	}
 	if code := os.Getenv("APP_EXIT_CODE"); code != "" {
 		n, _ := strconv.Atoi(code)
 		after(os.Getenv("APP_EXIT_AFTER"), func() { os.Exit(n) })

@@ -9,6 +9,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
@@ -248,6 +249,14 @@ func startFirstConflict(old container.InspectResponse, mac string) string {
 	if mac != "" {
 		return "it has a static MAC address " + mac
 	}
+	if hc != nil && hc.AutoRemove {
+		if d := anonymousVolume(old); d != "" {
+			// A start-first rollback that finds a container the user made on the name keeps ours
+			// stopped aside; stopping a --rm container removes it with its anonymous volumes, and
+			// the new container, their other holder, is gone by then.
+			return "it is removed when it stops (--rm) and keeps data in an anonymous volume at " + d
+		}
+	}
 	if old.NetworkSettings != nil {
 		for _, n := range sortedNetworks(old.NetworkSettings.Networks) {
 			if c := old.NetworkSettings.Networks[n].IPAMConfig; c != nil && (c.IPv4Address.IsValid() || c.IPv6Address.IsValid()) {
@@ -256,6 +265,35 @@ func startFirstConflict(old container.InspectResponse, mac string) string {
 		}
 	}
 	return ""
+}
+
+// anonymousVolume is the path of one of the container's anonymous volumes (an image VOLUME, a
+// `-v /path`, or a volume mount without a source), or "".
+func anonymousVolume(old container.InspectResponse) string {
+	named := map[string]bool{} // destinations the user gave a source
+	if hc := old.HostConfig; hc != nil {
+		for _, b := range hc.Binds {
+			if d := bindDestination(b); d != "" {
+				named[d] = true
+			}
+		}
+		for _, m := range hc.Mounts {
+			if m.Source != "" {
+				named[m.Target] = true
+			}
+		}
+	}
+	var dests []string
+	for _, mp := range old.Mounts {
+		if mp.Type == mount.TypeVolume && !named[mp.Destination] {
+			dests = append(dests, mp.Destination)
+		}
+	}
+	slices.Sort(dests)
+	if len(dests) == 0 {
+		return ""
+	}
+	return dests[0]
 }
 
 // netnsParentOf names a container that runs in the replaced container's network namespace

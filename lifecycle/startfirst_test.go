@@ -154,6 +154,10 @@ func TestStartFirstRefusals(t *testing.T) {
 			id, _ := f.runWithMAC(ref, net, "02:42:ac:11:00:98")
 			return id
 		}, "MAC"},
+		{"--rm with an anonymous volume", func() string {
+			id, _ := f.run("rmvol", ref, &container.Config{Volumes: map[string]struct{}{"/data": {}}}, &container.HostConfig{AutoRemove: true})
+			return id
+		}, "anonymous volume at /data"},
 		{"host network", func() string {
 			id, _ := f.run("host", ref, nil, &container.HostConfig{NetworkMode: "host"})
 			return id

@@ -24,12 +24,15 @@ type daemonResult struct {
 	idle      int64 // VmRSS, KiB, after start and a settle (the inventory's first resync done)
 	peak      int64 // VmHWM, KiB, after the cycles
 	idleAfter int64 // VmRSS, KiB, after the cycles and a settle
-	cold      time.Duration
-	warm      time.Duration   // median of the warm cycles' own duration (the run report's)
-	warmHTTP  time.Duration   // median of the same cycles' POST /v1/update?wait=true round trips
-	walls     []time.Duration // each warm cycle's own duration
-	warmAPI   string          // the first warm cycle's Engine API requests
-	check     *checkResult    // the in-process check of the same containers: its floors
+	// idleMem and afterMem split idle and idleAfter: the binary's and the state file's pages
+	// (file-backed) against the heap, stacks and the runtime's own (anonymous), and the heap.
+	idleMem, afterMem memSplit
+	cold              time.Duration
+	warm              time.Duration   // median of the warm cycles' own duration (the run report's)
+	warmHTTP          time.Duration   // median of the same cycles' POST /v1/update?wait=true round trips
+	walls             []time.Duration // each warm cycle's own duration
+	warmAPI           string          // the first warm cycle's Engine API requests
+	check             *checkResult    // the in-process check of the same containers: its floors
 }
 
 // daemonBinary builds ./cmd/watcher as `make build` does, once per bench run.
@@ -182,6 +185,7 @@ func (b *bench) daemonScenario(ctx context.Context, c config, scope string, want
 	r := &daemonResult{watched: want, images: images}
 	time.Sleep(5 * time.Second) // the inventory's first resync, and the runtime settling
 	r.idle = procStatus(pid, "VmRSS")
+	r.idleMem = d.memSplit(ctx, pid)
 	cold, _, n, err := d.cycle(ctx)
 	if err != nil {
 		return nil, err
@@ -209,9 +213,46 @@ func (b *bench) daemonScenario(ctx context.Context, c config, scope string, want
 	r.peak = procStatus(pid, "VmHWM")
 	time.Sleep(5 * time.Second)
 	r.idleAfter = procStatus(pid, "VmRSS")
-	logf("daemon %d/%d: idle %d KiB, cold cycle %s, warm median %s of %v (HTTP round trip %s; engine %s), peak %d KiB, idle after %d KiB",
-		want, images, r.idle, cold.Round(time.Millisecond), r.warm.Round(100*time.Microsecond), roundAll(r.walls), r.warmHTTP.Round(100*time.Microsecond), r.warmAPI, r.peak, r.idleAfter)
+	r.afterMem = d.memSplit(ctx, pid)
+	logf("daemon %d/%d: idle %d KiB (%s), cold cycle %s, warm median %s of %v (HTTP round trip %s; engine %s), peak %d KiB, idle after %d KiB (%s)",
+		want, images, r.idle, r.idleMem, cold.Round(time.Millisecond), r.warm.Round(100*time.Microsecond), roundAll(r.walls), r.warmHTTP.Round(100*time.Microsecond), r.warmAPI, r.peak, r.idleAfter, r.afterMem)
 	return r, nil
+}
+
+// memSplit is where a daemon's resident memory is: KiB from /proc/pid/status, bytes from its
+// /metrics (the Go runtime's own counters).
+type memSplit struct {
+	file, anon           int64 // RssFile, RssAnon
+	heapAlloc, heapInUse int64 // go_memstats_heap_alloc_bytes (live and garbage not collected), _inuse_bytes (their spans)
+}
+
+func (m memSplit) String() string {
+	return fmt.Sprintf("file-backed %d KiB, anonymous %d KiB; heap allocated %.1f MiB in %.1f MiB of spans",
+		m.file, m.anon, float64(m.heapAlloc)/(1<<20), float64(m.heapInUse)/(1<<20))
+}
+
+func (d *daemon) memSplit(ctx context.Context, pid int) memSplit {
+	m := memSplit{file: procStatus(pid, "RssFile"), anon: procStatus(pid, "RssAnon"), heapAlloc: -1, heapInUse: -1}
+	req, _ := nethttp.NewRequestWithContext(ctx, nethttp.MethodGet, d.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+daemonToken)
+	resp, err := nethttp.DefaultClient.Do(req)
+	if err != nil {
+		return m
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	for s.Scan() {
+		name, v, _ := strings.Cut(s.Text(), " ")
+		f, err := strconv.ParseFloat(v, 64)
+		switch {
+		case err != nil:
+		case name == "go_memstats_heap_alloc_bytes":
+			m.heapAlloc = int64(f)
+		case name == "go_memstats_heap_inuse_bytes":
+			m.heapInUse = int64(f)
+		}
+	}
+	return m
 }
 
 // procStatus reads a "Key:   123 kB" line of /proc/pid/status, in KiB.

@@ -53,18 +53,23 @@ func readHeap() heapStats {
 	return heapStats{live: v[0], objects: v[1], free: v[2], allocs: v[3]}
 }
 
-// excess is what a collection and a release would give back, at most: the garbage since the last
-// collection and the free pages still held. (Free room inside spans still in use,
+// excess is what a collection and a release would give back, at most, if ref bytes are live:
+// the garbage and the free pages still held. (Free room inside spans still in use,
 // /memory/classes/heap/unused, is not counted: no release gives it back.)
-func (h heapStats) excess() uint64 { return max(h.objects, h.live) - h.live + h.free }
+func (h heapStats) excess(ref uint64) uint64 { return max(h.objects, ref) - ref + h.free }
 
-// worthReleasing is the size rule: the excess is worth a forced collection.
-func (h heapStats) worthReleasing() bool { return h.excess() > max(releaseMin, h.live/4) }
+// worthReleasing is the size rule: an excess worth a forced collection with ref bytes live.
+func worthReleasing(excess, ref uint64) bool { return excess > max(releaseMin, ref/4) }
 
-// releaser remembers the allocation counter of its last look.
+// releaser remembers what it saw at its last look and after its last release.
 type releaser struct {
 	log        *slog.Logger
 	lastAllocs uint64
+	// floor is the heap's objects right after the last release: what was live then. The
+	// runtime's live count is what its last collection found, and a collection in the middle
+	// of a burst (an inventory resync holds the old list and the new) counts the burst's garbage
+	// as live until the next collection, minutes later in an idle daemon.
+	floor uint64
 }
 
 // releaseMemory looks every interval, until ctx ends.
@@ -88,13 +93,18 @@ func (r *releaser) look() bool {
 	h := readHeap()
 	quiet := h.allocs-r.lastAllocs < quietBytes
 	r.lastAllocs = h.allocs
-	if !quiet || !h.worthReleasing() {
+	ref := h.live
+	if r.floor > 0 {
+		ref = min(ref, r.floor)
+	}
+	excess := h.excess(ref)
+	if !quiet || !worthReleasing(excess, ref) {
 		return false
 	}
 	start := time.Now()
 	debug.FreeOSMemory()
 	after := readHeap()
-	r.lastAllocs = after.allocs
-	r.log.Debug("returned free heap to the OS", "excess_before", h.excess(), "excess_after", after.excess(), "live", after.live, "took", time.Since(start))
+	r.lastAllocs, r.floor = after.allocs, after.objects
+	r.log.Debug("returned free heap to the OS", "excess_before", excess, "excess_after", after.excess(after.live), "live", after.live, "took", time.Since(start))
 	return true
 }

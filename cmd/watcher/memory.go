@@ -65,10 +65,10 @@ func worthReleasing(excess, ref uint64) bool { return excess > max(releaseMin, r
 type releaser struct {
 	log        *slog.Logger
 	lastAllocs uint64
-	// floor is the heap's objects right after the last release: what was live then. The
-	// runtime's live count is what its last collection found, and a collection in the middle
-	// of a burst (an inventory resync holds the old list and the new) counts the burst's garbage
-	// as live until the next collection, minutes later in an idle daemon.
+	// floor is the heap's objects right after the last release: what was live then (0 before
+	// the first). The runtime's live count is what its last collection found, and a collection
+	// in the middle of a burst (an inventory resync holds the old list and the new) counts the
+	// burst's garbage as live until the next collection, minutes later in an idle daemon.
 	floor uint64
 }
 
@@ -93,10 +93,9 @@ func (r *releaser) look() bool {
 	h := readHeap()
 	quiet := h.allocs-r.lastAllocs < quietBytes
 	r.lastAllocs = h.allocs
-	ref := h.live
-	if r.floor > 0 {
-		ref = min(ref, r.floor)
-	}
+	// Before the first release nothing tells what is live but the runtime's count, which the
+	// start's own burst inflates (floor 0): the first quiet look releases, and learns it.
+	ref := min(h.live, r.floor)
 	excess := h.excess(ref)
 	if !quiet || !worthReleasing(excess, ref) {
 		return false

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 )
@@ -72,6 +73,7 @@ type inventory struct {
 	live    bool                  // a resync succeeded and the stream has not failed since
 	entries map[string]*Container // by ID; copied by each snapshot, never handed out
 	dirty   map[string]uint64     // container IDs an event named since their last look -> the event's seq
+	gone    map[string]uint64     // of those, the ones whose latest event was their destroy -> its seq
 	seq     uint64
 	last    int64                 // TimeNano of the newest event handled: where a catch-up starts
 	images  map[string]*imageInfo // image inspects by image ID, while no image event says otherwise
@@ -95,7 +97,7 @@ func newInventory(h *host, o Options) *inventory {
 	if every <= 0 {
 		every = DefaultInventoryResync
 	}
-	return &inventory{h: h, src: src, o: o, every: every, dirty: map[string]uint64{}, images: map[string]*imageInfo{}, deps: map[string]depsEntry{}}
+	return &inventory{h: h, src: src, o: o, every: every, dirty: map[string]uint64{}, gone: map[string]uint64{}, images: map[string]*imageInfo{}, deps: map[string]depsEntry{}}
 }
 
 // FollowEvents keeps each host's inventory current from its engine's events until ctx ends (the
@@ -201,9 +203,10 @@ func stamp(t int64) string {
 	return strconv.FormatInt(t/1e9, 10) + "." + fmt.Sprintf("%09d", t%1e9)
 }
 
-// handle takes in one event: a container's is marked for a look at the next snapshot (a network
-// connect or disconnect names its container, and may change its links); an image event forgets
-// the image inspects (pulls, tags and removals change repository digests). oom and health_status
+// handle takes in one event: a container's is marked for a look at the next snapshot (a destroyed
+// one for dropping without a look; a network connect or disconnect names its container, and may
+// change its links); an image event forgets the image inspects it may have changed (pulls, tags
+// and removals change repository digests). oom and health_status
 // change nothing the inventory holds: they are followed for verify (feed.go).
 func (inv *inventory) handle(m events.Message) {
 	inv.mu.Lock()
@@ -218,14 +221,43 @@ func (inv *inventory) handle(m events.Message) {
 			inv.forgetDepsNaming(m.Actor.Attributes["oldName"], m.Actor.Attributes["name"])
 		}
 		inv.mark(m.Actor.ID)
+		if m.Action == events.ActionDestroy && m.Actor.ID != "" {
+			inv.gone[m.Actor.ID] = inv.seq // nothing to inspect: the snapshot drops it
+		}
 	case events.NetworkEventType:
 		id := m.Actor.Attributes["container"]
 		delete(inv.deps, id) // a connect may bring links
 		inv.mark(id)
 	case events.ImageEventType:
-		clear(inv.images)
 		inv.imgGen++
+		inv.forgetImages(m)
 	}
+}
+
+// forgetImages drops the image inspects an image event may have changed: a tag, untag or delete
+// names its image by ID; a pull names a reference, and changes only images of that repository
+// (the pulled one gains its digest — a tag moved onto it comes with a tag event); anything else
+// (an import, a load, a name it cannot read) drops them all. inv.mu is held.
+func (inv *inventory) forgetImages(m events.Message) {
+	id := m.Actor.ID
+	switch m.Action {
+	case events.ActionTag, events.ActionUnTag, events.ActionDelete:
+		if strings.HasPrefix(id, "sha256:") && len(id) == len("sha256:")+64 {
+			delete(inv.images, id)
+			return
+		}
+	case events.ActionPull:
+		if ref, err := name.ParseReference(id); err == nil {
+			repo := ref.Context().Name()
+			for k, info := range inv.images {
+				if info.names(repo) {
+					delete(inv.images, k)
+				}
+			}
+			return
+		}
+	}
+	clear(inv.images)
 }
 
 // mark notes that container id changed. inv.mu is held.
@@ -299,7 +331,7 @@ func (inv *inventory) resyncLocked(ctx context.Context, why string) error {
 	inv.entries = fresh
 	for id, seq := range inv.dirty {
 		if seq <= s0 {
-			delete(inv.dirty, id) // the list is newer than that event
+			inv.looked(id) // the list is newer than that event
 		}
 	}
 	for id, d := range inv.deps {
@@ -412,14 +444,18 @@ func (inv *inventory) catchUp(ctx context.Context) error {
 func (inv *inventory) refreshDirty(ctx context.Context) (more bool, err error) {
 	inv.mu.Lock()
 	taken := make(map[string]uint64, len(inv.dirty))
+	gone := map[string]bool{}
 	for id, seq := range inv.dirty {
 		taken[id] = seq
+		if inv.gone[id] == seq {
+			gone[id] = true
+		}
 	}
 	inv.mu.Unlock()
 	if len(taken) == 0 {
 		return false, nil
 	}
-	if len(taken) > refreshLimit {
+	if len(taken)-len(gone) > refreshLimit {
 		return false, inv.resyncLocked(ctx, fmt.Sprintf("%d containers changed", len(taken)))
 	}
 	ids := make([]string, 0, len(taken))
@@ -429,6 +465,9 @@ func (inv *inventory) refreshDirty(ctx context.Context) (more bool, err error) {
 	got := make([]*Container, len(ids))
 	errs := make([]error, len(ids))
 	forEach(ctx, len(ids), func(i int) {
+		if gone[ids[i]] {
+			return // destroyed: dropped below, like a container the engine no longer knows
+		}
 		res, err := inv.h.Engine.ContainerInspect(ctx, ids[i], client.ContainerInspectOptions{})
 		switch {
 		case isNotFound(err):
@@ -458,11 +497,17 @@ func (inv *inventory) refreshDirty(ctx context.Context) (more bool, err error) {
 			inv.putDeps(id, got[i].deps)
 		}
 		if inv.dirty[id] == taken[id] {
-			delete(inv.dirty, id)
+			inv.looked(id)
 		}
 	}
-	inv.stats.Refreshed += len(ids)
+	inv.stats.Refreshed += len(ids) - len(gone)
 	return len(inv.dirty) > 0, nil
+}
+
+// looked: container id's mark is dealt with. inv.mu is held.
+func (inv *inventory) looked(id string) {
+	delete(inv.dirty, id)
+	delete(inv.gone, id)
 }
 
 // touch marks containers for a look at the next snapshot: the ones a run changed, in case their
@@ -474,6 +519,9 @@ func (inv *inventory) touch(ids ...string) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	for _, id := range ids {
+		if seq, pending := inv.dirty[id]; pending && inv.gone[id] == seq {
+			continue // its destroy came in already
+		}
 		inv.mark(id)
 	}
 }

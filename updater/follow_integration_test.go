@@ -357,6 +357,14 @@ func TestDaemonUpdateReusesWhatItKnows(t *testing.T) {
 		if st := updater.InventoryOf(r.upd, ""); st.Deps < 2 {
 			t.Errorf("round %d: the inventory keeps the dependency facts of %d containers, want those of a and b", round, st.Deps)
 		}
+		// The next run looks at the new containers, not at the old ones: their destroy said all.
+		eng.reset()
+		r.run(updater.Request{Trigger: "test"})
+		for _, n := range []string{"a", "b"} {
+			if old := line(t, rep, r.Name(n)).ID; eng.inspectsOf(old) != 0 {
+				t.Errorf("round %d: the next run inspected %s's removed container %s", round, n, short(old))
+			}
+		}
 		// A full list, as a resync after many changes makes, shows no links: the new containers'
 		// come from their predecessors.
 		if err := updater.ResyncNow(r.upd, ""); err != nil {

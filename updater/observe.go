@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
@@ -135,6 +137,20 @@ type imageInfo struct {
 	Created     string
 	details     *lifecycle.ImageDetails // what an update's transaction needs of it (Spec.OldImage)
 	err         error
+}
+
+// names reports whether the image is known under repository repo (by a tag or a digest).
+func (i *imageInfo) names(repo string) bool {
+	refs := slices.Clone(i.RepoDigests)
+	if i.details != nil {
+		refs = append(refs, i.details.RepoTags...)
+	}
+	for _, r := range refs {
+		if ref, err := name.ParseReference(r); err == nil && ref.Context().Name() == repo {
+			return true
+		}
+	}
+	return false
 }
 
 // Observed is the state a cycle works from: every container on the engine (dependents of an

@@ -37,3 +37,8 @@ type Docker interface {
 }
 
 var _ Docker = (*client.Client)(nil)
+
+// EventSource is an engine event stream as the Docker client serves it (Spec.Events).
+type EventSource interface {
+	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
+}

@@ -54,7 +54,7 @@ type record struct {
 	Spec specRecord
 
 	Snapshot   json.RawMessage `json:",omitempty"` // the old container's inspect, verbatim
-	OldImage   *imageInfo      `json:",omitempty"`
+	OldImage   *ImageDetails   `json:",omitempty"`
 	OldImageID string          `json:",omitempty"`
 	NewImage   string          `json:",omitempty"` // reference the new container is created from
 	NewImageID string          `json:",omitempty"`
@@ -108,8 +108,10 @@ func causeOf(e *Error) *errRecord {
 	return &errRecord{Stage: e.Stage, Reason: e.Reason, Message: oneLine(e), Verdict: isVerdict(e.Reason) && !e.notTried}
 }
 
-// imageInfo is what lifecycle needs of the old image: its defaults and platform.
-type imageInfo struct {
+// ImageDetails is what a transaction needs of the old image: its ID, its platform (the pull asks
+// for the same one) and the defaults its config gives a container (subtracted from the snapshot,
+// so that the new image's own defaults apply). It is journaled with the transaction.
+type ImageDetails struct {
 	ID           string
 	OS           string `json:",omitempty"`
 	Architecture string `json:",omitempty"`

@@ -134,6 +134,17 @@ type Spec struct {
 	// A container that is not running is replaced as usual.
 	StartFirst bool
 
+	// OldImage, when the caller has inspected the container's image already (the updater's
+	// check), saves the transaction that inspect. Details of another image than the snapshot's
+	// are ignored and the image is inspected. Never journaled as given: the record keeps what
+	// the transaction used.
+	OldImage *ImageDetails
+	// Events, when not nil, is where verify hears of the new container's events instead of
+	// opening a stream of its own on the engine: the daemon passes the stream it keeps open
+	// anyway (one engine request less per update). It must behave as the engine's: replay from
+	// Since, and end with an error when it can no longer deliver (verify then polls).
+	Events EventSource
+
 	// Started, if not nil, is called exactly once per Replace call: right after the new
 	// container has been started, before it is verified — the end of the disruptive part (pull,
 	// create, stop, rename, start) — or, when the transaction ends without getting there (any

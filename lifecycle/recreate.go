@@ -28,9 +28,9 @@ type createPlan struct {
 
 // createInput is what buildCreate needs besides the old container's inspect.
 type createInput struct {
-	MAC      string     // the user-set MAC address (Config.MacAddress in the snapshot), or ""
-	OldImage *imageInfo // the old image's defaults, subtracted
-	Image    string     // what the new container runs
+	MAC      string        // the user-set MAC address (Config.MacAddress in the snapshot), or ""
+	OldImage *ImageDetails // the old image's defaults, subtracted
+	Image    string        // what the new container runs
 	Replaced map[string]string
 	API      string // the negotiated API version
 	Label    string // the LabelTxID value

@@ -21,8 +21,8 @@ const oldID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 // oldImage is the old image's config; oldContainer a container of it as the engine reports it
 // (image defaults merged in) with some user settings on top.
-func oldImage() *imageInfo {
-	return &imageInfo{ID: "sha256:old", Config: &dockerspec.DockerOCIImageConfig{
+func oldImage() *ImageDetails {
+	return &ImageDetails{ID: "sha256:old", Config: &dockerspec.DockerOCIImageConfig{
 		ImageConfig: ocispec.ImageConfig{
 			User: "app", Env: []string{"PATH=/bin", "VERSION=1"}, Entrypoint: []string{"/app"}, Cmd: []string{"serve"},
 			Volumes: map[string]struct{}{"/data": {}}, WorkingDir: "/srv", Labels: map[string]string{"img": "1", "shared": "img"},

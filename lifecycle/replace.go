@@ -12,6 +12,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 	"github.com/moby/moby/client/pkg/versions"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -35,6 +36,9 @@ type txn struct {
 	// fresh: begun by this process and its create not yet tried, so no container of it can exist
 	// and create need not look for one (one engine request less per update).
 	fresh bool
+	// given are the caller's Spec.OldImage and Spec.Events (never journaled; nil in Recover).
+	givenImage *ImageDetails
+	events     EventSource
 }
 
 // log is the transaction's logger: every line carries the transaction and the container it
@@ -137,7 +141,7 @@ func (m *Manager) transact(ctx context.Context, s Spec, started func(), body fun
 			}
 		}
 	}
-	t := &txn{m: m, auth: s.RegistryAuth, started: started, fresh: true, r: &record{TxID: newTxID(), Host: m.o.Host, ContainerID: s.ContainerID,
+	t := &txn{m: m, auth: s.RegistryAuth, started: started, fresh: true, givenImage: s.OldImage, events: s.Events, r: &record{TxID: newTxID(), Host: m.o.Host, ContainerID: s.ContainerID,
 		Spec: toSpecRecord(s), Started: time.Now()}}
 	return body(t, ctx)
 }
@@ -245,7 +249,7 @@ func (t *txn) prepare(ctx context.Context) (container.InspectResponse, *Result) 
 	if err := t.journal(stepSnapshot); err != nil {
 		return end(t.finish(newError(r.ContainerID, failure.StageCheck, failure.StoreError, "writing the journal", err), OutcomeFailed))
 	}
-	oldImg, err := t.imageInfo(ctx, old.Image)
+	oldImg, err := t.oldImage(ctx, old.Image)
 	if err != nil {
 		return end(t.finish(newError(r.ContainerID, failure.StageCheck, failure.ImageInspectError, "inspecting the old image "+shortID(old.Image), err), OutcomeFailed))
 	}
@@ -321,15 +325,22 @@ func (t *txn) nameNew(ctx context.Context) *Error {
 	return nil
 }
 
-// imageInfo inspects an image for its defaults and platform.
-func (t *txn) imageInfo(ctx context.Context, ref string) (*imageInfo, error) {
-	img, err := t.m.d.ImageInspect(ctx, ref)
+// oldImage is the old image's details: the caller's (Spec.OldImage) when they are of image id,
+// else inspected.
+func (t *txn) oldImage(ctx context.Context, id string) (*ImageDetails, error) {
+	if g := t.givenImage; g != nil && g.ID == id && id != "" {
+		return g, nil
+	}
+	img, err := t.m.d.ImageInspect(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	info := &imageInfo{ID: img.ID, OS: img.Os, Architecture: img.Architecture, Variant: img.Variant, RepoTags: img.RepoTags}
-	info.Config = img.Config
-	return info, nil
+	return DetailsOf(img.InspectResponse), nil
+}
+
+// DetailsOf is what a transaction needs of an image, from its inspect.
+func DetailsOf(img image.InspectResponse) *ImageDetails {
+	return &ImageDetails{ID: img.ID, OS: img.Os, Architecture: img.Architecture, Variant: img.Variant, RepoTags: img.RepoTags, Config: img.Config}
 }
 
 // pull fetches the new image by digest (reading the stream to its end, where errors arrive),

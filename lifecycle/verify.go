@@ -150,7 +150,7 @@ func (t *txn) watch(ctx context.Context, id string, since time.Time) (wake, oom,
 	sawOOM := false
 	txid, name := t.r.TxID, t.r.Name
 	go func() {
-		res := t.m.d.Events(ctx, client.EventsListOptions{
+		res := t.eventSource().Events(ctx, client.EventsListOptions{
 			Since: since.UTC().Format(time.RFC3339Nano),
 			Filters: make(client.Filters).Add("type", string(events.ContainerEventType)).
 				Add("container", id).Add("event", verifyEvents...),
@@ -185,6 +185,15 @@ func (t *txn) watch(ctx context.Context, id string, since time.Time) (wake, oom,
 		}
 	}()
 	return wakeC, oomC, downC
+}
+
+// eventSource is where verify hears of events: the caller's stream (Spec.Events), else the
+// engine's own.
+func (t *txn) eventSource() EventSource {
+	if t.events != nil {
+		return t.events
+	}
+	return t.m.d
 }
 
 // classifyState says what is wrong with a container that should be running, or nil.

@@ -21,6 +21,27 @@ type countingDocker struct {
 	noEvents bool
 	mu       sync.Mutex
 	inspects map[string]int
+	images   map[string]int // ImageInspect calls by reference
+	events   int            // Events calls
+}
+
+func (d *countingDocker) ImageInspect(ctx context.Context, ref string, o ...client.ImageInspectOption) (client.ImageInspectResult, error) {
+	d.mu.Lock()
+	d.images[ref]++
+	d.mu.Unlock()
+	return d.Client.ImageInspect(ctx, ref, o...)
+}
+
+func (d *countingDocker) imageInspects(ref string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.images[ref]
+}
+
+func (d *countingDocker) eventCalls() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.events
 }
 
 func (d *countingDocker) ContainerInspect(ctx context.Context, id string, o client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
@@ -31,6 +52,9 @@ func (d *countingDocker) ContainerInspect(ctx context.Context, id string, o clie
 }
 
 func (d *countingDocker) Events(ctx context.Context, o client.EventsListOptions) client.EventsResult {
+	d.mu.Lock()
+	d.events++
+	d.mu.Unlock()
 	if !d.noEvents {
 		return d.Client.Events(ctx, o)
 	}
@@ -46,7 +70,7 @@ func (d *countingDocker) count(id string) int {
 }
 
 func (f *fixture) counting(noEvents bool) *countingDocker {
-	d := &countingDocker{Client: f.Docker, noEvents: noEvents, inspects: map[string]int{}}
+	d := &countingDocker{Client: f.Docker, noEvents: noEvents, inspects: map[string]int{}, images: map[string]int{}}
 	f.m = New(d, f.store, f.m.o)
 	return d
 }
@@ -126,4 +150,79 @@ func TestVerifyWithoutEvents(t *testing.T) {
 		t.Fatalf("healthy v3: %s, %v; want updated", res.Outcome, res.Err)
 	}
 	f.checkServing(name)
+}
+
+// recordingEvents is an event source of the caller's (Spec.Events): the engine's stream, counted,
+// or a stream that fails at once.
+type recordingEvents struct {
+	d     *client.Client
+	fail  bool
+	mu    sync.Mutex
+	calls int
+}
+
+func (s *recordingEvents) Events(ctx context.Context, o client.EventsListOptions) client.EventsResult {
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
+	if s.fail {
+		errs := make(chan error, 1)
+		errs <- errors.New("the caller's stream is down")
+		return client.EventsResult{Messages: make(chan events.Message), Err: errs}
+	}
+	return s.d.Events(ctx, o)
+}
+
+// TestCallerImageAndEvents: the old image's details and the event stream a caller passes save the
+// transaction an image inspect and an event subscription of its own; details of another image
+// are not used, and a caller's stream that fails leaves verify to its fallback poll.
+func TestCallerImageAndEvents(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	d := f.counting(false)
+	ref, _ := f.push("app", "latest", testenv.ImageSpec{Version: "v1"})
+	oldID, name := f.run("svc", ref, nil, nil)
+	ins, err := f.Docker.ContainerInspect(ctx(t), oldID, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := f.Docker.ImageInspect(ctx(t), ins.Container.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	given := DetailsOf(img.InspectResponse)
+
+	src := &recordingEvents{d: f.Docker}
+	pull := f.release(ref, testenv.ImageSpec{Version: "v2"})
+	res := f.m.Replace(ctx(t), Spec{ContainerID: oldID, Image: ref, PullRef: pull, Verify: 2 * time.Second, Rollback: true, OldImage: given, Events: src})
+	if res.Outcome != OutcomeUpdated || res.Err != nil {
+		t.Fatalf("Replace = %s, %v; want updated", res.Outcome, res.Err)
+	}
+	f.checkServing(name)
+	if n := d.imageInspects(given.ID); n != 0 {
+		t.Errorf("the old image was inspected %d times though its details were given", n)
+	}
+	src.mu.Lock()
+	calls := src.calls
+	src.mu.Unlock()
+	if d.eventCalls() != 0 || calls == 0 {
+		t.Errorf("verify subscribed %d times to the engine and %d times to the caller's stream; want 0 and at least 1", d.eventCalls(), calls)
+	}
+
+	// Details of another image are not taken; a failing stream leaves verify to its poll, which
+	// still sees v3 exit.
+	newID := res.NewID
+	pull = f.release(ref, testenv.ImageSpec{Version: "v3", Env: []string{"APP_EXIT_CODE=3", "APP_EXIT_AFTER=300ms"}})
+	res = f.m.Replace(ctx(t), Spec{ContainerID: newID, Image: ref, PullRef: pull, Verify: 20 * time.Second, Rollback: true,
+		OldImage: given, Events: &recordingEvents{d: f.Docker, fail: true}})
+	if res.Outcome != OutcomeRolledBack || res.Err == nil || res.Err.Reason != failure.ContainerExited {
+		t.Fatalf("exiting v3: %s, %v; want rolled_back ContainerExited", res.Outcome, res.Err)
+	}
+	if f.checkServing(name).ID != newID {
+		t.Fatal("v2 not serving after the rollback")
+	}
+	cur, _ := f.Docker.ContainerInspect(ctx(t), newID, client.ContainerInspectOptions{})
+	if n := d.imageInspects(cur.Container.Image); n == 0 {
+		t.Error("v2's image was not inspected: the details given were of v1's")
+	}
 }

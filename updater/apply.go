@@ -175,7 +175,11 @@ func (a *applier) replace(ctx context.Context, s *Step, line *ContainerReport, r
 	sp.Started = release
 	res := a.u.hostOf(s.c).Life.Replace(ctx, sp)
 	release() // lifecycle calls Started exactly once; this covers a Replacer that does not
-	a.u.hostOf(s.c).inv.touch(s.c.ID, res.NewID)
+	if s.Op == OpUpdate {
+		a.u.hostOf(s.c).inv.replaced(s.c.ID, res.NewID, s.c.deps)
+	} else {
+		a.u.hostOf(s.c).inv.touch(s.c.ID, res.NewID)
+	}
 	a.mu.Lock()
 	record(line, s, res)
 	if res.NewID != "" && res.NewID != s.c.ID {
@@ -244,6 +248,10 @@ func (u *Updater) spec(s *Step, replaced map[string]string) lifecycle.Spec {
 		sp.Recreate = true
 		return sp
 	}
+	if t.image != nil && t.image.details != nil {
+		sp.OldImage = t.image.details // the check's inspect: the transaction need not repeat it
+	}
+	sp.Events = u.hostOf(t).inv.eventSource()
 	sp.StartFirst = s.Op == OpUpdate && s.Order == OrderStartFirst
 	if ref, err := name.ParseReference(sp.Image); err == nil && s.NewDigest != "" {
 		sp.PullRef = ref.Context().Name() + "@" + s.NewDigest

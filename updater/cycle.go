@@ -203,21 +203,25 @@ func (u *Updater) planHosts(ctx context.Context, views []hostView, cands []Candi
 
 // plan builds one host's plan. Ordering needs links and ipc/pid modes, which only inspect shows:
 // the running containers are inspected when some update has dependents to order, so a cycle with
-// nothing to apply never pays for it. When they cannot be inspected, those updates are not
-// planned and their lines say why; holds and the handover need no graph and stand.
+// nothing to apply never pays for it — and the daemon's inventory keeps what they showed
+// (depFacts), so a container is inspected for it once, not every run. When they cannot be
+// inspected, those updates are not planned and their lines say why; holds and the handover need
+// no graph and stand.
 func (u *Updater) plan(ctx context.Context, h *host, obs *Observed, cands []Candidate, o planOptions, lines map[string]*ContainerReport) *Plan {
 	if !needsOrder(cands, o) {
 		return buildPlan(obs, cands, o)
 	}
-	var running []*Container
+	var unknown []*Container
 	for _, c := range obs.All {
-		if c.State == "running" || c.Watched {
-			running = append(running, c)
+		if (c.State == "running" || c.Watched) && c.deps == nil {
+			unknown = append(unknown, c)
 		}
 	}
 	hctx, cancel := context.WithTimeout(ctx, u.opts.HostTimeout)
 	defer cancel()
-	if err := h.inspectTargets(hctx, running); err != nil {
+	err := h.inspectTargets(hctx, unknown)
+	h.inv.learnDeps(unknown)
+	if err != nil {
 		cands = slices.DeleteFunc(slices.Clone(cands), func(c Candidate) bool {
 			if h, op := holdOf(c, o); h != nil || op != OpUpdate || c.Container.isService() {
 				return false

@@ -4,6 +4,7 @@ package updater
 type InventoryState struct {
 	Live                                  bool
 	Resyncs, Drifted, Refreshed, CaughtUp int
+	Deps                                  int // containers whose dependency facts are kept
 }
 
 // InventoryOf returns the state of the inventory of the host named host ("" = the only one).
@@ -11,7 +12,10 @@ func InventoryOf(u *Updater, host string) InventoryState {
 	for _, h := range u.hosts {
 		if h.Name == host {
 			s := h.inv.statsNow()
-			return InventoryState{Live: h.inv.isLive(), Resyncs: s.Resyncs, Drifted: s.Drifted, Refreshed: s.Refreshed, CaughtUp: s.CaughtUp}
+			h.inv.mu.Lock()
+			deps := len(h.inv.deps)
+			h.inv.mu.Unlock()
+			return InventoryState{Live: h.inv.isLive(), Resyncs: s.Resyncs, Drifted: s.Drifted, Refreshed: s.Refreshed, CaughtUp: s.CaughtUp, Deps: deps}
 		}
 	}
 	return InventoryState{}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 )
@@ -38,15 +39,22 @@ type eventSource interface {
 // DefaultInventoryResync is Options.InventoryResync's default.
 const DefaultInventoryResync = 5 * time.Minute
 
-// Container events that change what the inventory holds (name, state, existence), and image
-// events that change what an image inspect says (its repository digests). Exec and health events,
-// many a minute on a host with healthchecks, are not asked for.
-var followedEvents = []string{
-	string(events.ActionCreate), string(events.ActionStart), string(events.ActionRestart), string(events.ActionDie),
-	string(events.ActionDestroy), string(events.ActionRename), string(events.ActionPause), string(events.ActionUnPause),
-	string(events.ActionPull), string(events.ActionTag), string(events.ActionUnTag), string(events.ActionDelete),
-	string(events.ActionImport), string(events.ActionLoad),
-}
+// The stream carries container events that change what the inventory holds (name, state,
+// existence), the ones verify waits on (oom, health_status: they change nothing here), image
+// events that change what an image inspect says (its repository digests), and network connects
+// and disconnects (they change a container's links). Exec events, many a minute on a host with
+// healthchecks, are not asked for.
+var (
+	followedTypes  = []string{string(events.ContainerEventType), string(events.ImageEventType), string(events.NetworkEventType)}
+	followedEvents = []string{
+		string(events.ActionCreate), string(events.ActionStart), string(events.ActionRestart), string(events.ActionDie),
+		string(events.ActionDestroy), string(events.ActionRename), string(events.ActionPause), string(events.ActionUnPause),
+		string(events.ActionOOM), string(events.ActionHealthStatus),
+		string(events.ActionPull), string(events.ActionTag), string(events.ActionUnTag), string(events.ActionDelete),
+		string(events.ActionImport), string(events.ActionLoad),
+		string(events.ActionConnect), string(events.ActionDisconnect),
+	}
+)
 
 // refreshLimit: a snapshot inspects at most this many changed containers one by one; more than
 // that (a compose project started) and one list is cheaper.
@@ -65,10 +73,13 @@ type inventory struct {
 	live    bool                  // a resync succeeded and the stream has not failed since
 	entries map[string]*Container // by ID; copied by each snapshot, never handed out
 	dirty   map[string]uint64     // container IDs an event named since their last look -> the event's seq
+	gone    map[string]uint64     // of those, the ones whose latest event was their destroy -> its seq
 	seq     uint64
 	last    int64                 // TimeNano of the newest event handled: where a catch-up starts
 	images  map[string]*imageInfo // image inspects by image ID, while no image event says otherwise
+	deps    map[string]depsEntry  // dependency facts by container ID (depFacts)
 	imgGen  uint64                // bumped by every image event and resync
+	feed    feed                  // the stream, shared with transactions' verify (feed.go)
 	stats   inventoryStats
 }
 
@@ -86,7 +97,7 @@ func newInventory(h *host, o Options) *inventory {
 	if every <= 0 {
 		every = DefaultInventoryResync
 	}
-	return &inventory{h: h, src: src, o: o, every: every, dirty: map[string]uint64{}, images: map[string]*imageInfo{}}
+	return &inventory{h: h, src: src, o: o, every: every, dirty: map[string]uint64{}, gone: map[string]uint64{}, images: map[string]*imageInfo{}, deps: map[string]depsEntry{}}
 }
 
 // FollowEvents keeps each host's inventory current from its engine's events until ctx ends (the
@@ -109,7 +120,7 @@ func (inv *inventory) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		began := time.Now()
 		err := inv.follow(ctx)
-		inv.setLive(false)
+		inv.down(err)
 		if ctx.Err() != nil {
 			return
 		}
@@ -135,6 +146,8 @@ func (inv *inventory) follow(ctx context.Context) error {
 	inv.mu.Lock()
 	inv.last = max(inv.last, time.Now().UnixNano())
 	since := inv.last
+	inv.feed.restart(since)
+	clear(inv.deps) // renames and connects while no stream was followed went unseen
 	inv.mu.Unlock()
 	stream := inv.src.Events(sctx, client.EventsListOptions{Since: stamp(since), Filters: followFilter()})
 	if err := inv.resync(sctx, "the event stream (re)started"); err != nil {
@@ -165,6 +178,9 @@ func (inv *inventory) follow(ctx context.Context) error {
 		select {
 		case m := <-stream.Messages:
 			inv.handle(m)
+			inv.mu.Lock()
+			inv.feed.publish(m)
+			inv.mu.Unlock()
 		case err := <-stream.Err:
 			if err == nil || errors.Is(err, io.EOF) {
 				err = errors.New("the engine closed the stream")
@@ -179,8 +195,7 @@ func (inv *inventory) follow(ctx context.Context) error {
 }
 
 func followFilter() client.Filters {
-	return make(client.Filters).Add("type", string(events.ContainerEventType), string(events.ImageEventType)).
-		Add("event", followedEvents...)
+	return make(client.Filters).Add("type", followedTypes...).Add("event", followedEvents...)
 }
 
 // stamp is t (Unix nanoseconds) as the events API's since/until: seconds.nanoseconds.
@@ -188,28 +203,80 @@ func stamp(t int64) string {
 	return strconv.FormatInt(t/1e9, 10) + "." + fmt.Sprintf("%09d", t%1e9)
 }
 
-// handle takes in one event: a container's is marked for a look at the next snapshot; an image
-// event forgets the image inspects (pulls, tags and removals change repository digests).
+// handle takes in one event: a container's is marked for a look at the next snapshot (a destroyed
+// one for dropping without a look; a network connect or disconnect names its container, and may
+// change its links); an image event forgets the image inspects it may have changed (pulls, tags
+// and removals change repository digests). oom and health_status
+// change nothing the inventory holds: they are followed for verify (feed.go).
 func (inv *inventory) handle(m events.Message) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	inv.last = max(inv.last, m.TimeNano)
 	switch m.Type {
 	case events.ContainerEventType:
-		if m.Actor.ID != "" {
-			inv.seq++
-			inv.dirty[m.Actor.ID] = inv.seq
+		if m.Action == events.ActionOOM || strings.HasPrefix(string(m.Action), string(events.ActionHealthStatus)) {
+			return
 		}
+		if m.Action == events.ActionRename {
+			inv.forgetDepsNaming(m.Actor.Attributes["oldName"], m.Actor.Attributes["name"])
+		}
+		inv.mark(m.Actor.ID)
+		if m.Action == events.ActionDestroy && m.Actor.ID != "" {
+			inv.gone[m.Actor.ID] = inv.seq // nothing to inspect: the snapshot drops it
+		}
+	case events.NetworkEventType:
+		id := m.Actor.Attributes["container"]
+		delete(inv.deps, id) // a connect may bring links
+		inv.mark(id)
 	case events.ImageEventType:
-		clear(inv.images)
 		inv.imgGen++
+		inv.forgetImages(m)
 	}
 }
 
-func (inv *inventory) setLive(live bool) {
+// forgetImages drops the image inspects an image event may have changed: a tag, untag or delete
+// names its image by ID; a pull names a reference, and changes only images of that repository
+// (the pulled one gains its digest — a tag moved onto it comes with a tag event); anything else
+// (an import, a load, a name it cannot read) drops them all. inv.mu is held.
+func (inv *inventory) forgetImages(m events.Message) {
+	id := m.Actor.ID
+	switch m.Action {
+	case events.ActionTag, events.ActionUnTag, events.ActionDelete:
+		if strings.HasPrefix(id, "sha256:") && len(id) == len("sha256:")+64 {
+			delete(inv.images, id)
+			return
+		}
+	case events.ActionPull:
+		if ref, err := name.ParseReference(id); err == nil {
+			repo := ref.Context().Name()
+			for k, info := range inv.images {
+				if info.names(repo) {
+					delete(inv.images, k)
+				}
+			}
+			return
+		}
+	}
+	clear(inv.images)
+}
+
+// mark notes that container id changed. inv.mu is held.
+func (inv *inventory) mark(id string) {
+	if id != "" {
+		inv.seq++
+		inv.dirty[id] = inv.seq
+	}
+}
+
+// down marks the inventory not live and ends the shared stream's readers: the stream ended.
+func (inv *inventory) down(err error) {
 	inv.mu.Lock()
-	inv.live = live
-	inv.mu.Unlock()
+	defer inv.mu.Unlock()
+	inv.live = false
+	if err == nil {
+		err = errors.New("the event stream ended")
+	}
+	inv.feed.endAll(fmt.Errorf("the engine's event stream ended: %w", err))
 }
 
 func (inv *inventory) isLive() bool {
@@ -264,7 +331,12 @@ func (inv *inventory) resyncLocked(ctx context.Context, why string) error {
 	inv.entries = fresh
 	for id, seq := range inv.dirty {
 		if seq <= s0 {
-			delete(inv.dirty, id) // the list is newer than that event
+			inv.looked(id) // the list is newer than that event
+		}
+	}
+	for id, d := range inv.deps {
+		if d.seq <= s0 && fresh[id] == nil {
+			delete(inv.deps, id) // gone: the list is newer than what they were learned from
 		}
 	}
 	clear(inv.images)
@@ -335,6 +407,7 @@ func (inv *inventory) snapshot(ctx context.Context) (cs []*Container, ok bool, e
 	cs = make([]*Container, 0, len(inv.entries))
 	for _, e := range inv.entries {
 		c := *e
+		c.deps = inv.deps[c.ID].f
 		cs = append(cs, &c)
 	}
 	inv.mu.Unlock()
@@ -371,14 +444,18 @@ func (inv *inventory) catchUp(ctx context.Context) error {
 func (inv *inventory) refreshDirty(ctx context.Context) (more bool, err error) {
 	inv.mu.Lock()
 	taken := make(map[string]uint64, len(inv.dirty))
+	gone := map[string]bool{}
 	for id, seq := range inv.dirty {
 		taken[id] = seq
+		if inv.gone[id] == seq {
+			gone[id] = true
+		}
 	}
 	inv.mu.Unlock()
 	if len(taken) == 0 {
 		return false, nil
 	}
-	if len(taken) > refreshLimit {
+	if len(taken)-len(gone) > refreshLimit {
 		return false, inv.resyncLocked(ctx, fmt.Sprintf("%d containers changed", len(taken)))
 	}
 	ids := make([]string, 0, len(taken))
@@ -388,6 +465,9 @@ func (inv *inventory) refreshDirty(ctx context.Context) (more bool, err error) {
 	got := make([]*Container, len(ids))
 	errs := make([]error, len(ids))
 	forEach(ctx, len(ids), func(i int) {
+		if gone[ids[i]] {
+			return // destroyed: dropped below, like a container the engine no longer knows
+		}
 		res, err := inv.h.Engine.ContainerInspect(ctx, ids[i], client.ContainerInspectOptions{})
 		switch {
 		case isNotFound(err):
@@ -411,15 +491,23 @@ func (inv *inventory) refreshDirty(ctx context.Context) (more bool, err error) {
 	for i, id := range ids {
 		if got[i] == nil {
 			delete(inv.entries, id)
+			delete(inv.deps, id)
 		} else {
 			inv.entries[id] = got[i]
+			inv.putDeps(id, got[i].deps)
 		}
 		if inv.dirty[id] == taken[id] {
-			delete(inv.dirty, id)
+			inv.looked(id)
 		}
 	}
-	inv.stats.Refreshed += len(ids)
+	inv.stats.Refreshed += len(ids) - len(gone)
 	return len(inv.dirty) > 0, nil
+}
+
+// looked: container id's mark is dealt with. inv.mu is held.
+func (inv *inventory) looked(id string) {
+	delete(inv.dirty, id)
+	delete(inv.gone, id)
 }
 
 // touch marks containers for a look at the next snapshot: the ones a run changed, in case their
@@ -431,11 +519,67 @@ func (inv *inventory) touch(ids ...string) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	for _, id := range ids {
-		if id != "" {
-			inv.seq++
-			inv.dirty[id] = inv.seq
+		if seq, pending := inv.dirty[id]; pending && inv.gone[id] == seq {
+			continue // its destroy came in already
+		}
+		inv.mark(id)
+	}
+}
+
+// depsEntry is a container's dependency facts as the inventory keeps them, with the seq at which
+// they were learned: a resync whose list is newer and lacks the container forgets them.
+type depsEntry struct {
+	f   *depFacts
+	seq uint64
+}
+
+// putDeps keeps container id's dependency facts while the stream is followed (it tells when
+// they may change). inv.mu is held.
+func (inv *inventory) putDeps(id string, f *depFacts) {
+	if f == nil || !inv.live {
+		return
+	}
+	inv.seq++
+	inv.deps[id] = depsEntry{f: f, seq: inv.seq}
+}
+
+// learnDeps keeps the dependency facts a plan read off inspects.
+func (inv *inventory) learnDeps(cs []*Container) {
+	if inv == nil {
+		return
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	for _, c := range cs {
+		inv.putDeps(c.ID, c.deps)
+	}
+}
+
+// forgetDepsNaming forgets the facts that name a container renamed from oldName to name (a
+// legacy link shows the linked container's current name). inv.mu is held.
+func (inv *inventory) forgetDepsNaming(oldName, name string) {
+	for id, d := range inv.deps {
+		if d.f.mentions(oldName) || d.f.mentions(name) {
+			delete(inv.deps, id)
 		}
 	}
+}
+
+// replaced marks the containers of a finished transaction for a look at the next snapshot, and
+// lets the new container inherit the old one's dependency facts: it was created with the same
+// links and modes — unless those join another container's namespace, which the transaction
+// may have pointed at that one's replacement.
+func (inv *inventory) replaced(oldID, newID string, deps *depFacts) {
+	if inv == nil {
+		return
+	}
+	inv.touch(oldID, newID)
+	if newID == "" || newID == oldID || deps == nil || deps.joinsOthers() {
+		return
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.putDeps(newID, deps)
 }
 
 // imageGen is the generation of the image inspects kept: putImage stores an inspect only when no

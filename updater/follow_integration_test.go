@@ -3,6 +3,7 @@ package updater_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,10 +24,12 @@ import (
 type followed struct {
 	ownedOnly
 	lists, inspects, images, streams atomic.Int32
+	verifyStreams                    atomic.Int32 // Events calls for one container (verify's)
 
-	mu     sync.Mutex
-	drop   func(name string) bool
-	broken error
+	mu       sync.Mutex
+	inspectN map[string]int // container inspects by ID
+	drop     func(name string) bool
+	broken   error
 }
 
 func (f *followed) ContainerList(ctx context.Context, o client.ContainerListOptions) (client.ContainerListResult, error) {
@@ -36,6 +39,12 @@ func (f *followed) ContainerList(ctx context.Context, o client.ContainerListOpti
 
 func (f *followed) ContainerInspect(ctx context.Context, id string, o client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
 	f.inspects.Add(1)
+	f.mu.Lock()
+	if f.inspectN == nil {
+		f.inspectN = map[string]int{}
+	}
+	f.inspectN[id]++
+	f.mu.Unlock()
 	return f.ownedOnly.ContainerInspect(ctx, id, o)
 }
 
@@ -60,6 +69,9 @@ func (f *followed) faults() (func(string) bool, error) {
 // while broken, a stream fails at once.
 func (f *followed) Events(ctx context.Context, o client.EventsListOptions) client.EventsResult {
 	f.streams.Add(1)
+	if len(o.Filters["container"]) > 0 {
+		f.verifyStreams.Add(1)
+	}
 	msgs, errs := make(chan events.Message), make(chan error, 1)
 	if _, broken := f.faults(); broken != nil {
 		errs <- broken
@@ -75,7 +87,7 @@ func (f *followed) Events(ctx context.Context, o client.EventsListOptions) clien
 					errs <- broken
 					return
 				}
-				if m.Type == events.ContainerEventType && (m.Actor.Attributes[testenv.OwnerLabel] != f.owner || (drop != nil && drop(m.Actor.Attributes["name"]))) {
+				if !f.passes(ctx, m, drop) {
 					continue
 				}
 				select {
@@ -92,11 +104,39 @@ func (f *followed) Events(ctx context.Context, o client.EventsListOptions) clien
 	return client.EventsResult{Messages: msgs, Err: errs}
 }
 
+// passes: m is of this test's containers and not one drop loses. A network event names its
+// container by ID only: the engine is asked whose it is.
+func (f *followed) passes(ctx context.Context, m events.Message, drop func(string) bool) bool {
+	attrs := m.Actor.Attributes
+	switch m.Type {
+	case events.ContainerEventType:
+	case events.NetworkEventType:
+		res, err := f.Client.ContainerInspect(ctx, attrs["container"], client.ContainerInspectOptions{})
+		if err != nil || res.Container.Config == nil {
+			return false // gone already: its container events tell the rest
+		}
+		attrs = map[string]string{testenv.OwnerLabel: res.Container.Config.Labels[testenv.OwnerLabel], "name": strings.TrimPrefix(res.Container.Name, "/")}
+	default:
+		return true
+	}
+	return attrs[testenv.OwnerLabel] == f.owner && (drop == nil || !drop(attrs["name"]))
+}
+
 func (f *followed) reset() {
 	f.lists.Store(0)
 	f.inspects.Store(0)
 	f.images.Store(0)
 	f.streams.Store(0)
+	f.verifyStreams.Store(0)
+	f.mu.Lock()
+	f.inspectN = nil
+	f.mu.Unlock()
+}
+
+func (f *followed) inspectsOf(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inspectN[id]
 }
 
 // newFollowedRig is a rig whose updater follows the engine's events (as the daemon does) through
@@ -104,7 +144,7 @@ func (f *followed) reset() {
 func newFollowedRig(t *testing.T, resync time.Duration) (*rig, *followed) {
 	r := newRig(t, nil)
 	eng := &followed{ownedOnly: ownedOnly{r.Docker, r.Owner}}
-	life := lifecycle.New(r.Docker, r.store, lifecycle.Options{StopTimeout: 5 * time.Second, Verify: time.Second, Logger: quietLogger(t)})
+	life := lifecycle.New(eng, r.store, lifecycle.Options{StopTimeout: 5 * time.Second, Verify: time.Second, Logger: quietLogger(t)})
 	r.upd = updater.New(eng, registry.New(registry.Options{}), life, r.store, updater.Options{
 		Selection: updater.Selection{LabelEnable: true}, Defaults: updater.Defaults{Mode: updater.ModeUpdate},
 		Cleanup: true, Parallel: 4, Logger: quietLogger(t), InventoryResync: resync})
@@ -276,5 +316,59 @@ func TestInventoryResyncsAfterStreamError(t *testing.T) {
 	got = outcomes(r.run(updater.Request{Trigger: "test", DryRun: true}))
 	if len(got) != 2 || eng.lists.Load() != 0 {
 		t.Errorf("after the resync: %v with %d lists, want a1 and b with none", got, eng.lists.Load())
+	}
+}
+
+// In the daemon an update reuses what the run knows already: the check's image inspect (the
+// transaction does not inspect the old image again), the inventory's open event stream (verify
+// subscribes to no stream of its own) and, once a container has been inspected for the
+// dependency graph, what that showed: a plan does not inspect it again, nor its replacement,
+// which inherits it.
+func TestDaemonUpdateReusesWhatItKnows(t *testing.T) {
+	r, eng := newFollowedRig(t, time.Hour)
+	ref := r.pushed("app")
+	r.start("a", ref, enabled)
+	r.start("b", ref, enabled)
+	await(t, "live", live(r))
+
+	ids := map[string]string{}
+	for round, version := range []string{"v2", "v3"} {
+		r.Registry.PushImage(t, "app", "latest", testenv.ImageSpec{Version: version})
+		eng.reset()
+		rep := r.run(updater.Request{Trigger: "test"})
+		for _, n := range []string{"a", "b"} {
+			l := line(t, rep, r.Name(n))
+			if l.Outcome != updater.OutcomeUpdated {
+				t.Fatalf("round %d: %s %s (%+v), want updated", round, n, l.Outcome, l.Failure)
+			}
+			if got := eng.inspectsOf(ids[n]); round == 1 && got != 1 {
+				t.Errorf("round %d: %s (%s) was inspected %d times, want once (the snapshot; the plan knows its links from its predecessor)", round, n, short(ids[n]), got)
+			}
+			ids[n] = l.NewID
+		}
+		if got := eng.verifyStreams.Load(); got != 0 {
+			t.Errorf("round %d: verify opened %d event streams of its own, want 0 (the inventory's)", round, got)
+		}
+		// One image inspect by the check, one of the new image by each transaction; none of the
+		// old image by the transactions.
+		if got := eng.images.Load(); got > 3 {
+			t.Errorf("round %d: %d image inspects, want at most 3", round, got)
+		}
+		if st := updater.InventoryOf(r.upd, ""); st.Deps < 2 {
+			t.Errorf("round %d: the inventory keeps the dependency facts of %d containers, want those of a and b", round, st.Deps)
+		}
+		// The next run looks at the new containers, not at the old ones: their destroy said all.
+		eng.reset()
+		r.run(updater.Request{Trigger: "test"})
+		for _, n := range []string{"a", "b"} {
+			if old := line(t, rep, r.Name(n)).ID; eng.inspectsOf(old) != 0 {
+				t.Errorf("round %d: the next run inspected %s's removed container %s", round, n, short(old))
+			}
+		}
+		// A full list, as a resync after many changes makes, shows no links: the new containers'
+		// come from their predecessors.
+		if err := updater.ResyncNow(r.upd, ""); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"github.com/watcher-dev/watcher/lifecycle"
 )
 
 // Container is one container — or one Swarm service (Kind service, swarm.go) — as this cycle
@@ -43,7 +47,67 @@ type Container struct {
 	host    *host // the engine it lives on
 	image   *imageInfo
 	inspect *container.InspectResponse // filled by inspectTargets when a plan needs it
+	deps    *depFacts                  // from an inspect: this run's, or one the inventory keeps
 	service *serviceInfo               // KindService
+}
+
+// depFacts is what the dependency graph needs of a container that only an inspect shows: its
+// legacy links (on the default bridge, and per endpoint on user networks) and the namespaces it
+// joins (network — a Podman list leaves it out —, ipc and pid). They are fixed when the container
+// is created, but for a network connect's links and the names links use: the inventory keeps
+// them by container ID and forgets them when one of those events says they may have changed.
+type depFacts struct {
+	Links                         []string
+	NetworkMode, IpcMode, PidMode string
+}
+
+// depsOf reads the dependency facts off an inspect.
+func depsOf(ins *container.InspectResponse) *depFacts {
+	f := &depFacts{}
+	if hc := ins.HostConfig; hc != nil {
+		f.Links = append(f.Links, hc.Links...)
+		f.NetworkMode, f.IpcMode, f.PidMode = string(hc.NetworkMode), string(hc.IpcMode), string(hc.PidMode)
+	}
+	if ins.NetworkSettings != nil {
+		for _, ep := range ins.NetworkSettings.Networks {
+			if ep != nil {
+				f.Links = append(f.Links, ep.Links...)
+			}
+		}
+	}
+	return f
+}
+
+// joinsOthers reports whether the facts name another container's namespace (container:<ref>):
+// a replacement may point it elsewhere, so a new container does not inherit them.
+func (f *depFacts) joinsOthers() bool {
+	for _, m := range []string{f.NetworkMode, f.IpcMode, f.PidMode} {
+		if strings.HasPrefix(m, "container:") {
+			return true
+		}
+	}
+	return false
+}
+
+// mentions reports whether the facts name container name (a link's target, or a namespace
+// mode's): a rename may have changed what they say.
+func (f *depFacts) mentions(name string) bool {
+	name = strings.TrimPrefix(name, "/")
+	if name == "" {
+		return false
+	}
+	for _, l := range f.Links {
+		target, _, _ := strings.Cut(strings.TrimPrefix(l, "/"), ":")
+		if target == name {
+			return true
+		}
+	}
+	for _, m := range []string{f.NetworkMode, f.IpcMode, f.PidMode} {
+		if m == "container:"+name {
+			return true
+		}
+	}
+	return false
 }
 
 // Target is the container (or service) as plan entries name it.
@@ -71,7 +135,22 @@ type imageInfo struct {
 	OS, Arch    string
 	Variant     string
 	Created     string
+	details     *lifecycle.ImageDetails // what an update's transaction needs of it (Spec.OldImage)
 	err         error
+}
+
+// names reports whether the image is known under repository repo (by a tag or a digest).
+func (i *imageInfo) names(repo string) bool {
+	refs := slices.Clone(i.RepoDigests)
+	if i.details != nil {
+		refs = append(refs, i.details.RepoTags...)
+	}
+	for _, r := range refs {
+		if ref, err := name.ParseReference(r); err == nil && ref.Context().Name() == repo {
+			return true
+		}
+	}
+	return false
 }
 
 // Observed is the state a cycle works from: every container on the engine (dependents of an
@@ -182,6 +261,7 @@ func (h *host) fromInspect(ins container.InspectResponse, o Options, known *Cont
 	if d := ins.ImageManifestDescriptor; d != nil {
 		t.ManifestDigest = d.Digest.String()
 	}
+	t.deps = depsOf(&ins)
 	h.settle(t, o, known)
 	return t
 }
@@ -263,6 +343,7 @@ func (h *host) observe(ctx context.Context, o Options) (*Observed, error) {
 		info.RepoDigests = res.RepoDigests
 		info.OS, info.Arch, info.Variant = res.Os, res.Architecture, res.Variant
 		info.Created = res.Created
+		info.details = lifecycle.DetailsOf(res.InspectResponse)
 		h.inv.putImage(ids[i], info, gen)
 	})
 	for _, t := range obs.Watched {
@@ -295,7 +376,7 @@ func (h *host) inspectTargets(ctx context.Context, ts []*Container) error {
 			return
 		}
 		c := res.Container
-		t.inspect = &c
+		t.inspect, t.deps = &c, depsOf(&c)
 	})
 	return firstErr
 }

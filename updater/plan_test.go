@@ -20,8 +20,8 @@ func observed(cs ...*Container) *Observed {
 		if c.ID == "" {
 			c.ID = c.Name + "-0123456789abcdef"
 		}
-		if c.inspect == nil {
-			c.inspect = &container.InspectResponse{HostConfig: &container.HostConfig{}}
+		if c.deps == nil {
+			c.deps = &depFacts{}
 		}
 		obs.All = append(obs.All, c)
 		obs.byName[c.Name] = c
@@ -45,7 +45,7 @@ func dependsOn(names ...string) func(*Container) {
 
 func linkedTo(links ...string) func(*Container) {
 	return func(c *Container) {
-		c.inspect = &container.InspectResponse{HostConfig: &container.HostConfig{Links: links}}
+		c.deps = depsOf(&container.InspectResponse{HostConfig: &container.HostConfig{Links: links}})
 	}
 }
 
@@ -55,7 +55,7 @@ func netOf(parent string) func(*Container) {
 
 func pidOf(parent string) func(*Container) {
 	return func(c *Container) {
-		c.inspect = &container.InspectResponse{HostConfig: &container.HostConfig{PidMode: container.PidMode("container:" + parent)}}
+		c.deps = depsOf(&container.InspectResponse{HostConfig: &container.HostConfig{PidMode: container.PidMode("container:" + parent)}})
 	}
 }
 

@@ -459,23 +459,12 @@ func dependencies(c *Container, obs *Observed) []string {
 }
 
 // links returns c's legacy links: "/db:/app/alias" on the default bridge, "db:alias" on user
-// networks (where the engine keeps them per endpoint). Only inspect shows them.
+// networks (where the engine keeps them per endpoint). Only inspect shows them (c.deps).
 func links(c *Container) []string {
-	if c.inspect == nil {
+	if c.deps == nil {
 		return nil
 	}
-	var out []string
-	if c.inspect.HostConfig != nil {
-		out = append(out, c.inspect.HostConfig.Links...)
-	}
-	if c.inspect.NetworkSettings != nil {
-		for _, ep := range c.inspect.NetworkSettings.Networks {
-			if ep != nil {
-				out = append(out, ep.Links...)
-			}
-		}
-	}
-	return out
+	return c.deps.Links
 }
 
 // nsMode is one namespace a container joins from another: kind network, ipc or pid, and the
@@ -486,12 +475,12 @@ type nsMode struct{ kind, ref string }
 // be recreated, not just restarted, when that container is replaced.
 func namespaceModes(c *Container) []nsMode {
 	modes := []nsMode{{"network", c.NetworkMode}}
-	if c.inspect != nil && c.inspect.HostConfig != nil {
+	if f := c.deps; f != nil {
 		if c.NetworkMode == "" {
 			// Podman's container list leaves the network mode out; its inspect has it.
-			modes[0].ref = string(c.inspect.HostConfig.NetworkMode)
+			modes[0].ref = f.NetworkMode
 		}
-		modes = append(modes, nsMode{"ipc", string(c.inspect.HostConfig.IpcMode)}, nsMode{"pid", string(c.inspect.HostConfig.PidMode)})
+		modes = append(modes, nsMode{"ipc", f.IpcMode}, nsMode{"pid", f.PidMode})
 	}
 	var out []nsMode
 	for _, m := range modes {

@@ -29,21 +29,21 @@ import (
 )
 
 type config struct {
-	small, smallImages int
-	hosts              int
-	services           int
-	serviceImages      int
-	big, bigImages     int
-	batch, batchImages int
-	verify             time.Duration
-	batchParallel      []int
-	floorN             int
-	cycles             int
-	daemon             bool
-	profileDir         string
-	check              bool          // the 200-container check scenario (and the daemon's)
-	probe              bool          // the probe scenario: failed requests across updates
-	probeVerify        time.Duration // update.verify in the probe scenario
+	small, smallImages              int
+	hosts                           int
+	services                        int
+	serviceImages                   int
+	big, bigImages                  int
+	batch, batchImages, batchRounds int
+	verify                          time.Duration
+	batchParallel                   []int
+	floorN                          int
+	cycles                          int
+	daemon                          bool
+	profileDir                      string
+	check                           bool          // the 200-container check scenario (and the daemon's)
+	probe                           bool          // the probe scenario: failed requests across updates
+	probeVerify                     time.Duration // update.verify in the probe scenario
 }
 
 func main() {
@@ -65,6 +65,7 @@ func main() {
 	flag.IntVar(&c.bigImages, "big-images", 200, "distinct images in the large check scenario")
 	flag.IntVar(&c.batch, "batch", 50, "containers in the update batch (0 = skip)")
 	flag.IntVar(&c.batchImages, "batch-images", 10, "distinct images in the update batch")
+	flag.IntVar(&c.batchRounds, "batch-rounds", 2, "update runs of the batch per update.parallel value, by one daemon (the first learns the dependency graph)")
 	flag.DurationVar(&c.verify, "verify", 5*time.Second, "update.verify for the batch")
 	flag.StringVar(&par, "batch-parallel", "4,16", "update.parallel values, one batch each (4 is the default)")
 	flag.IntVar(&c.floorN, "floor", 12, "containers replaced by bare stop+rm+run for the floor")

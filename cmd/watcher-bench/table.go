@@ -150,15 +150,16 @@ func (t *table) print(w io.Writer) {
 		if r.parallel == 4 {
 			name += " (default)"
 		}
+		name += [...]string{", the daemon's first update run", ", a later run"}[min(r.round, 1)]
 		fmt.Fprintf(w, "| %s: total wall | %s (%d updated) | | < 30 s | %s |\n", name, ms(r.wall), r.updated, yes(r.wall < 30*time.Second))
 		dm, fl := median(r.down), median(floorAt[r.parallel])
 		fmt.Fprintf(w, "| %s: downtime die→start, median / max | %s / %s | bare stop+rm+run, %d at a time: %s / %s; one at a time: %s / %s | median < 500 ms and ≤ 1.2× floor | %s (%.2f× floor) |\n",
 			name, ms(dm), ms(maxOf(r.down)), r.parallel, ms(fl), ms(maxOf(floorAt[r.parallel])), ms(median(floorAt[1])), ms(maxOf(floorAt[1])),
 			yes(dm < 500*time.Millisecond && float64(dm) <= 1.2*float64(fl)), float64(dm)/float64(fl))
 		perUpdate := float64(r.apiTotal) / float64(max(r.updated, 1))
-		fmt.Fprintf(w, "| %s: engine API calls per update (the whole run's / updates) | %.1f | bare stop+rm+create+start: 4 (5 with an inspect) | ≤ 12 | %s |\n",
+		fmt.Fprintf(w, "| %s: engine API calls per update (the run's and the next check's / updates) | %.1f | bare stop+rm+create+start: 4 (5 with an inspect) | ≤ 12 | %s |\n",
 			name, perUpdate, yes(perUpdate <= 12))
-		fmt.Fprintf(w, "| %s: engine API calls | %s | | — | |\n", name, r.api)
+		fmt.Fprintf(w, "| %s: engine API calls | %s; the next check: %s | | — | |\n", name, r.api, r.after)
 	}
 	for _, p := range t.probes {
 		name := fmt.Sprintf("%s update under a client connecting to its network alias every %s", p.order, probeEvery)

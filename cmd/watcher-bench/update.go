@@ -27,8 +27,67 @@ type batchResult struct {
 	down                         []time.Duration // die -> start from the engine's events
 	lifeDown                     []time.Duration // lifecycle's own Result.Downtime
 	api                          string
-	apiTotal                     int // engine API requests of the whole run
+	apiTotal                     int // engine API requests of the whole run and of the check after it
+	after                        string
 	reg                          regCounts
+	round                        int // 0: the first run of a daemon that has updated nothing yet
+}
+
+// batchRound pushes version for every image, runs one update of the batch through u and a check
+// after it (the inventory's look at what the run changed is part of the updates' cost), and
+// measures both.
+func (b *bench) batchRound(ctx context.Context, c config, u *updater.Updater, ev *eventLog, images, p int, version string) (*batchResult, error) {
+	for i := range images {
+		if _, err := b.pushImage(fmt.Sprintf("batch%03d", i), "v1", fmt.Sprintf("%s-%d", version, i)); err != nil {
+			return nil, err
+		}
+	}
+	r := &batchResult{containers: c.batch, images: c.batchImages, parallel: p, verify: c.verify}
+	b.api.Reset()
+	b.api.Trace(true)
+	b.reg.Reset()
+	var rep *updater.Report
+	since := time.Now()
+	err := profile(c.profileDir, fmt.Sprintf("update-p%d-%s", p, version), func() error {
+		rep = u.Execute(ctx, "", updater.Request{Trigger: "bench"})
+		return nil
+	})
+	r.wall = time.Since(since)
+	b.api.Trace(false)
+	r.api, r.apiTotal, r.reg = b.api.String(), b.api.total(), b.reg.Counts()
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(500 * time.Millisecond) // the last start events arrive
+	for _, l := range rep.Containers {
+		if l.Outcome != updater.OutcomeUpdated {
+			return nil, fmt.Errorf("batch: %s %s %s %+v", l.Name, l.Outcome, l.Message, l.Failure)
+		}
+		r.updated++
+		r.lifeDown = append(r.lifeDown, l.Downtime)
+		if d, ok := ev.downtime(l.Name, since); ok {
+			r.down = append(r.down, d)
+		}
+	}
+	if f := os.Getenv("BENCH_TRACE"); f != "" {
+		_ = os.WriteFile(f+"-"+version, []byte(b.api.timeline(since, "/")), 0o644)
+	}
+	// One container's engine requests around its downtime: where the time between die and start goes.
+	if len(rep.Containers) > 0 {
+		l := rep.Containers[len(rep.Containers)/2]
+		t0 := ev.dieTime(l.Name, since)
+		d, _ := ev.downtime(l.Name, since)
+		logf("timeline of %s (t=0: die event; start event at %+.1f ms):\n%s", l.Name, float64(d.Microseconds())/1000, b.api.timeline(t0, l.ID, l.NewID, l.Name))
+	}
+	b.api.Reset()
+	if rep := u.Execute(ctx, "", updater.Request{Trigger: "bench"}); rep.Error != "" {
+		return nil, fmt.Errorf("the check after the batch: %s", rep.Error)
+	}
+	r.after, r.apiTotal = b.api.String(), r.apiTotal+b.api.total()
+	logf("batch %d/%d parallel %d verify %s (%s): %s, %d updated, downtime median %s max %s (lifecycle's own: median %s max %s); engine %s, the check after it %s; registry %s",
+		c.batch, c.batchImages, p, c.verify, version, r.wall.Round(time.Millisecond), r.updated, median(r.down).Round(time.Millisecond), maxOf(r.down).Round(time.Millisecond),
+		median(r.lifeDown).Round(time.Millisecond), maxOf(r.lifeDown).Round(time.Millisecond), r.api, r.after, r.reg)
+	return r, nil
 }
 
 // floorResult is the bare docker replacement: stop, rm, create, start.
@@ -85,12 +144,6 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 		t.floors = append(t.floors, f)
 	}
 	for k, p := range c.batchParallel {
-		version := fmt.Sprintf("b%d", k+2)
-		for i := range refs {
-			if _, err := b.pushImage(fmt.Sprintf("batch%03d", i), "v1", fmt.Sprintf("%s-%d", version, i)); err != nil {
-				return err
-			}
-		}
 		u := updater.New(b.cli, registry.New(registry.Options{}), life, st, updater.Options{
 			Selection: updater.Selection{LabelEnable: true, Scope: scope},
 			Defaults:  updater.Defaults{Mode: updater.ModeUpdate},
@@ -101,48 +154,16 @@ func (b *bench) updateScenarios(ctx context.Context, c config, t *table) error {
 		// As the daemon runs it: the inventory follows the engine's events (its first resync is
 		// not counted), so the run's engine calls are the updates' own.
 		stopFollowing := follow(ctx, u)
-		r := &batchResult{containers: c.batch, images: c.batchImages, parallel: p, verify: c.verify}
-		b.api.Reset()
-		b.api.Trace(true)
-		b.reg.Reset()
-		var rep *updater.Report
-		since := time.Now()
-		err := profile(c.profileDir, fmt.Sprintf("update-p%d", p), func() error {
-			rep = u.Execute(ctx, "", updater.Request{Trigger: "bench"})
-			return nil
-		})
-		r.wall = time.Since(since)
-		b.api.Trace(false)
-		r.api, r.apiTotal, r.reg = b.api.String(), b.api.total(), b.reg.Counts()
+		for round := range c.batchRounds {
+			r, err := b.batchRound(ctx, c, u, ev, len(refs), p, fmt.Sprintf("b%d-%d", k+2, round))
+			if err != nil {
+				stopFollowing()
+				return err
+			}
+			r.round = round
+			t.batches = append(t.batches, r)
+		}
 		stopFollowing()
-		if err != nil {
-			return err
-		}
-		time.Sleep(500 * time.Millisecond) // the last start events arrive
-		for _, l := range rep.Containers {
-			if l.Outcome != updater.OutcomeUpdated {
-				return fmt.Errorf("batch: %s %s %s %+v", l.Name, l.Outcome, l.Message, l.Failure)
-			}
-			r.updated++
-			r.lifeDown = append(r.lifeDown, l.Downtime)
-			if d, ok := ev.downtime(l.Name, since); ok {
-				r.down = append(r.down, d)
-			}
-		}
-		if f := os.Getenv("BENCH_TRACE"); f != "" {
-			_ = os.WriteFile(f, []byte(b.api.timeline(since, "/")), 0o644)
-		}
-		// One container's engine requests around its downtime: where the time between die and start goes.
-		if len(rep.Containers) > 0 {
-			l := rep.Containers[len(rep.Containers)/2]
-			t0 := ev.dieTime(l.Name, since)
-			d, _ := ev.downtime(l.Name, since)
-			logf("timeline of %s (t=0: die event; start event at %+.1f ms):\n%s", l.Name, float64(d.Microseconds())/1000, b.api.timeline(t0, l.ID, l.NewID, l.Name))
-		}
-		logf("batch %d/%d parallel %d verify %s: %s, %d updated, downtime median %s max %s (lifecycle's own: median %s max %s); engine %s; registry %s",
-			c.batch, c.batchImages, p, c.verify, r.wall.Round(time.Millisecond), r.updated, median(r.down).Round(time.Millisecond), maxOf(r.down).Round(time.Millisecond),
-			median(r.lifeDown).Round(time.Millisecond), maxOf(r.lifeDown).Round(time.Millisecond), r.api, r.reg)
-		t.batches = append(t.batches, r)
 	}
 	for _, p := range floors {
 		f, err := b.floor(ctx, ev, floorNames, p)

@@ -12,6 +12,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // The dashboard: static files embedded in the binary, served at / and /ui/{file}. No build step,
@@ -32,8 +33,20 @@ type asset struct {
 	etag        string
 }
 
-// dashboardAssets are the embedded files by name, read and compressed once at start.
-var dashboardAssets = loadAssets()
+// dashboardAssets are the embedded files by name, read and compressed on the first request for
+// one, not at start: a daemon nobody opens the page of never pays for them (compressing them
+// allocates some 4 MB, which at start would only raise the heap the daemon then keeps).
+var dashboardAssets = sync.OnceValue(loadAssets)
+
+// assetTypes are the Content-Types of the dashboard's files (the ones Go's own table gives),
+// so that serving them does not load the system's MIME tables (/etc/mime.types and the like,
+// some 400 KB kept for the process's life) for four names.
+var assetTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+	".svg":  "image/svg+xml",
+}
 
 func loadAssets() map[string]*asset {
 	out := map[string]*asset{}
@@ -41,23 +54,34 @@ func loadAssets() map[string]*asset {
 	if err != nil {
 		panic("api: embedded dashboard: " + err.Error()) // the build embeds it: cannot happen
 	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression) // one writer for all: each costs ~1 MB
 	for _, e := range entries {
 		body, err := dashboardFiles.ReadFile("dashboard/" + e.Name())
 		if err != nil {
 			panic("api: embedded dashboard: " + err.Error())
 		}
-		var gz bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+		gz.Reset()
+		zw.Reset(&gz)
 		_, _ = zw.Write(body)
 		_ = zw.Close()
 		sum := sha256.Sum256(body)
-		ct := mime.TypeByExtension(path.Ext(e.Name()))
-		if ct == "" {
-			ct = "application/octet-stream"
-		}
-		out[e.Name()] = &asset{body: body, gz: gz.Bytes(), contentType: ct, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		out[e.Name()] = &asset{body: body, gz: bytes.Clone(gz.Bytes()), contentType: assetType(e.Name()),
+			etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
 	}
 	return out
+}
+
+// assetType is name's Content-Type: from assetTypes, else the system's tables.
+func assetType(name string) string {
+	ext := path.Ext(name)
+	if ct, ok := assetTypes[ext]; ok {
+		return ct
+	}
+	if ct := mime.TypeByExtension(ext); ct != "" {
+		return ct
+	}
+	return "application/octet-stream"
 }
 
 // handleDashboard is GET /: the page.
@@ -66,12 +90,12 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 		s.badRequest(w, r, err)
 		return
 	}
-	serveAsset(w, r, dashboardAssets["index.html"])
+	serveAsset(w, r, dashboardAssets()["index.html"])
 }
 
 // handleAsset is GET /ui/{file}: the page's script, style and icon.
 func (s *Server) handleAsset(w http.ResponseWriter, r *http.Request) {
-	a := dashboardAssets[r.PathValue("file")]
+	a := dashboardAssets()[r.PathValue("file")]
 	if a == nil || r.PathValue("file") == "index.html" {
 		writeError(w, http.StatusNotFound, ReasonNotFound, "no such file: "+quote(r.URL.Path))
 		return

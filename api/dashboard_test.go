@@ -54,7 +54,7 @@ func TestDashboardFiles(t *testing.T) {
 			t.Errorf("GET %s (referenced by the page) = %d %s", r[1], res.code, res.header.Get("Content-Type"))
 		}
 	}
-	for name, a := range dashboardAssets {
+	for name, a := range dashboardAssets() {
 		text := string(a.body)
 		if name != "icon.svg" && regexp.MustCompile(`https?://|//[a-z0-9.-]+\.[a-z]{2,}/`).MatchString(text) {
 			t.Errorf("%s names another origin", name)
@@ -73,7 +73,7 @@ func TestDashboardFiles(t *testing.T) {
 	if err != nil || rec.Header().Get("Content-Encoding") != "gzip" || rec.Header().Get("Vary") != "Accept-Encoding" {
 		t.Fatalf("gzipped app.js: %v %v", err, rec.Header())
 	}
-	if plain, _ := io.ReadAll(zr); !bytes.Equal(plain, dashboardAssets["app.js"].body) {
+	if plain, _ := io.ReadAll(zr); !bytes.Equal(plain, dashboardAssets()["app.js"].body) {
 		t.Error("gzipped app.js inflates to other bytes")
 	}
 	req = httptest.NewRequest("GET", "/ui/app.js", nil)

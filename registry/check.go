@@ -110,6 +110,7 @@ type job struct {
 // remoteTag is what the registry said about a tag during one lookup.
 type remoteTag struct {
 	digest    v1.Hash
+	digestStr string // digest.String(), made once for all the lookup's queries
 	mediaType types.MediaType
 	index     *v1.IndexManifest // fetched at most once, when a query needs it
 	indexErr  error
@@ -253,16 +254,18 @@ func (c *Checker) lookup(ctx context.Context, j *job, qs []Query, prep []prepare
 // Without either proof the platform's image moved and it is an update. A plain manifest (no
 // index) whose digest moved is always an update: it has no other platforms to blame.
 func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Repository, tag *remoteTag, q Query, p prepared, r *Result) error {
-	r.Digest = tag.digest.String()
+	r.Digest = tag.digestStr
 	if len(p.local) == 0 { // Query.Resolve: nothing to compare with
 		r.UpdateAvailable = true
 		return nil
 	}
-	r.LocalDigest = p.local[0]
-	if slices.Contains(p.local, r.Digest) {
-		r.LocalDigest = r.Digest
+	if i := slices.Index(p.local, r.Digest); i >= 0 {
+		// Up to date: the answer is the local image's own string, so the reports the daemon
+		// keeps of its last runs hold no copy of it per container and run.
+		r.Digest, r.LocalDigest = p.local[i], p.local[i]
 		return nil
 	}
+	r.LocalDigest = p.local[0]
 	if !tag.mediaType.IsIndex() {
 		r.UpdateAvailable = true
 		return nil
@@ -302,6 +305,10 @@ func (c *Checker) decide(ctx context.Context, rt http.RoundTripper, repo name.Re
 	return nil
 }
 
+func newRemoteTag(digest v1.Hash, contentType string) *remoteTag {
+	return &remoteTag{digest: digest, digestStr: digest.String(), mediaType: mediaType(contentType)}
+}
+
 // head finds the tag's digest with one HEAD. A registry that answers without
 // Docker-Content-Digest gets one GET instead — except Docker Hub, where a GET counts as a pull.
 // batch is passed on to conns.transport: the repositories whose token the one for ref's
@@ -322,7 +329,7 @@ func (c *Checker) head(ctx context.Context, ref name.Reference, batch []name.Rep
 				return err
 			}
 			if h, err := v1.NewHash(resp.Header.Get("Docker-Content-Digest")); err == nil {
-				tag = &remoteTag{digest: h, mediaType: mediaType(resp.Header.Get("Content-Type"))}
+				tag = newRemoteTag(h, resp.Header.Get("Content-Type"))
 				return nil
 			}
 			noDigest = true
@@ -351,7 +358,7 @@ func (c *Checker) head(ctx context.Context, ref name.Reference, batch []name.Rep
 	if err != nil {
 		return nil, nil, err
 	}
-	tag = &remoteTag{digest: h, mediaType: mediaType(resp.Header.Get("Content-Type"))}
+	tag = newRemoteTag(h, resp.Header.Get("Content-Type"))
 	var probe struct {
 		MediaType types.MediaType   `json:"mediaType"`
 		Manifests []json.RawMessage `json:"manifests"`

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -30,6 +31,10 @@ func TestUnchangedIsOneHeadPerReference(t *testing.T) {
 		}
 		qs = append(qs, q)
 	}
+	var local []string
+	for _, q := range qs {
+		local = append(local, q.RepoDigests...)
+	}
 	c := newChecker(Options{})
 	rs := c.Check(context.Background(), qs)
 	mustOK(t, rs)
@@ -40,6 +45,11 @@ func TestUnchangedIsOneHeadPerReference(t *testing.T) {
 		if r.UpdateAvailable || r.Digest != d.String() || r.LocalDigest != d.String() || r.Ref != qs[i].Ref || r.Repo != reg.Host+"/app" {
 			t.Fatalf("result %d = %+v, want up to date at %s", i, r, d)
 		}
+		// The daemon keeps its last runs' reports: an up-to-date answer is the text of a local
+		// RepoDigest (equal ones are parsed once a Check), not a copy per container and run.
+		if !within(r.Digest, local) || !within(r.LocalDigest, local) {
+			t.Fatalf("result %d: the digests are copies, not the queries' RepoDigest text", i)
+		}
 	}
 	if got := manifestCalls(reg, "HEAD"); got != 2 {
 		t.Errorf("HEADs = %d, want 2 (app:latest and app:v1)", got)
@@ -47,6 +57,18 @@ func TestUnchangedIsOneHeadPerReference(t *testing.T) {
 	if got := manifestCalls(reg, "GET"); got != 0 {
 		t.Errorf("manifest GETs = %d, want 0", got)
 	}
+}
+
+// within reports whether s's bytes lie inside one of texts' (a substring, not a copy).
+func within(s string, texts []string) bool {
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	for _, t := range texts {
+		q := uintptr(unsafe.Pointer(unsafe.StringData(t)))
+		if p >= q && p+uintptr(len(s)) <= q+uintptr(len(t)) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestPlainManifestMovedIsUpdate(t *testing.T) {

@@ -137,11 +137,23 @@ func (s *Store) get(bucket []byte, key string) ([]byte, error) {
 	return out, err
 }
 
-// PutRun stores one run's report under id. Ids must sort by time (byte order).
-func (s *Store) PutRun(id string, data []byte) error { return s.put(bucketRuns, id, data) }
+// PutRun stores one run's report under id (gzipped: compress.go). Ids must sort by time (byte order).
+func (s *Store) PutRun(id string, data []byte) error { return s.put(bucketRuns, id, pack(data)) }
 
 // Run returns the report stored under id, or ErrNotFound.
-func (s *Store) Run(id string) ([]byte, error) { return s.get(bucketRuns, id) }
+func (s *Store) Run(id string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketRuns).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		out, err = unpackRun([]byte(id), v)
+		return err
+	})
+	return out, err
+}
 
 // Runs returns up to limit reports, newest (highest id) first; limit <= 0 means all.
 func (s *Store) Runs(limit int) ([][]byte, error) {
@@ -149,7 +161,11 @@ func (s *Store) Runs(limit int) ([][]byte, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketRuns).Cursor()
 		for k, v := c.Last(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
-			out = append(out, bytes.Clone(v))
+			b, err := unpackRun(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, b)
 		}
 		return nil
 	})

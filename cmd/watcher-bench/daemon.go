@@ -24,12 +24,19 @@ type daemonResult struct {
 	idle      int64 // VmRSS, KiB, after start and a settle (the inventory's first resync done)
 	peak      int64 // VmHWM, KiB, after the cycles
 	idleAfter int64 // VmRSS, KiB, after the cycles and a settle
-	cold      time.Duration
-	warm      time.Duration   // median of the warm cycles' own duration (the run report's)
-	warmHTTP  time.Duration   // median of the same cycles' POST /v1/update?wait=true round trips
-	walls     []time.Duration // each warm cycle's own duration
-	warmAPI   string          // the first warm cycle's Engine API requests
-	check     *checkResult    // the in-process check of the same containers: its floors
+	// idleMem and afterMem split idle and idleAfter: the binary's and the state file's pages
+	// (file-backed) against the heap, stacks and the runtime's own (anonymous), and the heap.
+	idleMem, afterMem memSplit
+	// aged is VmRSS (and its split) idle after agedRuns runs in all; restarted, idle after a
+	// restart on that state file.
+	aged, restarted       int64
+	agedMem, restartedMem memSplit
+	cold                  time.Duration
+	warm                  time.Duration   // median of the warm cycles' own duration (the run report's)
+	warmHTTP              time.Duration   // median of the same cycles' POST /v1/update?wait=true round trips
+	walls                 []time.Duration // each warm cycle's own duration
+	warmAPI               string          // the first warm cycle's Engine API requests
+	check                 *checkResult    // the in-process check of the same containers: its floors
 }
 
 // daemonBinary builds ./cmd/watcher as `make build` does, once per bench run.
@@ -65,15 +72,16 @@ type daemon struct {
 const daemonToken = "bench-token-0123456789"
 
 // startDaemon runs `watcher run` watching scope (the bench's containers only), schedule hourly,
-// and waits until /healthz answers.
-func (b *bench) startDaemon(scope string) (*daemon, error) {
+// and waits until /healthz answers. Its state file is in dir, a new directory when "".
+func (b *bench) startDaemon(scope, dir string) (*daemon, error) {
 	bin, err := b.daemonBinary()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "watcher-bench")
-	if err != nil {
-		return nil, err
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "watcher-bench"); err != nil {
+			return nil, err
+		}
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -99,7 +107,7 @@ func (b *bench) startDaemon(scope string) (*daemon, error) {
 		"WATCHER_HTTP_LISTEN=" + addr,
 		"WATCHER_HTTP_TOKEN=" + daemonToken,
 	}
-	d.log, _ = os.Create(filepath.Join(dir, "daemon.log"))
+	d.log, _ = os.OpenFile(filepath.Join(dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -124,8 +132,14 @@ func (b *bench) startDaemon(scope string) (*daemon, error) {
 	}
 }
 
-// stop ends the daemon (SIGTERM, then SIGKILL after 15 s) and removes its directory.
+// stop ends the daemon and removes its directory.
 func (d *daemon) stop() {
+	d.halt()
+	os.RemoveAll(d.dir)
+}
+
+// halt ends the daemon (SIGTERM, then SIGKILL after 15 s), keeping its directory.
+func (d *daemon) halt() {
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { _ = d.cmd.Wait(); close(done) }()
@@ -137,7 +151,6 @@ func (d *daemon) stop() {
 	}
 	d.log.Close()
 	d.proxy.Close()
-	os.RemoveAll(d.dir)
 }
 
 // cycle triggers one run over HTTP and waits for its report: the run's own duration (its
@@ -173,15 +186,20 @@ func (d *daemon) cycle(ctx context.Context) (own, http time.Duration, upToDate i
 // memory idle after start, a first (cold) cycle and then c.cycles warm ones over HTTP, its peak
 // and its memory idle again.
 func (b *bench) daemonScenario(ctx context.Context, c config, scope string, want, images int) (*daemonResult, error) {
-	d, err := b.startDaemon(scope)
+	d, err := b.startDaemon(scope, "")
 	if err != nil {
 		return nil, err
 	}
-	defer d.stop()
+	defer func() { // the restarted daemon, when there is one
+		if d != nil {
+			d.stop()
+		}
+	}()
 	pid := d.cmd.Process.Pid
 	r := &daemonResult{watched: want, images: images}
 	time.Sleep(5 * time.Second) // the inventory's first resync, and the runtime settling
 	r.idle = procStatus(pid, "VmRSS")
+	r.idleMem = d.memSplit(ctx, pid)
 	cold, _, n, err := d.cycle(ctx)
 	if err != nil {
 		return nil, err
@@ -209,9 +227,75 @@ func (b *bench) daemonScenario(ctx context.Context, c config, scope string, want
 	r.peak = procStatus(pid, "VmHWM")
 	time.Sleep(5 * time.Second)
 	r.idleAfter = procStatus(pid, "VmRSS")
-	logf("daemon %d/%d: idle %d KiB, cold cycle %s, warm median %s of %v (HTTP round trip %s; engine %s), peak %d KiB, idle after %d KiB",
-		want, images, r.idle, cold.Round(time.Millisecond), r.warm.Round(100*time.Microsecond), roundAll(r.walls), r.warmHTTP.Round(100*time.Microsecond), r.warmAPI, r.peak, r.idleAfter)
+	r.afterMem = d.memSplit(ctx, pid)
+	logf("daemon %d/%d: idle %d KiB (%s), cold cycle %s, warm median %s of %v (HTTP round trip %s; engine %s), peak %d KiB, idle after %d KiB (%s)",
+		want, images, r.idle, r.idleMem, cold.Round(time.Millisecond), r.warm.Round(100*time.Microsecond), roundAll(r.walls), r.warmHTTP.Round(100*time.Microsecond), r.warmAPI, r.peak, r.idleAfter, r.afterMem)
+	if d, err = b.agedDaemon(ctx, d, r, scope, want, c.cycles+1); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// agedRuns: a daemon that has run this often keeps as many reports in memory as it ever will
+// (its last 32 runs') and has that many in its state file.
+const agedRuns = 32
+
+// agedDaemon measures d idle after agedRuns runs in all (done of them already), then a daemon
+// restarted on its state file, which it returns (d is halted; nil when the restart failed).
+func (b *bench) agedDaemon(ctx context.Context, d *daemon, r *daemonResult, scope string, want, done int) (*daemon, error) {
+	for range agedRuns - done {
+		if _, _, n, err := d.cycle(ctx); err != nil || n != want {
+			return d, fmt.Errorf("daemon cycle: %d of %d containers up to date (%v)", n, want, err)
+		}
+	}
+	time.Sleep(5 * time.Second)
+	r.aged, r.agedMem = procStatus(d.cmd.Process.Pid, "VmRSS"), d.memSplit(ctx, d.cmd.Process.Pid)
+	d.halt()
+	d, err := b.startDaemon(scope, d.dir)
+	if err != nil {
+		return nil, fmt.Errorf("restarting the daemon on its state file: %w", err)
+	}
+	time.Sleep(5 * time.Second)
+	r.restarted, r.restartedMem = procStatus(d.cmd.Process.Pid, "VmRSS"), d.memSplit(ctx, d.cmd.Process.Pid)
+	logf("daemon %d: idle after %d runs %d KiB (%s); restarted on that state file, idle %d KiB (%s)",
+		want, agedRuns, r.aged, r.agedMem, r.restarted, r.restartedMem)
+	return d, nil
+}
+
+// memSplit is where a daemon's resident memory is: KiB from /proc/pid/status, bytes from its
+// /metrics (the Go runtime's own counters).
+type memSplit struct {
+	file, anon           int64 // RssFile, RssAnon
+	heapAlloc, heapInUse int64 // go_memstats_heap_alloc_bytes (live and garbage not collected), _inuse_bytes (their spans)
+}
+
+func (m memSplit) String() string {
+	return fmt.Sprintf("file-backed %d KiB, anonymous %d KiB; heap allocated %.1f MiB in %.1f MiB of spans",
+		m.file, m.anon, float64(m.heapAlloc)/(1<<20), float64(m.heapInUse)/(1<<20))
+}
+
+func (d *daemon) memSplit(ctx context.Context, pid int) memSplit {
+	m := memSplit{file: procStatus(pid, "RssFile"), anon: procStatus(pid, "RssAnon"), heapAlloc: -1, heapInUse: -1}
+	req, _ := nethttp.NewRequestWithContext(ctx, nethttp.MethodGet, d.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+daemonToken)
+	resp, err := nethttp.DefaultClient.Do(req)
+	if err != nil {
+		return m
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	for s.Scan() {
+		name, v, _ := strings.Cut(s.Text(), " ")
+		f, err := strconv.ParseFloat(v, 64)
+		switch {
+		case err != nil:
+		case name == "go_memstats_heap_alloc_bytes":
+			m.heapAlloc = int64(f)
+		case name == "go_memstats_heap_inuse_bytes":
+			m.heapInUse = int64(f)
+		}
+	}
+	return m
 }
 
 // procStatus reads a "Key:   123 kB" line of /proc/pid/status, in KiB.

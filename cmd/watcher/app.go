@@ -309,6 +309,7 @@ func (a *app) daemon(ctx context.Context) error {
 		"label_enable", a.cfg.Watch.LabelEnable, "scope", a.cfg.Watch.Scope, "state_dir", a.cfg.StateDir, "http", a.cfg.HTTP.Listen)
 	httpErr, stopHTTP := a.serveAPI(ctx)
 	defer stopHTTP()
+	go releaseMemory(ctx, releaseInterval, a.log) // an idle daemon does not keep its last burst's heap (memory.go)
 	if up, err := a.awaitEngine(ctx, httpErr); !up {
 		return err
 	}

@@ -206,8 +206,8 @@ func stamp(t int64) string {
 // handle takes in one event: a container's is marked for a look at the next snapshot (a destroyed
 // one for dropping without a look; a network connect or disconnect names its container, and may
 // change its links); an image event forgets the image inspects it may have changed (pulls, tags
-// and removals change repository digests). oom and health_status
-// change nothing the inventory holds: they are followed for verify (feed.go).
+// and removals change repository digests). oom and health_status change nothing the inventory
+// holds: they are followed for verify (feed.go).
 func (inv *inventory) handle(m events.Message) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()

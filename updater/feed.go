@@ -89,34 +89,45 @@ func (f *feed) endAll(err error) {
 	}
 }
 
+// subscribe adds a reader of the events match accepts, with what it holds from since on already
+// in its buffer; nil when it cannot serve that (the stream is not live, or since is older than
+// what it holds). inventory.mu is held.
+func (f *feed) subscribe(match func(events.Message) bool, since int64, live bool) *feedSub {
+	if !live || since < f.from {
+		return nil
+	}
+	s := &feedSub{match: match, msgs: make(chan events.Message, feedBuffer), errs: make(chan error, 1)}
+	if f.subs == nil {
+		f.subs = map[*feedSub]struct{}{}
+	}
+	f.subs[s] = struct{}{}
+	for _, m := range f.recent {
+		if m.TimeNano >= since && match(m) {
+			f.send(s, m)
+		}
+	}
+	return s
+}
+
 // Events serves an event subscription from the inventory's stream when it can (see above), else
 // from the engine.
 func (inv *inventory) Events(ctx context.Context, o client.EventsListOptions) client.EventsResult {
 	match, since, ok := feedFilter(o)
-	if ok {
-		inv.mu.Lock()
-		if inv.live && since >= inv.feed.from {
-			s := &feedSub{match: match, msgs: make(chan events.Message, feedBuffer), errs: make(chan error, 1)}
-			if inv.feed.subs == nil {
-				inv.feed.subs = map[*feedSub]struct{}{}
-			}
-			inv.feed.subs[s] = struct{}{}
-			for _, m := range inv.feed.recent {
-				if m.TimeNano >= since && match(m) {
-					inv.feed.send(s, m)
-				}
-			}
-			inv.mu.Unlock()
-			context.AfterFunc(ctx, func() {
-				inv.mu.Lock()
-				defer inv.mu.Unlock()
-				inv.feed.end(s, ctx.Err())
-			})
-			return client.EventsResult{Messages: s.msgs, Err: s.errs}
-		}
-		inv.mu.Unlock()
+	if !ok {
+		return inv.src.Events(ctx, o)
 	}
-	return inv.src.Events(ctx, o)
+	inv.mu.Lock()
+	s := inv.feed.subscribe(match, since, inv.live)
+	inv.mu.Unlock()
+	if s == nil {
+		return inv.src.Events(ctx, o)
+	}
+	context.AfterFunc(ctx, func() {
+		inv.mu.Lock()
+		defer inv.mu.Unlock()
+		inv.feed.end(s, ctx.Err())
+	})
+	return client.EventsResult{Messages: s.msgs, Err: s.errs}
 }
 
 // eventSource is what a transaction on this host hears events from: the inventory (which asks

@@ -142,17 +142,11 @@ func (s *Store) PutRun(id string, data []byte) error { return s.put(bucketRuns, 
 
 // Run returns the report stored under id, or ErrNotFound.
 func (s *Store) Run(id string) ([]byte, error) {
-	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketRuns).Get([]byte(id))
-		if v == nil {
-			return ErrNotFound
-		}
-		var err error
-		out, err = unpackRun([]byte(id), v)
-		return err
-	})
-	return out, err
+	v, err := s.get(bucketRuns, id)
+	if err != nil {
+		return nil, err
+	}
+	return unpackRun([]byte(id), v)
 }
 
 // Runs returns up to limit reports, newest (highest id) first; limit <= 0 means all.

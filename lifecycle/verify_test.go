@@ -58,8 +58,13 @@ func (d *countingDocker) Events(ctx context.Context, o client.EventsListOptions)
 	if !d.noEvents {
 		return d.Client.Events(ctx, o)
 	}
+	return failedStream("event stream refused by the test")
+}
+
+// failedStream is an event stream that ends at once with why.
+func failedStream(why string) client.EventsResult {
 	errs := make(chan error, 1)
-	errs <- errors.New("event stream refused by the test")
+	errs <- errors.New(why)
 	return client.EventsResult{Messages: make(chan events.Message), Err: errs}
 }
 
@@ -166,9 +171,7 @@ func (s *recordingEvents) Events(ctx context.Context, o client.EventsListOptions
 	s.calls++
 	s.mu.Unlock()
 	if s.fail {
-		errs := make(chan error, 1)
-		errs <- errors.New("the caller's stream is down")
-		return client.EventsResult{Messages: make(chan events.Message), Err: errs}
+		return failedStream("the caller's stream is down")
 	}
 	return s.d.Events(ctx, o)
 }
